@@ -1,0 +1,132 @@
+"""One error hierarchy. Each subclass builds a message that names the thing, the value and the remedy."""
+
+from __future__ import annotations
+
+
+class ShipyardError(Exception):
+    """Base of every error Shipyard raises on purpose; `status_code` is its HTTP status."""
+
+    status_code: int = 500
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, str]:
+        return {"type": self.type, "message": self.message}
+
+
+class ConfigError(ShipyardError):
+    """A user file (shipyard.yaml, policies.yaml) is malformed; `problems` holds one line per problem."""
+
+    status_code = 400
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class HandlerLoadError(ShipyardError):
+    """The handler named in the spec cannot be imported or constructed."""
+
+    status_code = 500
+
+
+class PathOutsideProject(ShipyardError):
+    status_code = 400
+
+    def __init__(self, what: str, path: str, project: str) -> None:
+        super().__init__(
+            f"{what} {path!r} is outside the project directory {project!r}; "
+            "move it inside the project or use a registry reference (models:/NAME@ALIAS)"
+        )
+
+
+class BadRequest(ShipyardError):
+    status_code = 400
+
+
+class PayloadTooLarge(ShipyardError):
+    status_code = 413
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"request body of {size} bytes is over this API's max_body_size of {limit} bytes; "
+            "send a smaller body or raise max_body_size in shipyard.yaml"
+        )
+
+
+class UnsupportedMediaType(ShipyardError):
+    status_code = 415
+
+    def __init__(self, content_type: str, accepted: list[str]) -> None:
+        super().__init__(
+            f"content type {content_type!r} is not accepted by this API; send one of: {', '.join(accepted)}"
+        )
+
+
+class NotFound(ShipyardError):
+    status_code = 404
+
+
+class MethodNotAllowed(ShipyardError):
+    status_code = 405
+
+
+class SchemaViolation(ShipyardError):
+    """The payload breaks the API's input schema; `fields` maps each bad field to its reason."""
+
+    status_code = 422
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self.fields = fields
+        detail = "; ".join(f"{name}: {reason}" for name, reason in fields.items())
+        super().__init__(f"payload does not match the input schema: {detail}")
+
+    def to_dict(self) -> dict[str, str]:
+        body = super().to_dict()
+        body["fields"] = self.fields  # type: ignore[assignment]
+        return body
+
+
+class InvalidTensor(ShipyardError):
+    """An Open Inference Protocol tensor is malformed (shape, datatype or data disagree)."""
+
+    status_code = 400
+
+
+class Overloaded(ShipyardError):
+    status_code = 503
+
+    def __init__(self, retry_after: int = 1) -> None:
+        self.retry_after = retry_after
+        super().__init__("the API is at capacity (max_concurrency + max_queue_length); retry after a moment")
+
+
+class NotReady(ShipyardError):
+    status_code = 503
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} is not ready yet; poll /readyz and retry")
+
+
+class PredictionTimeout(ShipyardError):
+    status_code = 504
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"prediction did not finish within the API's timeout of {seconds:g}s")
+
+
+class PredictionFailed(ShipyardError):
+    """The handler raised; the message stays generic and the traceback goes to the log."""
+
+    status_code = 500
+
+    def __init__(self, message: str = "the handler raised an error; see the API's log for this request id") -> None:
+        super().__init__(message)

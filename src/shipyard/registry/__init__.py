@@ -1,0 +1,1 @@
+"""The model registry: versions, aliases, artifacts, lineage and the audit log."""

@@ -1,0 +1,35 @@
+"""shipyard.yaml: its models and its loader."""
+
+from shipyard.spec.loader import load
+from shipyard.spec.models import (
+    APISpec,
+    Autoscaling,
+    Batching,
+    BatchAPI,
+    Compute,
+    Concurrency,
+    InputSchema,
+    Monitoring,
+    Project,
+    RealtimeAPI,
+    SchemaField,
+    TrafficSplitter,
+    UpdateStrategy,
+)
+
+__all__ = [
+    "APISpec",
+    "Autoscaling",
+    "BatchAPI",
+    "Batching",
+    "Compute",
+    "Concurrency",
+    "InputSchema",
+    "Monitoring",
+    "Project",
+    "RealtimeAPI",
+    "SchemaField",
+    "TrafficSplitter",
+    "UpdateStrategy",
+    "load",
+]
