@@ -1,0 +1,25 @@
+"""Fixtures shared by every test: an isolated SHIPYARD_HOME and free loopback ports."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def shipyard_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own SHIPYARD_HOME, so no test sees another's state or the user's."""
+    home = tmp_path_factory.mktemp("shipyard-home")
+    monkeypatch.setenv("SHIPYARD_HOME", str(home))
+    for name in ("SHIPYARD_DATABASE_URL", "SHIPYARD_ARTIFACTS", "SHIPYARD_URL", "SHIPYARD_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    yield home
