@@ -1,18 +1,11 @@
-"""Fixtures shared by every test: an isolated SHIPYARD_HOME and free loopback ports."""
+"""Fixtures shared by every test: an isolated SHIPYARD_HOME."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(autouse=True)

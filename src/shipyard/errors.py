@@ -68,6 +68,7 @@ class UnsupportedMediaType(ShipyardError):
     def __init__(self, content_type: str, accepted: list[str]) -> None:
         super().__init__(
             f"content type {content_type!r} is not accepted by this API; send one of: {', '.join(accepted)}"
+            + (" (with curl: -H 'Content-Type: application/json')" if "application/json" in accepted else "")
         )
 
 

@@ -1,0 +1,319 @@
+"""The replica's HTTP transport as one ASGI callable: routes, bodies, errors and metrics; no model logic.
+
+Plain JSON (`POST /predict`) and the Open Inference Protocol v2 (`POST /v2/models/{name}/infer`) both hand
+their payload to the same `Engine`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import Headers, QueryParams
+from starlette.responses import Response
+
+from shipyard import __version__
+from shipyard.errors import (
+    MethodNotAllowed,
+    NotFound,
+    NotReady,
+    Overloaded,
+    PayloadTooLarge,
+    ShipyardError,
+    UnsupportedMediaType,
+)
+from shipyard.serving import codec, tensors
+from shipyard.serving.engine import Engine
+from shipyard.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+
+log = logging.getLogger("shipyard.http")
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+JSON_TYPE = b"application/json"
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+@dataclass
+class Request:
+    scope: Scope
+    receive: Receive
+    request_id: str
+    content_type: str | None
+    content_length: int | None
+    params: dict[str, str]
+
+    @property
+    def headers(self) -> Headers:
+        return Headers(scope=self.scope)
+
+    @property
+    def query(self) -> QueryParams:
+        return QueryParams(self.scope.get("query_string", b""))
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    content_type: bytes = JSON_TYPE
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+Endpoint = Callable[[Request], Awaitable["Reply | Response"]]
+
+
+class ReplicaApp:
+    def __init__(self, engine: Engine, on_load_failed: Callable[[], None] | None = None) -> None:
+        self.engine = engine
+        self._on_load_failed = on_load_failed
+        self._routes: dict[str, dict[str, Endpoint]] = {
+            "/": {"POST": self.predict, "GET": self.describe},
+            "/predict": {"POST": self.predict},
+            "/healthz": {"GET": self.healthz},
+            "/readyz": {"GET": self.readyz},
+            "/metrics": {"GET": self.metrics},
+            "/v2": {"GET": self.v2_server},
+            "/v2/health/live": {"GET": self.healthz},
+            "/v2/health/ready": {"GET": self.readyz},
+        }
+        self._model_routes: dict[str, dict[str, Endpoint]] = {
+            "": {"GET": self.v2_model},
+            "/ready": {"GET": self.v2_model_ready},
+            "/infer": {"POST": self.v2_infer},
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    # -- transport ---------------------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request = _request(scope, receive)
+        route = scope["path"]
+        try:
+            route, endpoint, request.params = self._resolve(scope["method"], scope["path"])
+            reply = await endpoint(request)
+        except ShipyardError as exc:
+            reply = error_reply(exc, request.request_id)
+        except ClientDisconnected:
+            self.engine.metrics.observe(route, 499, time.perf_counter() - started)
+            return
+        except Exception:
+            log.exception("request %s failed inside Shipyard", request.request_id)
+            reply = error_reply(ShipyardError("internal error; see the replica's log"), request.request_id)
+        status = await _send(reply, request, send)
+        elapsed = time.perf_counter() - started
+        self.engine.metrics.observe(route, status, elapsed)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("request_id=%s method=%s path=%s status=%d duration_ms=%.2f", request.request_id,
+                      scope["method"], scope["path"], status, elapsed * 1000)  # fmt: skip
+
+    def _resolve(self, method: str, path: str) -> tuple[str, Endpoint, dict[str, str]]:
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
+        methods, route, params = self._routes.get(path), path, {}
+        if methods is None and path.startswith("/v2/models/"):
+            methods, route, params = self._model_route(path)
+        if methods is None:
+            raise NotFound(f"no route {path!r}; predictions go to POST /predict (or /v2/models/NAME/infer)")
+        endpoint = methods.get(method)
+        if endpoint is None:
+            raise MethodNotAllowed(f"{method} is not allowed on {path}; use {', '.join(methods)}")
+        return route, endpoint, params
+
+    def _model_route(self, path: str) -> tuple[dict[str, Endpoint] | None, str, dict[str, str]]:
+        parts = path[len("/v2/models/") :].split("/")
+        name, rest, template = parts[0], parts[1:], "/v2/models/{name}"
+        version = None
+        if len(rest) >= 2 and rest[0] == "versions":
+            version, rest, template = rest[1], rest[2:], template + "/versions/{version}"
+        suffix = "/" + "/".join(rest) if rest else ""
+        methods = self._model_routes.get(suffix)
+        if methods is None or not name:
+            return None, path, {}
+        if name != self.engine.api.name:
+            raise NotFound(f"model {name!r} is not served here; this replica serves {self.engine.api.name!r}")
+        if version is not None and str(self.engine.model.version or "") != version:
+            served = self.engine.model.version
+            raise NotFound(f"model {name!r} version {version!r} is not served here; the version served is {served!r}")
+        return methods, template + suffix, {"name": name}
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.engine.start()
+                self._load_in_background(asyncio.get_running_loop())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.engine.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _load_in_background(self, loop: asyncio.AbstractEventLoop) -> None:
+        def load() -> None:
+            self.engine.load()
+            if self.engine.load_error:
+                log.error("%s", self.engine.load_error)
+                if self._on_load_failed is not None:
+                    loop.call_soon_threadsafe(self._on_load_failed)
+
+        threading.Thread(target=load, name="load-handler", daemon=True).start()
+
+    # -- endpoints ---------------------------------------------------------------------------------------
+
+    async def predict(self, request: Request) -> Reply | Response:
+        body = await _read_body(request, self.engine.api.max_body_size)
+        payload = codec.decode(body, request.content_type, self.engine.api.accepted_content_types())
+        self._check_schema(payload)
+        result = await self.engine.predict(payload, request.headers, request.query, request.request_id)
+        if isinstance(result, Response):
+            return result
+        try:
+            content, content_type = codec.encode(result)
+        except TypeError as exc:
+            log.error("request %s: %s", request.request_id, exc)
+            raise ShipyardError("the handler's result could not be encoded; see the API's log") from None
+        return Reply(200, content, content_type.encode())
+
+    def _check_schema(self, payload: Any) -> None:
+        if self.engine.schema is None:
+            return
+        report = self.engine.schema.check(payload)
+        for field in report.unknown_categories:
+            self.engine.metrics.unknown_category(field)
+
+    async def describe(self, request: Request) -> Reply:
+        return _json(200, self.engine.describe())
+
+    async def healthz(self, request: Request) -> Reply:
+        return _json(200, {"live": True, "status": "alive"})
+
+    async def readyz(self, request: Request) -> Reply:
+        if not self.engine.is_ready:
+            error = NotReady(f"API {self.engine.api.name!r}")
+            if self.engine.load_error:
+                error = ShipyardError(self.engine.load_error, 503)
+            return error_reply(error, request.request_id)
+        return _json(200, {"ready": True, "status": "ready"})
+
+    async def metrics(self, request: Request) -> Reply:
+        return Reply(200, self.engine.metrics.render(), METRICS_CONTENT_TYPE.encode())
+
+    async def v2_server(self, request: Request) -> Reply:
+        return _json(200, {"name": "shipyard", "version": __version__, "extensions": []})
+
+    async def v2_model(self, request: Request) -> Reply:
+        engine = self.engine
+        schema = engine.api.input_schema
+        inputs = [
+            {"name": name, "datatype": _V2_TYPES[field.type.value], "shape": [-1]}
+            for name, field in (schema.fields.items() if schema else [])
+        ]
+        return _json(200, {
+            "name": engine.api.name,
+            "versions": [str(engine.model.version)] if engine.model.version is not None else [],
+            "platform": f"shipyard/{engine.api.handler}",
+            "inputs": inputs,
+            "outputs": [],
+        })  # fmt: skip
+
+    async def v2_model_ready(self, request: Request) -> Reply:
+        if not self.engine.is_ready:
+            return error_reply(NotReady(f"model {self.engine.api.name!r}"), request.request_id)
+        return _json(200, {"name": self.engine.api.name, "ready": True})
+
+    async def v2_infer(self, request: Request) -> Reply:
+        if request.content_type and not codec.is_json(codec.media_type(request.content_type)[0]):
+            raise UnsupportedMediaType(request.content_type, ["application/json"])
+        body = await _read_body(request, self.engine.api.max_body_size)
+        inference = codec.parse_json(body)
+        payload, wanted = tensors.decode_inputs(inference)
+        result = await self.engine.predict(payload, request.headers, request.query, request.request_id)
+        try:
+            outputs = tensors.encode_outputs(result, wanted)
+        except (TypeError, ValueError) as exc:
+            log.error("request %s: the result cannot be sent as tensors: %s", request.request_id, exc)
+            raise ShipyardError("the handler's result could not be encoded as tensors; see the API's log") from None
+        answer: dict[str, Any] = {"model_name": self.engine.api.name, "outputs": outputs}
+        if self.engine.model.version is not None:
+            answer["model_version"] = str(self.engine.model.version)
+        if isinstance(inference, dict) and inference.get("id") is not None:
+            answer["id"] = inference["id"]
+        return _json(200, answer)
+
+
+_V2_TYPES = {"float": "FP64", "int": "INT64", "str": "BYTES", "bool": "BOOL"}
+
+
+def _request(scope: Scope, receive: Receive) -> Request:
+    request_id = content_type = None
+    content_length = None
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type = value.decode("latin-1")
+        elif name == b"content-length":
+            content_length = int(value) if value.isdigit() else None
+        elif name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
+            request_id = value.decode("ascii")
+    return Request(scope, receive, request_id or uuid.uuid4().hex, content_type, content_length, {})
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(request.content_length, limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(size, limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _json(status: int, value: Any) -> Reply:
+    return Reply(status, codec.dump_json(value))
+
+
+def error_reply(error: ShipyardError, request_id: str) -> Reply:
+    body = {"error": {**error.to_dict(), "request_id": request_id}}
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    if isinstance(error, Overloaded | NotReady) or error.status_code == 503:
+        headers = ((b"retry-after", str(getattr(error, "retry_after", 1)).encode()),)
+    return Reply(error.status_code, codec.dump_json(body), JSON_TYPE, headers)
+
+
+async def _send(reply: Reply | Response, request: Request, send: Send) -> int:
+    if isinstance(reply, Response):
+        reply.headers["x-request-id"] = request.request_id
+        await reply(request.scope, request.receive, send)
+        return reply.status_code
+    headers = [
+        (b"content-type", reply.content_type),
+        (b"content-length", str(len(reply.body)).encode()),
+        (b"x-request-id", request.request_id.encode()),
+        *reply.headers,
+    ]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
+    return reply.status

@@ -1,0 +1,95 @@
+"""Checks a payload against the API's input schema: every bad field named, with its reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipyard.errors import SchemaViolation
+from shipyard.spec.models import FieldType, InputSchema, SchemaField
+
+MAX_REPORTED = 20
+
+
+@dataclass
+class SchemaReport:
+    """What a valid payload carried that the schema lets pass with a warning."""
+
+    unknown_categories: list[str] = field(default_factory=list)
+
+
+class SchemaChecker:
+    def __init__(self, schema: InputSchema) -> None:
+        self.schema = schema
+        self._fields = list(schema.fields.items())
+        self._names = set(schema.fields)
+        self._enums = {name: set(map(_hashable, f.enum)) for name, f in schema.fields.items() if f.enum}
+
+    def check(self, payload: Any) -> SchemaReport:
+        """Raise SchemaViolation naming every bad field; return the warnings for a payload that passes."""
+        problems: dict[str, str] = {}
+        report = SchemaReport()
+        if isinstance(payload, list):
+            if not payload:
+                raise SchemaViolation({"(payload)": "must hold at least one record, got an empty list"})
+            for index, record in enumerate(payload):
+                self._check_record(record, f"[{index}].", problems, report)
+        else:
+            self._check_record(payload, "", problems, report)
+        if problems:
+            raise SchemaViolation(dict(list(problems.items())[:MAX_REPORTED]))
+        return report
+
+    def _check_record(self, record: Any, prefix: str, problems: dict[str, str], report: SchemaReport) -> None:
+        if not isinstance(record, dict):
+            names = ", ".join(self.schema.fields)
+            problems[prefix.rstrip(".") or "(payload)"] = (
+                f"must be a record (a JSON object with fields {names}), got {type(record).__name__}"
+            )
+            return
+        for name, spec in self._fields:
+            if name not in record or record[name] is None:
+                if spec.required:
+                    problems[prefix + name] = "required field is missing"
+                continue
+            reason = self._check_value(name, spec, record[name])
+            if reason == "unknown":
+                if self.schema.unknown_categories == "warn":
+                    report.unknown_categories.append(name)
+                    continue
+                reason = f"unknown category {record[name]!r}; expected one of {spec.enum}"
+            if reason:
+                problems[prefix + name] = reason
+        if self.schema.extra_fields == "reject":
+            for extra in record.keys() - self._names:
+                problems[prefix + extra] = f"unknown field; the schema has: {', '.join(self.schema.fields)}"
+
+    def _check_value(self, name: str, spec: SchemaField, value: Any) -> str | None:
+        reason = _type_problem(spec.type, value)
+        if reason:
+            return reason
+        if name in self._enums and _hashable(value) not in self._enums[name]:
+            return "unknown"
+        if spec.min is not None and value < spec.min:
+            return f"must be >= {spec.min:g}, got {value!r}"
+        if spec.max is not None and value > spec.max:
+            return f"must be <= {spec.max:g}, got {value!r}"
+        return None
+
+
+def _type_problem(kind: FieldType, value: Any) -> str | None:
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = {
+        FieldType.float: is_number,
+        FieldType.int: is_number and float(value).is_integer(),
+        FieldType.str: isinstance(value, str),
+        FieldType.bool: isinstance(value, bool),
+    }[kind]
+    if ok:
+        return None
+    expected = {"float": "a number", "int": "a whole number", "str": "a string", "bool": "true or false"}
+    return f"must be {expected[kind.value]}, got {value!r}"
+
+
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, str | int | float | bool) or value is None else repr(value)

@@ -1,0 +1,102 @@
+"""Factories for test projects and for real `shipyard serve` processes on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import free_port
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures.py"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_project(root: Path, spec: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "shipyard.yaml").write_text(textwrap.dedent(spec))
+    shutil.copy(FIXTURES, root / "handlers.py")
+    return root
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+    client: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.client.close()
+
+
+def start_server(project: Path, *args: str, wait: str | None = "/readyz", timeout: float = 60) -> Server:
+    port = free_port()
+    log = project / f"serve-{port}.log"
+    command = [sys.executable, "-m", "shipyard", "serve", str(project), "--port", str(port), *args]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    if wait:
+        _wait_for(server, wait, timeout)
+    return server
+
+
+def _wait_for(server: Server, path: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(f"server exited with {server.process.returncode}:\n{server.output()}")
+        try:
+            if server.client.get(path, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    server.stop(signal.SIGKILL)
+    raise AssertionError(f"server did not answer {path} within {timeout}s:\n{server.output()}")
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start `shipyard serve` for a spec; every server is stopped when the test ends."""
+    servers: list[Server] = []
+
+    def factory(spec: str, *args: str, wait: str | None = "/readyz", name: str = "project") -> Server:
+        server = start_server(make_project(tmp_path / name, spec), *args, wait=wait)
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in servers:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+        server.client.close()
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shipyard", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
