@@ -1,0 +1,146 @@
+"""What goes wrong in the registry; each message names the thing, the value and the remedy."""
+
+from __future__ import annotations
+
+from shipyard.errors import ShipyardError
+
+
+class InvalidName(ShipyardError):
+    status_code = 400
+
+    def __init__(self, what: str, value: str, rule: str) -> None:
+        super().__init__(f"{what} {value!r} is not valid: {rule}")
+
+
+class InvalidModelRef(ShipyardError):
+    status_code = 400
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(
+            f"model reference {ref!r} is not valid; write NAME, NAME:VERSION or NAME@ALIAS "
+            "(optionally prefixed with models:/), for example models:/iris@production"
+        )
+
+
+class ModelNotFound(ShipyardError):
+    status_code = 404
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"model {name!r} is not registered; see `shipyard models list` for the models there are"
+        )
+
+
+class VersionNotFound(ShipyardError):
+    status_code = 404
+
+    def __init__(self, name: str, version: int) -> None:
+        super().__init__(
+            f"model {name!r} has no version {version}; see `shipyard models versions {name}` for its versions"
+        )
+
+
+class AliasNotFound(ShipyardError):
+    status_code = 404
+
+    def __init__(self, name: str, alias: str) -> None:
+        super().__init__(
+            f"model {name!r} has no alias {alias!r}; promote a version to it first "
+            f"(`shipyard models promote {name}:VERSION --to {alias}`)"
+        )
+
+
+class VersionInUse(ShipyardError):
+    status_code = 409
+
+    def __init__(self, name: str, version: int, users: list[str]) -> None:
+        super().__init__(
+            f"model {name!r} version {version} is in use by {', '.join(users)}; "
+            "promote another version to those aliases first, then delete it"
+        )
+
+
+class ArtifactMissing(ShipyardError):
+    status_code = 404
+
+    def __init__(self, path: str, digest: str, location: str) -> None:
+        super().__init__(
+            f"artifact file {path!r} (sha256:{digest}) is missing from the artifact store {location}; "
+            "register the model again or restore the store from a backup"
+        )
+
+
+class ArtifactIntegrityError(ShipyardError):
+    """A stored file's bytes do not hash to the digest recorded for it; it is never loaded."""
+
+    status_code = 500
+
+    def __init__(self, path: str, expected: str, actual: str, where: str) -> None:
+        self.path, self.expected, self.actual = path, expected, actual
+        super().__init__(
+            f"artifact file {path!r} in {where} is corrupt or was altered: expected {_digest(expected)}, "
+            f"found {_digest(actual)}; it was not loaded. Restore the store from a backup or register "
+            "the model again"
+        )
+
+
+class UploadChanged(ShipyardError):
+    status_code = 409
+
+    def __init__(self, path: str, expected: str, actual: str) -> None:
+        super().__init__(
+            f"file {path!r} changed while it was being registered (sha256:{expected} became "
+            f"sha256:{actual}); wait until whatever writes it has finished, then register again"
+        )
+
+
+class UnsafeManifestPath(ShipyardError):
+    status_code = 500
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"manifest path {path!r} is absolute or leaves the model folder; the version record is damaged, "
+            "register the model again"
+        )
+
+
+class SelfApproval(ShipyardError):
+    status_code = 403
+
+    def __init__(self, name: str, version: int, user: str) -> None:
+        super().__init__(
+            f"{user!r} registered {name}:{version} and cannot approve it; ask someone else to run "
+            f"`shipyard models approve {name}:{version} --alias ALIAS`"
+        )
+
+
+class AlreadyApproved(ShipyardError):
+    status_code = 409
+
+    def __init__(self, name: str, version: int, alias: str, user: str) -> None:
+        super().__init__(f"{user!r} has already approved {name}:{version} for alias {alias!r}; nothing to do")
+
+
+class ForceWithoutReason(ShipyardError):
+    status_code = 400
+
+    def __init__(self) -> None:
+        super().__init__("--force skips the governance rules and needs --reason TEXT saying why")
+
+
+class PromotionRefused(ShipyardError):
+    """The policy refused; `failures` lists each failed rule or missing approval in one line."""
+
+    status_code = 403
+
+    def __init__(self, name: str, version: int, alias: str, failures: list[str]) -> None:
+        self.failures = failures
+        super().__init__(
+            f"promotion of {name}:{version} to {alias!r} refused by policy: {'; '.join(failures)}; "
+            "fix these, or use --force --reason TEXT"
+        )
+
+
+def _digest(value: str) -> str:
+    """`sha256:<hex>` for a digest, the text itself for a placeholder such as "(absent)"."""
+    return f"sha256:{value}" if len(value) == 64 else value

@@ -1,0 +1,292 @@
+"""The registry's composition root: the store, the artifact store and the policies, wired together.
+
+Each method is one transaction over the functions of versions, aliases, approvals, promotion and audit.
+Files are uploaded before the transaction that records the version begins, so a crash at any point of
+a registration leaves either no version or a complete one.
+"""
+
+from __future__ import annotations
+
+import getpass
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Engine
+
+from shipyard.errors import ShipyardError
+from shipyard.governance import Policies, load_policies_file
+from shipyard.registry import approvals, audit, promotion, versions
+from shipyard.registry.artifacts import ArtifactStore, safe_join
+from shipyard.registry.audit import Action, AuditEntry
+from shipyard.registry.checkout import Difference, checkout
+from shipyard.registry.errors import ArtifactIntegrityError, ArtifactMissing
+from shipyard.registry.lineage import capture_lineage
+from shipyard.registry.manifest import Manifest, build_manifest
+from shipyard.registry.profile import profile_data
+from shipyard.registry.refs import ModelRef, check_alias, check_name, parse_ref
+from shipyard.settings import Settings
+from shipyard.store import create_store_engine, migrate, read_transaction, write_transaction
+
+POLICY_FILE = "policies.yaml"
+_FLAVORS = {".onnx": "onnx", ".skops": "sklearn", ".joblib": "sklearn", ".pkl": "sklearn"}
+
+
+class BadModelInput(ShipyardError):
+    status_code = 400
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A version whose files sit, verified, in a local folder."""
+
+    name: str
+    version: int
+    digest: str
+    path: Path
+
+
+class Registry:
+    def __init__(self, engine: Engine, artifacts: ArtifactStore, home: Path) -> None:
+        self.engine = engine
+        self.artifacts = artifacts
+        self.home = home
+        migrate(engine)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Registry:
+        return cls(
+            create_store_engine(settings.database_url), ArtifactStore(settings.artifacts), settings.home
+        )
+
+    @classmethod
+    def from_env(cls) -> Registry:
+        return cls.from_settings(Settings.from_env())
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    # -- registration ------------------------------------------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        *,
+        metrics: Mapping[str, float] | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        data: Sequence[str | os.PathLike[str]] = (),
+        code: str | os.PathLike[str] | None = None,
+        description: str = "",
+        flavor: str | None = None,
+        parent_run_id: str | None = None,
+        created_by: str | None = None,
+    ) -> versions.ModelVersion:
+        check_name(name)
+        manifest = _model_manifest(path)
+        new = versions.NewVersion(
+            manifest=manifest,
+            created_by=created_by or current_user(),
+            flavor=flavor or guess_flavor(manifest),
+            description=description,
+            metrics=_metrics(metrics or {}),
+            params=_strings("param", params or {}),
+            tags=_strings("tag", tags or {}),
+            lineage=capture_lineage(data, code, parent_run_id),
+            profile=profile_data(data),
+        )
+        self.artifacts.upload(path, manifest)
+        with write_transaction(self.engine) as connection:
+            created = versions.create_version(connection, name, new)
+            audit.record(
+                connection,
+                AuditEntry(
+                    Action.REGISTER,
+                    name,
+                    new.created_by,
+                    version=created.version,
+                    details={"digest": created.digest, "files": len(manifest.files), "size": manifest.size},
+                ),
+            )
+        return created
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def get(self, ref: str | ModelRef) -> versions.ModelVersion:
+        with read_transaction(self.engine) as connection:
+            return versions.get_version(connection, _ref(ref))
+
+    def list_models(self) -> list[versions.ModelSummary]:
+        with read_transaction(self.engine) as connection:
+            return versions.list_models(connection)
+
+    def list_versions(self, name: str) -> list[versions.ModelVersion]:
+        with read_transaction(self.engine) as connection:
+            return versions.list_versions(connection, name)
+
+    def history(self, name: str) -> list[AuditEntry]:
+        with read_transaction(self.engine) as connection:
+            return audit.history(connection, name)
+
+    # -- files -------------------------------------------------------------------------------------
+
+    def resolve(self, ref: str | ModelRef) -> ResolvedModel:
+        """The version `ref` names, checked out into a local folder whose every file was verified."""
+        found = self.get(ref)
+        folder = checkout(self.artifacts, found.manifest, self.home / "models")
+        return ResolvedModel(found.name, found.version, found.digest, folder)
+
+    def download(self, ref: str | ModelRef, destination: str | os.PathLike[str]) -> versions.ModelVersion:
+        """Copy a version's files into `destination` (new or empty), each verified as it is copied."""
+        found = self.get(ref)
+        target = Path(destination)
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise BadModelInput(
+                f"download destination {str(target)!r} is not an empty folder; pass a new or empty folder"
+            )
+        self.artifacts.materialize(found.manifest, target)
+        return found
+
+    def verify(self, ref: str | ModelRef) -> tuple[versions.ModelVersion, list[Difference]]:
+        """Re-hash every stored blob of a version; the differences found (empty when all is well)."""
+        found = self.get(ref)
+        problems = []
+        for entry in found.manifest.files:
+            try:
+                actual = self.artifacts.check(entry)
+            except ArtifactMissing:
+                actual = "(absent)"
+            if actual != entry.sha256:
+                problems.append(Difference(entry.path, entry.sha256, actual))
+        return found, problems
+
+    # -- changes -----------------------------------------------------------------------------------
+
+    def delete(self, name: str, version: int, actor: str | None = None) -> versions.ModelVersion:
+        with write_transaction(self.engine) as connection:
+            deleted = versions.delete_version(connection, name, version)
+            audit.record(
+                connection,
+                AuditEntry(
+                    Action.DELETE,
+                    name,
+                    actor or current_user(),
+                    version=version,
+                    details={"digest": deleted.digest},
+                ),
+            )
+        return deleted
+
+    def approve(
+        self, ref: str | ModelRef, alias: str, approver: str | None = None, comment: str = ""
+    ) -> None:
+        check_alias(alias)
+        who = approver or current_user()
+        with write_transaction(self.engine) as connection:
+            found = versions.get_version(connection, _ref(ref))
+            approvals.approve(connection, found, alias, who, comment)
+            audit.record(
+                connection,
+                AuditEntry(
+                    Action.APPROVE, found.name, who, version=found.version, alias=alias, reason=comment
+                ),
+            )
+
+    def promote(
+        self,
+        ref: str | ModelRef,
+        alias: str,
+        *,
+        actor: str | None = None,
+        reason: str = "",
+        dry_run: bool = False,
+        force: bool = False,
+        policies: Policies | str | os.PathLike[str] | None = None,
+    ) -> promotion.PromotionOutcome:
+        """Evaluate the policy and move the alias when it allows; check `.applied` on the outcome."""
+        rules = policies if isinstance(policies, Policies) else self.policies(policies)
+        request = promotion.PromotionRequest(
+            _ref(ref), alias, actor or current_user(), reason, dry_run, force
+        )
+        with write_transaction(self.engine) as connection:
+            return promotion.promote(connection, rules, request)
+
+    def policies(self, path: str | os.PathLike[str] | None = None) -> Policies:
+        """The policies in `path`, else in SHIPYARD_HOME/policies.yaml, else none."""
+        if path is not None:
+            return load_policies_file(path)
+        default = self.home / POLICY_FILE
+        return load_policies_file(default) if default.is_file() else Policies()
+
+
+@contextmanager
+def open_registry(settings: Settings | None = None) -> Iterator[Registry]:
+    registry = Registry.from_settings(settings or Settings.from_env())
+    try:
+        yield registry
+    finally:
+        registry.close()
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def guess_flavor(manifest: Manifest) -> str | None:
+    kinds = {_FLAVORS.get(Path(entry.path).suffix.lower()) for entry in manifest.files} - {None}
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def _ref(ref: str | ModelRef) -> ModelRef:
+    return ref if isinstance(ref, ModelRef) else parse_ref(ref)
+
+
+def _model_manifest(path: str | os.PathLike[str]) -> Manifest:
+    if not Path(path).exists():
+        raise BadModelInput(
+            f"model path {str(path)!r} does not exist; pass the model file or folder to register"
+        )
+    manifest = build_manifest(path)
+    if not manifest.files:
+        raise BadModelInput(f"model folder {str(path)!r} holds no files; pass the folder your training wrote")
+    for entry in manifest.files:
+        safe_join(Path("."), entry.path)
+    return manifest
+
+
+def _metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise BadModelInput(
+                f"metric {key!r} must be a finite number, got {value!r}; pass for example {key}=0.93"
+            )
+        found[str(key)] = float(value)
+    return found
+
+
+def _strings(what: str, values: Mapping[str, Any]) -> dict[str, str]:
+    for key, value in values.items():
+        if isinstance(value, dict | list):
+            raise BadModelInput(
+                f"{what} {key!r} must be a single value, got {value!r}; pass {what} {key}=VALUE"
+            )
+    return {str(key): str(value) for key, value in values.items()}
+
+
+__all__ = ["ArtifactIntegrityError", "Registry", "ResolvedModel", "open_registry"]
