@@ -18,6 +18,7 @@ import celpy
 from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError
+from lark.exceptions import UnexpectedToken
 
 from shipyard.errors import ConfigError
 from shipyard.spec.policies import LoadedPolicies, load_policies
@@ -129,14 +130,19 @@ def compile_rule(expression: str) -> Rule:
     try:
         ast = _ENVIRONMENT.compile(expression)
     except CELParseError as exc:
-        column = int(getattr(exc, "column", 0) or 0)
-        raise ValueError(_parse_problem(expression, column)) from None
+        raise ValueError(_parse_problem(expression, exc)) from None
     return Rule(expression, _ENVIRONMENT.program(ast))
 
 
-def _parse_problem(expression: str, column: int) -> str:
-    rest = expression[max(column - 1, 0) :].strip()
-    found = f"unexpected {rest[:20]!r}" if rest else "the expression ends too early"
+def _parse_problem(expression: str, error: CELParseError) -> str:
+    cause = error.__context__  # celpy raises its error while handling lark's, which says what was found
+    column = int(getattr(error, "column", 0) or 0)
+    if isinstance(cause, UnexpectedToken) and cause.token.type == "$END":
+        found = "the expression ends too early"
+    elif isinstance(cause, UnexpectedToken):
+        found = f"unexpected {str(cause.token)!r}"
+    else:
+        found = f"unexpected {expression[max(column - 1, 0) :][:1]!r}"
     return f"CEL expression {expression!r} does not parse at column {column}: {found}"
 
 
@@ -168,7 +174,17 @@ def _evaluate_rule(rule: Rule, activation: dict[str, Any], data: dict[str, Any])
         return RuleResult(rule.expression, False, values, reason)
     if isinstance(outcome, celpy.celtypes.BoolType):  # celpy's booleans subclass int, not bool
         return RuleResult(rule.expression, bool(outcome), values)
-    return RuleResult(rule.expression, False, values, f"must give true or false, gave {_show(outcome)}")
+    return RuleResult(
+        rule.expression, False, values, f"must give true or false, gave {_show(_plain(outcome))}"
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A CEL value as the Python value it wraps, for messages."""
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
 
 
 def _detail(exc: CELEvalError) -> str:
