@@ -1,0 +1,258 @@
+"""The supervisor: runs replica processes, checks their health, and carries out the controller's actions.
+
+Each replica is `shipyard serve PROJECT --api NAME --host 127.0.0.1 --port PORT` in its own session (so a
+Ctrl-C or the daemon's death does not reach it), logging to its own file. `observe()` reaps exits and
+polls `/readyz`; `apply(actions)` is the only code that starts or signals processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+
+from shipyard.runtime.local.types import (
+    Action,
+    Backoff,
+    Drain,
+    Fail,
+    Forget,
+    Kill,
+    Observed,
+    ReplicaState,
+    ReplicaStatus,
+    Restart,
+    Start,
+)
+
+log = logging.getLogger("shipyard.supervisor")
+
+_LOG_LINE = re.compile(r"^\S+ \S+ (ERROR|CRITICAL) (?P<message>.+)$")
+_TAIL_BYTES = 16_384
+
+
+@dataclass(frozen=True)
+class Release:
+    """What the replicas of one API version run: the project directory and how long they may drain."""
+
+    project: Path
+    grace_period: float
+
+
+Releases = Callable[[str, str], Release]
+"""Finds the release of (api, version); the daemon backs it with the store."""
+
+
+@dataclass
+class Replica:
+    status: ReplicaStatus
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes] | None
+    is_stopping: bool = False
+    """We signalled it: its exit is a stop, not a crash."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class Supervisor:
+    def __init__(
+        self,
+        releases: Releases,
+        logs: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        probe_timeout: float = 1.0,
+    ) -> None:
+        self._releases = releases
+        self._logs = logs
+        self._clock = clock
+        self._client = httpx.Client(timeout=probe_timeout)
+        self.replicas: dict[str, Replica] = {}
+
+    def observe(self) -> Observed:
+        """Reap exits and check readiness, then report every replica as of now."""
+        now = self._clock()
+        for replica in self.replicas.values():
+            replica.status = self._check(replica, now)
+        return Observed(now, tuple(replica.status for replica in self.replicas.values()))
+
+    def ready(self, api: str) -> dict[str, str]:
+        """URL of each ready replica of `api`, by replica id: where the gateway may send traffic."""
+        return {
+            replica.status.id: replica.url
+            for replica in self.replicas.values()
+            if replica.status.api == api and replica.status.state is ReplicaState.ready
+        }
+
+    def apply(self, actions: Iterable[Action]) -> None:
+        now = self._clock()
+        for action in actions:
+            log.info("%s", action)
+            match action:
+                case Start():
+                    self._start(action, now)
+                case Restart():
+                    self._restart(self.replicas[action.replica], now)
+                case Drain():
+                    self._drain(self.replicas[action.replica], now)
+                case Kill():
+                    self._signal(self.replicas[action.replica], signal.SIGKILL)
+                case Fail():
+                    self._fail(self.replicas[action.replica], action.error, now)
+                case Backoff():
+                    self._backoff(self.replicas[action.replica], action)
+                case Forget():
+                    self._forget(action.replica)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Drain every replica, wait for them up to `timeout`, kill the rest."""
+        now = self._clock()
+        for replica in self.replicas.values():
+            self._drain(replica, now)
+        deadline = time.monotonic() + timeout
+        for replica in self.replicas.values():
+            if replica.process is not None:
+                _wait_or_kill(replica.process, deadline)
+        self.replicas.clear()
+        self._client.close()
+
+    def _start(self, action: Start, now: float) -> None:
+        replica_id = f"{action.api}-{secrets.token_hex(3)}"
+        release = self._releases(action.api, action.version)
+        status = ReplicaStatus(
+            replica_id,
+            action.api,
+            action.version,
+            ReplicaState.starting,
+            now,
+            grace_period=release.grace_period,
+        )
+        path = self._logs / action.api / f"{replica_id}.log"
+        replica = Replica(status, 0, path, None)
+        self.replicas[replica_id] = replica
+        self._launch(replica, release)
+
+    def _restart(self, replica: Replica, now: float) -> None:
+        status = replica.status
+        replica.status = replace(
+            status,
+            state=ReplicaState.starting,
+            started_at=now,
+            healthy_at=None,
+            exited_at=None,
+            restart_at=None,
+        )
+        self._launch(replica, self._releases(status.api, status.version))
+
+    def _launch(self, replica: Replica, release: Release) -> None:
+        replica.port = _free_port()
+        replica.is_stopping = False
+        replica.log.parent.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "shipyard",
+            "serve",
+            str(release.project),
+            "--api",
+            replica.status.api,
+        ]
+        command += ["--host", "127.0.0.1", "--port", str(replica.port)]
+        with open(replica.log, "ab") as out:
+            replica.process = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def _drain(self, replica: Replica, now: float) -> None:
+        if replica.status.state in (ReplicaState.starting, ReplicaState.ready):
+            replica.status = replace(replica.status, state=ReplicaState.draining, draining_since=now)
+            self._signal(replica, signal.SIGTERM)
+
+    def _fail(self, replica: Replica, error: str, now: float) -> None:
+        self._signal(replica, signal.SIGKILL)
+        replica.status = replace(replica.status, state=ReplicaState.crashed, last_error=error, exited_at=now)
+
+    def _backoff(self, replica: Replica, action: Backoff) -> None:
+        replica.status = replace(
+            replica.status,
+            state=ReplicaState.crash_looping,
+            restarts=action.attempt,
+            restart_at=action.restart_at,
+        )
+
+    def _forget(self, replica_id: str) -> None:
+        replica = self.replicas.pop(replica_id)
+        self._signal(replica, signal.SIGKILL)  # a record we drop must not leave a process behind
+
+    def _signal(self, replica: Replica, sig: signal.Signals) -> None:
+        replica.is_stopping = True
+        if replica.process is not None and replica.process.poll() is None:
+            replica.process.send_signal(sig)
+
+    def _check(self, replica: Replica, now: float) -> ReplicaStatus:
+        status = replica.status
+        code = replica.process.poll() if replica.process is not None else None
+        if code is not None and status.state in (
+            ReplicaState.starting,
+            ReplicaState.ready,
+            ReplicaState.draining,
+        ):
+            if replica.is_stopping:
+                return replace(status, state=ReplicaState.stopped, exited_at=now)
+            return replace(
+                status, state=ReplicaState.crashed, exited_at=now, last_error=_last_error(replica, code)
+            )
+        if status.state in (ReplicaState.starting, ReplicaState.ready) and self._is_ready(replica):
+            return replace(status, state=ReplicaState.ready, healthy_at=now)
+        return status
+
+    def _is_ready(self, replica: Replica) -> bool:
+        try:
+            return self._client.get(f"{replica.url}/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+def _last_error(replica: Replica, code: int) -> str:
+    """The replica's exit, with the last error its log recorded: what `get` shows for a crash."""
+    exit_text = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    try:
+        with open(replica.log, "rb") as file:
+            file.seek(max(0, os.path.getsize(replica.log) - _TAIL_BYTES))
+            lines = file.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return exit_text
+    errors = [match["message"] for line in lines if (match := _LOG_LINE.match(line))]
+    return f"{exit_text}: {errors[-1]}" if errors else exit_text
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_or_kill(process: subprocess.Popen[bytes], deadline: float) -> None:
+    try:
+        process.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        process.kill()  # it did not finish draining in time
+        process.wait()
