@@ -74,7 +74,10 @@ def encode(result: Any) -> tuple[bytes, str]:
 
 
 def dump_json(value: Any) -> bytes:
-    return orjson.dumps(value, default=_default, option=_OPTIONS)
+    try:
+        return orjson.dumps(value, default=_default, option=_OPTIONS)
+    except orjson.JSONEncodeError as exc:
+        raise TypeError(f"the handler's result is not JSON-serialisable ({exc})") from None
 
 
 def _default(value: Any) -> Any:
@@ -88,4 +91,4 @@ def _default(value: Any) -> Any:
         return dataclasses.asdict(value)
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
-    raise TypeError(f"the handler returned a {type(value).__name__}, which is not JSON-serialisable")
+    raise TypeError(type(value).__name__)

@@ -77,6 +77,10 @@ def _import_file(path: Path, ref: HandlerRef) -> Any:
     if root not in sys.path:
         sys.path.insert(0, root)  # sibling modules of the handler import as they would in the user's shell
     module_name = ".".join(path.relative_to(root).with_suffix("").parts)
+    cached = sys.modules.get(module_name)
+    if cached is not None and getattr(cached, "__file__", None) != str(path):
+        del sys.modules[module_name]  # a module of the same name from another project, not this file
+    importlib.invalidate_caches()
     try:
         return importlib.import_module(module_name)
     except Exception as exc:
@@ -101,7 +105,7 @@ def construct(handler_class: type, ref: HandlerRef, config: dict[str, Any], mode
     try:
         instance = handler_class(config, model_path, **builtin_options)
     except Exception as exc:
-        log.error("handler %s failed to load", ref.text, exc_info=True)
+        log.debug("handler %s failed to load", ref.text, exc_info=True)
         message = getattr(exc, "message", None) or str(exc)
         raise HandlerLoadError(
             f"handler {ref.text!r}: {handler_class.__name__}.__init__ raised {type(exc).__name__}: {message}"

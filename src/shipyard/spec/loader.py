@@ -129,7 +129,7 @@ def _message(error: ErrorDetails, loc: tuple[int | str, ...], data: list[Any]) -
     bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
     if kind in bounds:
         limit = next(iter(ctx.values()))
-        return f"must be {bounds[kind]} {limit}, got {_show(value)}"
+        return f"must be {bounds[kind]} {_show(limit)}, got {_show(value)}"
     if kind == "missing":
         return "required key is missing"
     if kind == "extra_forbidden":
@@ -161,6 +161,8 @@ def _article(word: str) -> str:
 def _show(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return yaml.safe_dump(value).splitlines()[0]
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, str):

@@ -74,6 +74,5 @@ class OnnxHandler:
     def _shape(value: Any, form: Form) -> Any:
         if form is Form.array or not isinstance(value, np.ndarray):
             return value
-        if form is Form.single:
-            return {"prediction": value[0].tolist()}
-        return {"predictions": value.tolist()}
+        listed = value.tolist()
+        return {"prediction": listed[0]} if form is Form.single else {"predictions": listed}

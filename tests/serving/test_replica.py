@@ -1,0 +1,239 @@
+"""`shipyard serve` as a real subprocess on a free port: every route and every status code."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+
+from tests.serving.conftest import Server
+
+Serve = Callable[..., Server]
+
+ECHO = """
+- name: echo
+  handler: handlers.py:Echo
+  max_body_size: 1Ki
+  content_types: [application/json, text/*, application/octet-stream]
+  schema:
+    fields:
+      x: {type: float, min: 0, max: 10}
+      color: {type: str, enum: [red, green], required: false}
+"""
+
+
+def test_routes_of_a_ready_replica(serve: Serve) -> None:
+    server = serve(ECHO)
+    client = server.client
+    ok = client.post("/predict", json={"x": 1.5, "color": "red"})
+    assert ok.status_code == 200
+    assert ok.json() == {"echo": {"x": 1.5, "color": "red"}}
+    assert len(ok.headers["x-request-id"]) == 32
+    assert client.post("/", json={"x": 2}).json() == {"echo": {"x": 2}}
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").json()["ready"] is True
+    described = client.get("/").json()
+    assert described["name"] == "echo"
+    assert described["handler"] == "handlers.py:Echo"
+    assert described["schema"]["fields"]["x"]["type"] == "float"
+    assert described["status"] == "ready"
+
+
+def test_request_id_is_echoed(serve: Serve) -> None:
+    server = serve(ECHO)
+    response = server.client.post("/predict", json={"x": 1}, headers={"X-Request-ID": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+    error = server.client.post("/predict", json={"x": -1}, headers={"X-Request-ID": "bad-1"})
+    assert error.headers["x-request-id"] == "bad-1"
+    assert error.json()["error"]["request_id"] == "bad-1"
+
+
+def test_client_errors_name_their_cause(serve: Serve) -> None:
+    client = serve(ECHO).client
+    cases = [
+        (client.post("/predict", content=b"{nope", headers={"content-type": "application/json"}), 400, "BadRequest"),
+        (client.post("/predict", content=b"x" * 2048, headers={"content-type": "application/json"}), 413,
+         "PayloadTooLarge"),
+        (client.post("/predict", content=b"<a/>", headers={"content-type": "application/xml"}), 415,
+         "UnsupportedMediaType"),
+        (client.get("/nowhere"), 404, "NotFound"),
+        (client.get("/predict"), 405, "MethodNotAllowed"),
+    ]  # fmt: skip
+    for response, status, kind in cases:
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["type"] == kind
+        assert response.json()["error"]["message"]
+        assert response.json()["error"]["request_id"] == response.headers["x-request-id"]
+
+
+def test_schema_violations_name_each_field(serve: Serve) -> None:
+    client = serve(ECHO).client
+    response = client.post("/predict", json=[{"x": 11, "color": "blue"}, {"color": "red"}])
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["fields"] == {
+        "[0].x": "must be <= 10, got 11",
+        "[0].color": "unknown category 'blue'; expected one of ['red', 'green']",
+        "[1].x": "required field is missing",
+    }
+
+
+def test_text_and_bytes_payloads(serve: Serve) -> None:
+    spec = ECHO.replace("  schema:\n    fields:\n      x: {type: float, min: 0, max: 10}\n"
+                        "      color: {type: str, enum: [red, green], required: false}\n", "")  # fmt: skip
+    client = serve(spec).client
+    text = client.post("/predict", content="héllo", headers={"content-type": "text/plain; charset=utf-8"})
+    assert text.text == "héllo"
+    assert text.headers["content-type"].startswith("text/plain")
+    raw = client.post("/predict", content=b"\x00\xff", headers={"content-type": "application/octet-stream"})
+    assert raw.content == b"\x00\xff"
+    assert raw.headers["content-type"] == "application/octet-stream"
+
+
+def test_unknown_category_can_pass_with_a_warning(serve: Serve) -> None:
+    spec = """
+    - name: echo
+      handler: handlers.py:Echo
+      schema:
+        unknown_categories: warn
+        fields:
+          color: {type: str, enum: [red, green]}
+    """
+    client = serve(spec).client
+    assert client.post("/predict", json={"color": "blue"}).status_code == 200
+    metrics = client.get("/metrics").text
+    assert 'shipyard_unknown_categories_total{api="echo",field="color"} 1.0' in metrics
+
+
+def test_result_types_are_encoded(serve: Serve) -> None:
+    client = serve("- name: types\n  handler: handlers.py:Types\n").client
+    assert client.post("/", json={"kind": "array"}).json() == [[0, 1, 2], [3, 4, 5]]
+    assert client.post("/", json={"kind": "float32"}).json() == 0.5
+    assert client.post("/", json={"kind": "scalar"}).json() == {"n": 7, "x": 1.5, "ok": True}
+    assert client.post("/", json={"kind": "str"}).text == "plain text"
+    assert client.post("/", json={"kind": "bytes"}).content == b"\x00\x01binary"
+    custom = client.post("/", json={"kind": "response"})
+    assert (custom.status_code, custom.text, custom.headers["x-custom"]) == (201, "custom", "yes")
+    assert custom.headers["x-request-id"]
+    unencodable = client.post("/", json={"kind": "object"})
+    assert unencodable.status_code == 500
+    assert "could not be encoded" in unencodable.json()["error"]["message"]
+
+
+def test_headers_and_query_reach_a_handler_that_declares_them(serve: Serve) -> None:
+    client = serve("- name: ctx\n  handler: handlers.py:Context\n").client
+    response = client.post("/predict?a=1&b=two", json=[1], headers={"x-test": "yes"})
+    assert response.json() == {"header": "yes", "query": {"a": "1", "b": "two"}, "payload": [1]}
+
+
+def test_handler_errors_are_500_without_traceback(serve: Serve) -> None:
+    server = serve("- name: failing\n  handler: handlers.py:Failing\n")
+    response = server.client.post("/predict", json={}, headers={"x-request-id": "req-42"})
+    assert response.status_code == 500
+    body = response.json()["error"]
+    assert body["type"] == "PredictionFailed"
+    assert "boom" not in response.text and "Traceback" not in response.text
+    chosen = server.client.post("/predict", json={"bad_input": True})
+    assert chosen.status_code == 400
+    assert chosen.json()["error"]["message"] == "field 'x' must be positive"
+    server.stop()
+    log = server.output()
+    assert "req-42" in log and "Traceback" in log and "boom: internal detail" in log
+
+
+def test_timeout_is_504_and_the_server_stays_healthy(serve: Serve) -> None:
+    server = serve("- name: slow\n  handler: handlers.py:Slow\n  timeout: 200ms\n")
+    started = time.monotonic()
+    response = server.client.post("/predict", json={"sleep": 2})
+    assert response.status_code == 504
+    assert time.monotonic() - started < 1.5
+    assert server.client.get("/readyz").status_code == 200
+
+
+def test_overload_is_503_at_once_while_the_server_stays_ready(serve: Serve) -> None:
+    spec = """
+    - name: slow
+      handler: handlers.py:Slow
+      config: {seconds: 1.5}
+      concurrency: {max_concurrency: 1, max_queue_length: 1}
+    """
+    server = serve(spec)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        busy = [pool.submit(httpx.post, server.url + "/predict", json={}, timeout=10) for _ in range(2)]
+        _wait_until(lambda: 'shipyard_in_flight_requests{api="slow"} 2.0' in server.client.get("/metrics").text)
+        started = time.monotonic()
+        rejected = server.client.post("/predict", json={})
+        assert time.monotonic() - started < 0.5
+        assert rejected.status_code == 503
+        assert rejected.headers["retry-after"] == "1"
+        assert rejected.json()["error"]["type"] == "Overloaded"
+        assert server.client.get("/readyz").status_code == 200
+        assert server.client.get("/healthz").status_code == 200
+        assert [f.result().status_code for f in busy] == [200, 200]
+
+
+def test_health_answers_while_the_model_works(serve: Serve) -> None:
+    server = serve("- name: slow\n  handler: handlers.py:Slow\n  config: {seconds: 2}\n")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(httpx.post, server.url + "/predict", json={}, timeout=10)
+        time.sleep(0.2)
+        started = time.monotonic()
+        assert server.client.get("/healthz").status_code == 200
+        assert time.monotonic() - started < 0.5
+        assert slow.result().status_code == 200
+
+
+def test_not_ready_while_loading(serve: Serve) -> None:
+    server = serve("- name: loading\n  handler: handlers.py:SlowLoad\n  config: {load_seconds: 3}\n", wait="/healthz")
+    not_ready = server.client.get("/readyz")
+    assert not_ready.status_code == 503
+    assert not_ready.headers["retry-after"] == "1"
+    assert server.client.post("/predict", json={}).status_code == 503
+    assert server.client.get("/v2/health/ready").status_code == 503
+    assert server.client.get("/").json()["status"] == "loading"
+    _wait_until(lambda: server.client.get("/readyz").status_code == 200, timeout=20)
+    assert server.client.post("/predict", json=1).json() == {"echo": 1}
+
+
+def test_graceful_shutdown_finishes_requests_in_flight(serve: Serve) -> None:
+    server = serve("- name: slow\n  handler: handlers.py:Slow\n  config: {seconds: 1.5}\n")
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        inflight = [pool.submit(httpx.post, server.url + "/predict", json={}, timeout=10) for _ in range(3)]
+        _wait_until(lambda: 'shipyard_in_flight_requests{api="slow"} 3.0' in server.client.get("/metrics").text)
+        stopper = threading.Thread(target=server.process.send_signal, args=(signal.SIGTERM,))
+        stopper.start()
+        assert [f.result().status_code for f in inflight] == [200, 200, 200]
+    assert server.process.wait(10) == 0
+    try:
+        httpx.get(server.url + "/healthz", timeout=1)
+        raise AssertionError("the server still accepts connections after shutdown")
+    except httpx.TransportError:
+        pass
+
+
+def test_metrics_cover_requests_latency_and_batching(serve: Serve) -> None:
+    server = serve("- name: rec\n  handler: handlers.py:BatchRecorder\n  batching: {max_batch_size: 4}\n")
+    for _ in range(3):
+        server.client.post("/predict", json={})
+    server.client.post("/predict", content=b"{", headers={"content-type": "application/json"})
+    text = server.client.get("/metrics").text
+    assert 'shipyard_requests_total{api="rec",code="200",route="/predict"} 3.0' in text
+    assert 'shipyard_requests_total{api="rec",code="400",route="/predict"} 1.0' in text
+    assert 'shipyard_request_duration_seconds_count{api="rec",route="/predict"} 4.0' in text
+    assert 'shipyard_batch_size_count{api="rec"} 3.0' in text
+    assert 'shipyard_batch_wait_seconds_count{api="rec"} 3.0' in text
+    assert "shipyard_in_flight_requests" in text and "shipyard_queue_length" in text
+    assert "_created" not in text
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached in time")
