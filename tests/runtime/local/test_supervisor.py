@@ -71,7 +71,11 @@ def wait_for(supervisor: Supervisor, condition: Callable[[Observed], bool], time
 
 
 def reconcile(
-    supervisor: Supervisor, desired: Desired, condition: Callable[[Observed], bool], timeout: float = 90
+    supervisor: Supervisor,
+    desired: Desired,
+    condition: Callable[[Observed], bool],
+    timeout: float = 90,
+    timing: Timing = FAST,
 ) -> list[Observed]:
     """The control loop, as the daemon will run it: observe, plan, apply, until `condition` holds."""
     seen, deadline = [], time.monotonic() + timeout
@@ -80,7 +84,7 @@ def reconcile(
         seen.append(observed)
         if condition(observed):
             return seen
-        supervisor.apply(plan(desired, observed, FAST))
+        supervisor.apply(plan(desired, observed, timing))
         time.sleep(0.1)
     raise AssertionError(f"not reached within {timeout}s: {supervisor.observe()}")
 
@@ -134,3 +138,25 @@ def test_the_control_loop_restarts_a_killed_replica_then_rolls_out_without_losin
     assert max(len(o.replicas) for o in seen) >= 3  # the surge replica ran next to the old ones
     for url in supervisor.ready("echo").values():
         assert httpx.post(f"{url}/predict", json={"n": 2}).json() == {"echo": {"n": 2}}
+
+
+def test_a_hung_replica_loses_its_traffic_at_once_and_is_replaced(supervisor: Supervisor) -> None:
+    desired = Desired((DesiredAPI("echo", "v1", 1),))
+    reconcile(supervisor, desired, lambda o: states(o) == [ReplicaState.ready])
+    [replica] = supervisor.replicas.values()
+    assert replica.process is not None
+    os.kill(replica.process.pid, signal.SIGSTOP)  # alive, but answers nothing
+    supervisor.observe()
+    assert supervisor.ready("echo") == {}
+
+    impatient = Timing(backoff_base=0.2, health_timeout=2)
+    seen = reconcile(
+        supervisor,
+        desired,
+        lambda o: states(o) == [ReplicaState.ready] and replica.status.restarts == 1,
+        timing=impatient,
+    )
+    errors = {r.last_error for o in seen for r in o.replicas if r.state is ReplicaState.crash_looping}
+    assert len(errors) == 1
+    assert (errors.pop() or "").startswith("stopped answering health checks")
+    assert set(supervisor.ready("echo")) == {replica.status.id}

@@ -62,6 +62,8 @@ class Replica:
     process: subprocess.Popen[bytes] | None
     is_stopping: bool = False
     """We signalled it: its exit is a stop, not a crash."""
+    is_answering: bool = False
+    """Its last /readyz check answered 200; a ready replica that stops answering gets no traffic."""
 
     @property
     def url(self) -> str:
@@ -95,7 +97,9 @@ class Supervisor:
         return {
             replica.status.id: replica.url
             for replica in self.replicas.values()
-            if replica.status.api == api and replica.status.state is ReplicaState.ready
+            if replica.status.api == api
+            and replica.status.state is ReplicaState.ready
+            and replica.is_answering
         }
 
     def apply(self, actions: Iterable[Action]) -> None:
@@ -160,7 +164,7 @@ class Supervisor:
 
     def _launch(self, replica: Replica, release: Release) -> None:
         replica.port = _free_port()
-        replica.is_stopping = False
+        replica.is_stopping = replica.is_answering = False
         replica.log.parent.mkdir(parents=True, exist_ok=True)
         command = [
             sys.executable,
@@ -182,12 +186,13 @@ class Supervisor:
             )
 
     def _drain(self, replica: Replica, now: float) -> None:
+        replica.is_answering = False  # out of the gateway before it is told to stop
         if replica.status.state in (ReplicaState.starting, ReplicaState.ready):
             replica.status = replace(replica.status, state=ReplicaState.draining, draining_since=now)
             self._signal(replica, signal.SIGTERM)
 
     def _fail(self, replica: Replica, error: str, now: float) -> None:
-        self._signal(replica, signal.SIGKILL)
+        self._kill(replica)
         replica.status = replace(replica.status, state=ReplicaState.crashed, last_error=error, exited_at=now)
 
     def _backoff(self, replica: Replica, action: Backoff) -> None:
@@ -199,8 +204,12 @@ class Supervisor:
         )
 
     def _forget(self, replica_id: str) -> None:
-        replica = self.replicas.pop(replica_id)
-        self._signal(replica, signal.SIGKILL)  # a record we drop must not leave a process behind
+        self._kill(self.replicas.pop(replica_id))  # a record we drop must not leave a process behind
+
+    def _kill(self, replica: Replica) -> None:
+        self._signal(replica, signal.SIGKILL)
+        if replica.process is not None:
+            replica.process.wait()  # SIGKILL cannot be ignored; reap it now rather than leave a zombie
 
     def _signal(self, replica: Replica, sig: signal.Signals) -> None:
         replica.is_stopping = True
@@ -220,7 +229,10 @@ class Supervisor:
             return replace(
                 status, state=ReplicaState.crashed, exited_at=now, last_error=_last_error(replica, code)
             )
-        if status.state in (ReplicaState.starting, ReplicaState.ready) and self._is_ready(replica):
+        replica.is_answering = status.state in (ReplicaState.starting, ReplicaState.ready) and self._is_ready(
+            replica
+        )
+        if replica.is_answering:
             return replace(status, state=ReplicaState.ready, healthy_at=now)
         return status
 

@@ -123,6 +123,10 @@ class Fail:
     replica: str
     error: str
 
+    @property
+    def reason(self) -> str:
+        return self.error
+
 
 @dataclass(frozen=True)
 class Backoff:
