@@ -8,6 +8,7 @@ fails and names the field; it never raises.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -27,7 +28,6 @@ MISSING = "(missing)"
 _ROOTS = ("candidate", "current", "evidence")
 _REFERENCE = re.compile(r"\b(candidate|current|evidence)((?:\.[A-Za-z_][A-Za-z0-9_]*)*)")
 _STRING = re.compile(r"'''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"", re.DOTALL)
-_ENVIRONMENT = celpy.Environment()
 _ABSENT = object()
 
 
@@ -125,13 +125,19 @@ def compile_policies(loaded: LoadedPolicies) -> Policies:
     return Policies(aliases, loaded.source)
 
 
+@functools.cache
+def _environment() -> celpy.Environment:
+    """The CEL environment, built on first use: building its parser takes a tenth of a second."""
+    return celpy.Environment()
+
+
 def compile_rule(expression: str) -> Rule:
     """A compiled rule; raises ValueError giving the column where `expression` stops parsing."""
     try:
-        ast = _ENVIRONMENT.compile(expression)
+        ast = _environment().compile(expression)
     except CELParseError as exc:
         raise ValueError(_parse_problem(expression, exc)) from None
-    return Rule(expression, _ENVIRONMENT.program(ast))
+    return Rule(expression, _environment().program(ast))
 
 
 def _parse_problem(expression: str, error: CELParseError) -> str:
@@ -163,7 +169,7 @@ def evaluate(
 
 def _evaluate_rule(rule: Rule, activation: dict[str, Any], data: dict[str, Any]) -> RuleResult:
     found = {path: lookup(data, path) for path in references(rule.expression)}
-    values = {path: MISSING if value is _ABSENT else value for path, value in found.items()}
+    values = {path: _summary(value) for path, value in found.items()}
     missing = [path for path, value in found.items() if value is _ABSENT]
     try:
         outcome = rule.program.evaluate(activation)
@@ -177,6 +183,17 @@ def _evaluate_rule(rule: Rule, activation: dict[str, Any], data: dict[str, Any])
     return RuleResult(
         rule.expression, False, values, f"must give true or false, gave {_show(_plain(outcome))}"
     )
+
+
+def _summary(value: Any) -> Any:
+    """A value as the verdict records it: scalars whole, containers by their size (audit rows stay small)."""
+    if value is _ABSENT:
+        return MISSING
+    if isinstance(value, Mapping):
+        return f"{{{len(value)} fields}}"
+    if isinstance(value, list | tuple):
+        return f"[{len(value)} items]"
+    return value
 
 
 def _plain(value: Any) -> Any:

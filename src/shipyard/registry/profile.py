@@ -14,12 +14,14 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
 
 from shipyard.errors import ShipyardError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_ROWS = 1_000_000
 MAX_CATEGORIES = 100
@@ -163,6 +165,8 @@ def profile_column(values: Sequence[Any]) -> dict[str, Any]:
         "missing_share": (len(values) - len(present)) / len(values) if values else 0.0,
     }
     if kind in ("integer", "number"):
+        import numpy as np  # imported here: registering without data should not pay for it
+
         summary |= numeric_summary(np.asarray(present, dtype=float))
     elif present:
         summary |= category_summary([_category(value) for value in present])
@@ -182,6 +186,8 @@ def _category(value: Any) -> str:
 
 
 def numeric_summary(values: np.ndarray[Any, Any]) -> dict[str, Any]:
+    import numpy as np
+
     counts, edges = np.histogram(values, bins=min(HISTOGRAM_BINS, max(1, len(np.unique(values)))))
     quantiles = np.quantile(values, QUANTILES)
     return {

@@ -1,0 +1,110 @@
+"""The blob store: content addressing, deduplication, verification on every read, confinement."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from shipyard.registry.artifacts import ArtifactStore, safe_join
+from shipyard.registry.checkout import checkout
+from shipyard.registry.errors import ArtifactIntegrityError, ArtifactMissing, UnsafeManifestPath
+from shipyard.registry.manifest import FileEntry, Manifest, build_manifest
+
+
+def model(root: Path, weights: bytes = b"w" * 1000) -> Path:
+    (root / "nested").mkdir(parents=True)
+    (root / "weights.bin").write_bytes(weights)
+    (root / "nested" / "copy.bin").write_bytes(weights)
+    (root / "config.json").write_text("{}")
+    return root
+
+
+def test_identical_files_are_stored_once(tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "store"))
+    source = model(tmp_path / "m")
+    report = store.upload(source, build_manifest(source))
+    assert (report.stored, report.reused) == (2, 1)
+    again = store.upload(source, build_manifest(source))
+    assert (again.stored, again.reused) == (0, 3)
+    blobs = [path for path in (tmp_path / "store").rglob("*") if path.is_file()]
+    assert sorted(path.name for path in blobs) == sorted(
+        {hashlib.sha256(b"w" * 1000).hexdigest(), hashlib.sha256(b"{}").hexdigest()}
+    )
+
+
+def test_materialize_restores_the_tree(tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "store"))
+    source = model(tmp_path / "m")
+    manifest = build_manifest(source)
+    store.upload(source, manifest)
+    store.materialize(manifest, tmp_path / "out")
+    assert build_manifest(tmp_path / "out").digest == manifest.digest
+
+
+def test_tampered_blob_is_refused_naming_file_and_digests(tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "store"))
+    source = model(tmp_path / "m")
+    manifest = build_manifest(source)
+    store.upload(source, manifest)
+    entry = next(entry for entry in manifest.files if entry.path == "config.json")
+    Path(store.blob_path(entry.sha256)).write_text('{"evil": true}')
+    bad = hashlib.sha256(b'{"evil": true}').hexdigest()
+    with pytest.raises(ArtifactIntegrityError) as caught:
+        store.materialize(manifest, tmp_path / "out")
+    assert "'config.json'" in caught.value.message
+    assert f"expected sha256:{entry.sha256}, found sha256:{bad}" in caught.value.message
+    assert not (tmp_path / "out" / "config.json").exists()
+    assert [p.name for p in (tmp_path / "out").rglob("*") if p.name.startswith(".")] == []
+
+
+def test_missing_blob_is_named(tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "store"))
+    entry = FileEntry("model.pkl", "0" * 64, 3)
+    with pytest.raises(ArtifactMissing, match=r"artifact file 'model.pkl' .* is missing"):
+        store.fetch(entry, tmp_path / "out" / "model.pkl")
+
+
+def test_any_fsspec_url_works(tmp_path: Path) -> None:
+    store = ArtifactStore("memory://shipyard-test-artifacts")
+    source = model(tmp_path / "m")
+    manifest = build_manifest(source)
+    store.upload(source, manifest)
+    assert all(store.has(entry.sha256) for entry in manifest.files)
+    store.materialize(manifest, tmp_path / "out")
+    assert build_manifest(tmp_path / "out").digest == manifest.digest
+
+
+@pytest.mark.parametrize("path", ["../escape", "/etc/passwd", "a/../../b", "", "a\\..\\b"])
+def test_manifest_paths_stay_inside(tmp_path: Path, path: str) -> None:
+    with pytest.raises(UnsafeManifestPath):
+        safe_join(tmp_path, path)
+
+
+def test_checkout_rebuilds_a_local_copy_that_was_changed(tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "store"))
+    source = model(tmp_path / "m")
+    manifest = build_manifest(source)
+    store.upload(source, manifest)
+    folder = checkout(store, manifest, tmp_path / "cache")
+    (folder / "config.json").write_text("changed")
+    (folder / "planted.py").write_text("import os")
+    assert checkout(store, manifest, tmp_path / "cache") == folder
+    assert build_manifest(folder).digest == manifest.digest
+
+
+def test_checkout_refuses_when_the_blob_itself_was_changed(tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "store"))
+    source = model(tmp_path / "m")
+    manifest = build_manifest(source)
+    store.upload(source, manifest)
+    sha = hashlib.sha256(b"w" * 1000).hexdigest()
+    Path(store.blob_path(sha)).write_bytes(b"x" * 1000)
+    with pytest.raises(ArtifactIntegrityError, match=r"weights\.bin|copy\.bin"):
+        checkout(store, manifest, tmp_path / "cache")
+    assert not any((tmp_path / "cache").iterdir())
+
+
+def test_empty_manifest_digest_is_stable() -> None:
+    assert Manifest(()).digest == Manifest(()).digest

@@ -1,0 +1,317 @@
+"""The registry end to end on SQLite and PostgreSQL: registration, promotion, approvals, audit, integrity."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from shipyard.registry import (
+    AliasNotFound,
+    ArtifactIntegrityError,
+    ModelNotFound,
+    PromotionRefused,
+    Registry,
+    VersionInUse,
+    register_model,
+    resolve_model_ref,
+)
+from shipyard.registry.errors import ForceWithoutReason, SelfApproval
+from shipyard.registry.manifest import build_manifest, file_sha256
+
+POLICY = """\
+aliases:
+  production:
+    require:
+      - candidate.metrics.accuracy >= 0.90
+      - "!has(current) || candidate.metrics.accuracy >= current.metrics.accuracy - 0.005"
+      - has(candidate.lineage.data)
+    approvals: 1
+"""
+
+
+def write_policy(home: Path, text: str = POLICY) -> None:
+    (home / "policies.yaml").write_text(text)
+
+
+def test_register_records_everything(registry: Registry, model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "train.csv").write_text("x,y\n1,a\n2,b\n")
+    version = registry.register(
+        "iris", model_dir, metrics={"accuracy": 0.93}, params={"depth": 3}, tags={"owner": "ana"},
+        data=[tmp_path / "train.csv"], description="first", created_by="ana", parent_run_id="run-1",
+    )  # fmt: skip
+    assert (version.ref, version.digest) == ("iris:1", build_manifest(model_dir).digest)
+    again = registry.get("models:/iris:1")
+    assert again.metrics == {"accuracy": 0.93}
+    assert (again.params, again.tags, again.description) == ({"depth": "3"}, {"owner": "ana"}, "first")
+    assert again.lineage["data"][0]["digest"] == "sha256:" + file_sha256(tmp_path / "train.csv")
+    assert again.lineage["parent_run_id"] == "run-1"
+    assert again.profile is not None
+    assert again.profile["columns"]["y"]["frequencies"] == {"a": 0.5, "b": 0.5}
+    assert again.created_by == "ana"
+    assert again.created_at.tzinfo is not None
+
+
+def test_versions_count_up_and_list(registry: Registry, model_dir: Path) -> None:
+    for _ in range(3):
+        registry.register("iris", model_dir)
+    registry.register("wine", model_dir)
+    assert [v.version for v in registry.list_versions("iris")] == [1, 2, 3]
+    assert registry.get("iris").version == 3
+    summaries = {summary.name: summary for summary in registry.list_models()}
+    assert (summaries["iris"].versions, summaries["iris"].latest, summaries["wine"].versions) == (3, 3, 1)
+
+
+def test_unknown_model_version_alias(registry: Registry, model_dir: Path) -> None:
+    with pytest.raises(ModelNotFound, match="model 'nope' is not registered"):
+        registry.get("nope")
+    registry.register("iris", model_dir)
+    with pytest.raises(Exception, match="model 'iris' has no version 9"):
+        registry.get("iris:9")
+    with pytest.raises(AliasNotFound, match="model 'iris' has no alias 'production'"):
+        registry.get("iris@production")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"metrics": {"accuracy": "high"}}, "metric 'accuracy' must be a finite number"),
+        ({"metrics": {"loss": float("nan")}}, "metric 'loss' must be a finite number"),
+        ({"tags": {"owner": ["a"]}}, "tag 'owner' must be a single value"),
+    ],
+)
+def test_bad_input_records_nothing(registry: Registry, model_dir: Path, kwargs: dict, message: str) -> None:
+    with pytest.raises(Exception, match=message):
+        registry.register("iris", model_dir, **kwargs)
+    assert registry.list_models() == []
+
+
+def test_missing_model_path(registry: Registry, tmp_path: Path) -> None:
+    with pytest.raises(Exception, match=r"model path '.*nowhere' does not exist"):
+        registry.register("iris", tmp_path / "nowhere")
+
+
+_CONCURRENT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from shipyard.registry import Registry
+    go, ready, model = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    with Registry.from_env() as registry:
+        ready.touch()
+        while not go.exists():
+            time.sleep(0.005)
+        print(registry.register("shared", model).version)
+    """
+)
+
+
+def test_concurrent_registration_gets_distinct_consecutive_numbers(
+    database_url: str, model_dir: Path, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CONCURRENT, str(go), str(tmp_path / f"ready-{n}"), str(model_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(8)
+    ]
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("ready-*"))) < 8 and time.monotonic() < deadline:
+        assert all(child.poll() is None for child in children), [
+            c.stderr.read() for c in children if c.stderr
+        ]
+        time.sleep(0.02)
+    go.touch()
+    outputs = [child.communicate(timeout=60) for child in children]
+    assert [child.returncode for child in children] == [0] * 8, [err for _, err in outputs]
+    assert sorted(int(out) for out, _ in outputs) == list(range(1, 9))
+    with Registry.from_env() as registry:
+        assert [v.version for v in registry.list_versions("shared")] == list(range(1, 9))
+
+
+def test_promotion_allowed_and_refused_is_audited(
+    registry: Registry, model_dir: Path, tmp_path: Path, shipyard_home: Path
+) -> None:
+    write_policy(shipyard_home)
+    data = tmp_path / "train.csv"
+    data.write_text("x\n1\n")
+    registry.register("iris", model_dir, metrics={"accuracy": 0.95}, data=[data], created_by="ana")
+    registry.register("iris", model_dir, metrics={"accuracy": 0.93}, data=[data], created_by="ana")
+    registry.approve("iris:1", "production", approver="bo", comment="looked at the eval")
+    first = registry.promote("iris:1", "production", actor="ana", reason="first release")
+    assert (first.applied, first.from_version) == (True, None)
+    assert registry.get("iris@production").version == 1
+
+    registry.approve("iris:2", "production", approver="bo")
+    refused = registry.promote("iris:2", "production", actor="ana")
+    assert not refused.applied
+    assert [rule.passed for rule in refused.verdict.rules] == [True, False, True]
+    assert registry.get("iris@production").version == 1
+    with pytest.raises(PromotionRefused, match=r"current\.metrics\.accuracy=0\.95"):
+        refused.raise_for_refusal()
+
+    entries = [e for e in registry.history("iris") if e.action.startswith("promote")]
+    assert [(e.action, e.version, e.from_version, e.allowed) for e in entries] == [
+        ("promote", 1, None, True), ("promote_refused", 2, 1, False),
+    ]  # fmt: skip
+    assert entries[0].reason == "first release"
+    assert entries[0].actor == "ana"
+    assert entries[1].details["approvals"] == {"required": 1, "approvers": ["bo"]}
+    second_rule = entries[1].details["rules"][1]
+    assert second_rule["passed"] is False
+    assert second_rule["values"] == {
+        "current": "{13 fields}",
+        "candidate.metrics.accuracy": 0.93,
+        "current.metrics.accuracy": 0.95,
+    }
+
+
+def test_dry_run_changes_nothing(registry: Registry, model_dir: Path, shipyard_home: Path) -> None:
+    write_policy(shipyard_home)
+    registry.register("iris", model_dir, metrics={"accuracy": 0.99})
+    outcome = registry.promote("iris:1", "production", dry_run=True)
+    assert not outcome.applied
+    assert outcome.verdict.failures() == [
+        "has(candidate.lineage.data) failed [candidate.lineage.data='(missing)']",
+        "needs 1 approval(s), has 0",
+    ]
+    assert [e.action for e in registry.history("iris")] == ["register"]
+    with pytest.raises(AliasNotFound):
+        registry.get("iris@production")
+
+
+def test_force_needs_a_reason_and_is_recorded(
+    registry: Registry, model_dir: Path, shipyard_home: Path
+) -> None:
+    write_policy(shipyard_home)
+    registry.register("iris", model_dir, metrics={"accuracy": 0.1})
+    with pytest.raises(ForceWithoutReason):
+        registry.promote("iris:1", "production", force=True)
+    outcome = registry.promote("iris:1", "production", force=True, reason="hotfix", actor="ops")
+    assert (outcome.applied, outcome.forced, outcome.verdict.allowed) == (True, True, False)
+    last = registry.history("iris")[-1]
+    assert (last.action, last.forced, last.allowed, last.reason, last.actor) == (
+        "promote",
+        True,
+        False,
+        "hotfix",
+        "ops",
+    )
+
+
+def test_approval_flow(registry: Registry, model_dir: Path, shipyard_home: Path) -> None:
+    write_policy(shipyard_home, "aliases:\n  production:\n    approvals: 2\n")
+    registry.register("iris", model_dir, created_by="ana")
+    with pytest.raises(SelfApproval, match="'ana' registered iris:1 and cannot approve it"):
+        registry.approve("iris:1", "production", approver="ana")
+    registry.approve("iris:1", "production", approver="bo")
+    assert not registry.promote("iris:1", "production").applied
+    with pytest.raises(Exception, match="'bo' has already approved iris:1"):
+        registry.approve("iris:1", "production", approver="bo")
+    registry.approve("iris:1", "staging", approver="cy")  # an approval counts for its own alias only
+    assert not registry.promote("iris:1", "production").applied
+    registry.approve("iris:1", "production", approver="cy")
+    outcome = registry.promote("iris:1", "production", actor="ana")
+    assert outcome.applied
+    assert outcome.verdict.approvers == ("bo", "cy")
+    approvals = [(e.actor, e.alias) for e in registry.history("iris") if e.action == "approve"]
+    assert approvals == [("bo", "production"), ("cy", "staging"), ("cy", "production")]
+
+
+def test_delete_refused_while_an_alias_points_at_it(registry: Registry, model_dir: Path) -> None:
+    registry.register("iris", model_dir)
+    registry.register("iris", model_dir)
+    registry.promote("iris:1", "production")
+    with pytest.raises(VersionInUse, match="model 'iris' version 1 is in use by alias 'production'"):
+        registry.delete("iris", 1)
+    registry.promote("iris:2", "production")
+    registry.delete("iris", 1, actor="ana")
+    assert [v.version for v in registry.list_versions("iris")] == [2]
+    assert registry.history("iris")[-1].action == "delete"
+    registry.register("iris", model_dir)
+    assert registry.get("iris").version == 3  # numbers are never reused
+
+
+class _Planted:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (self.marker, "w"))
+
+
+def test_tampered_blob_is_refused_and_nothing_is_unpickled(
+    registry: Registry, tmp_path: Path, shipyard_home: Path
+) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "model.pkl").write_bytes(pickle.dumps({"coef": [1, 2]}))
+    version = registry.register("iris", model)
+    registry.promote("iris:1", "production")
+    marker = tmp_path / "unpickled"
+    entry = version.manifest.files[0]
+    Path(registry.artifacts.blob_path(entry.sha256)).write_bytes(pickle.dumps(_Planted(str(marker))))
+    with pytest.raises(ArtifactIntegrityError) as caught:
+        resolve_model_ref("models:/iris@production")
+    assert "'model.pkl'" in caught.value.message
+    assert f"expected sha256:{entry.sha256}, found sha256:" in caught.value.message
+    assert not marker.exists()
+    assert not list((shipyard_home / "models").rglob("model.pkl"))
+    _, problems = registry.verify("iris:1")
+    assert [(p.path, p.expected) for p in problems] == [("model.pkl", entry.sha256)]
+
+
+def test_resolve_returns_a_verified_folder(registry: Registry, model_dir: Path) -> None:
+    version = registry.register("iris", model_dir)
+    registry.promote("iris:1", "staging")
+    resolved = resolve_model_ref("models:/iris@staging")
+    assert (resolved.name, resolved.version, resolved.digest) == ("iris", 1, version.digest)
+    assert build_manifest(resolved.path).digest == version.digest
+    assert resolve_model_ref("models:/iris:1").path == resolved.path
+
+
+def test_download_refuses_a_non_empty_folder(registry: Registry, model_dir: Path, tmp_path: Path) -> None:
+    registry.register("iris", model_dir)
+    registry.download("iris:1", tmp_path / "out")
+    assert build_manifest(tmp_path / "out").digest == build_manifest(model_dir).digest
+    with pytest.raises(Exception, match="is not an empty folder"):
+        registry.download("iris:1", tmp_path / "out")
+
+
+_SLOW_UPLOAD = "import sys; from shipyard.registry import register_model; register_model('big', sys.argv[1])"
+
+
+def test_crash_during_upload_leaves_no_version(
+    database_url: str, tmp_path: Path, shipyard_home: Path
+) -> None:
+    model = tmp_path / "big"
+    model.mkdir()
+    for index in range(40):
+        (model / f"shard-{index:02}.bin").write_bytes(os.urandom(1 << 20))
+    blobs = shipyard_home / "artifacts" / "blobs"
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_UPLOAD, str(model)], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (blobs.exists() and any(p.is_file() for p in blobs.rglob("*"))):
+        assert child.poll() is None, child.stderr.read() if child.stderr else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    child.send_signal(signal.SIGKILL)
+    child.communicate()
+    with Registry.from_env() as registry:
+        assert registry.list_models() == [] or registry.list_versions("big") == []
+        stored = [p for p in blobs.rglob("*") if p.is_file() and ".tmp-" not in p.name]
+        assert len(stored) < 40
+        assert all(file_sha256(p) == p.name for p in stored)  # a blob under its final name is whole
+        assert register_model("big", model).version == 1
+        assert build_manifest(registry.resolve("big:1").path).digest == build_manifest(model).digest
