@@ -7,6 +7,7 @@ import sys
 import click
 
 from shipyard import __version__
+from shipyard.cli.models import models
 from shipyard.cli.output import configure_logging, reports_errors
 
 
@@ -55,6 +56,9 @@ def validate(project: str) -> None:
         import_handler_class(HandlerRef(api.handler, Path(loaded.directory)))
     names = ", ".join(f"{api.name} ({api.kind})" for api in loaded.apis)
     click.echo(f"{loaded.source}: ok — {names}")
+
+
+cli.add_command(models)
 
 
 def main() -> None:

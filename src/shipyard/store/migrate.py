@@ -12,15 +12,15 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 from shipyard.errors import ShipyardError
 from shipyard.store.engine import redact, write_transaction
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _ADVISORY_LOCK_KEY = 0x5348_4950  # "SHIP"
+VERSION_TABLE = "alembic_version"
 
 
 class SchemaTooNew(ShipyardError):
@@ -49,7 +49,14 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return _stamped(connection)
+
+
+def _stamped(connection: Connection) -> str | None:
+    """The revision in alembic's version table, read directly (alembic's own reader logs every call)."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
 
 def migrate(engine: Engine) -> None:
@@ -61,7 +68,7 @@ def migrate(engine: Engine) -> None:
     with write_transaction(engine) as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
-        found = MigrationContext.configure(connection).get_current_revision()
+        found = _stamped(connection)
         if found is not None and found not in {script.revision for script in scripts.walk_revisions()}:
             raise SchemaTooNew(redact(engine.url.render_as_string(hide_password=False)), found, head)
         if found != head:

@@ -1,0 +1,137 @@
+"""`shipyard models ...` through the real CLI root: output, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from shipyard.cli.main import cli
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "model"
+    root.mkdir()
+    (root / "model.onnx").write_bytes(b"onnx-bytes")
+    return root
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["models", *args], catch_exceptions=False)
+
+
+def test_register_prints_ref_and_digest(database_url: str, model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "m.json").write_text('{"f1": 0.8}')
+    result = run("register", "iris", str(model_dir), "--metric", "accuracy=0.9", "--metrics-file",
+                 str(tmp_path / "m.json"), "--tag", "owner=ana", "--param", "depth=3")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    ref, digest = result.stdout.split()
+    assert ref == "iris:1"
+    assert digest.startswith("sha256:")
+    shown = json.loads(run("show", "iris:1", "-o", "json").stdout)
+    assert shown["metrics"] == {"f1": 0.8, "accuracy": 0.9}
+    assert (shown["tags"], shown["params"], shown["flavor"]) == ({"owner": "ana"}, {"depth": "3"}, "onnx")
+    assert shown["files"] == [{"path": "model.onnx", "sha256": digest_of(b"onnx-bytes"), "size": 10}]
+
+
+def digest_of(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_tables_and_json_listings(database_url: str, model_dir: Path) -> None:
+    run("register", "iris", str(model_dir))
+    run("register", "iris", str(model_dir))
+    run("promote", "iris:1", "--to", "staging")
+    assert "iris" in run("list").stdout
+    assert json.loads(run("list", "-o", "json").stdout)[0] | {"created_at": None} == {
+        "name": "iris", "versions": 2, "latest": 2, "aliases": {"staging": 1}, "created_at": None,
+    }  # fmt: skip
+    versions = json.loads(run("versions", "iris", "-o", "json").stdout)
+    assert [(v["version"], v["aliases"]) for v in versions] == [(1, ["staging"]), (2, [])]
+    assert "staging" in run("show", "iris@staging").stdout
+    history = json.loads(run("history", "iris", "-o", "json").stdout)
+    assert [entry["action"] for entry in history] == ["register", "register", "promote"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["show", "iris:x"], 2, "model reference 'iris:x' is not valid"),
+        (["show", "nope"], 1, "error: model 'nope' is not registered"),
+        (["delete", "iris"], 2, "must name one version, as NAME:VERSION"),
+        (["register", "iris", "/no/such/dir"], 2, "does not exist"),
+        (["register", "iris", ".", "--metric", "acc=high"], 2, "'acc=high': 'high' is not a number"),
+        (["register", "iris", ".", "--tag", "owner"], 2, "'owner' must be KEY=VALUE"),
+        (["promote", "iris:1", "--to", "prod", "--force"], 2, "needs --reason"),
+        (["promote", "iris:1", "--to", "Prod"], 1, "alias 'Prod' is not valid"),
+    ],
+)
+def test_errors_are_one_line_with_exit_codes(
+    database_url: str, args: list[str], code: int, message: str
+) -> None:
+    result = run(*args)
+    assert result.exit_code == code
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_governed_promotion(database_url: str, model_dir: Path, shipyard_home: Path) -> None:
+    (shipyard_home / "policies.yaml").write_text(
+        "aliases:\n  production:\n    require: [candidate.metrics.accuracy >= 0.9]\n    approvals: 1\n"
+    )
+    run("register", "iris", str(model_dir), "--metric", "accuracy=0.95", "--user", "ana")
+    dry = run("promote", "iris:1", "--to", "production", "--dry-run")
+    assert dry.exit_code == 1
+    assert "would be refused; nothing changed" in dry.stdout
+    refused = run("promote", "iris:1", "--to", "production")
+    assert refused.exit_code == 1
+    assert refused.stderr.strip().splitlines() == [
+        "error: promotion of iris:1 to 'production' refused by policy: needs 1 approval(s), has 0; "
+        "fix these, or use --force --reason TEXT"
+    ]
+    self_approval = run("approve", "iris:1", "--alias", "production", "--user", "ana")
+    assert (self_approval.exit_code, "cannot approve it" in self_approval.stderr) == (1, True)
+    assert run("approve", "iris:1", "--alias", "production", "--user", "bo").exit_code == 0
+    promoted = run("promote", "iris:1", "--to", "production", "-o", "json")
+    assert promoted.exit_code == 0
+    assert json.loads(promoted.stdout)["verdict"]["rules"][0]["values"] == {
+        "candidate.metrics.accuracy": 0.95
+    }
+    actions = [entry["action"] for entry in json.loads(run("history", "iris", "-o", "json").stdout)]
+    assert actions == ["register", "promote_refused", "approve", "promote"]
+
+
+def test_bad_policy_file_is_reported_with_position(
+    database_url: str, model_dir: Path, tmp_path: Path
+) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("aliases:\n  production:\n    require:\n      - candidate.metrics.accuracy >=\n")
+    run("register", "iris", str(model_dir))
+    result = run("promote", "iris:1", "--to", "production", "--policies", str(policy))
+    assert result.exit_code == 2
+    assert f"error: {policy}:4: aliases.production.require.0: CEL expression" in result.stderr
+
+
+def test_verify_download_and_delete(
+    database_url: str, model_dir: Path, tmp_path: Path, shipyard_home: Path
+) -> None:
+    run("register", "iris", str(model_dir))
+    run("register", "iris", str(model_dir))
+    assert "all 1 file(s) verified" in run("verify", "iris:1").stdout
+    assert run("download", "iris:1", str(tmp_path / "out")).exit_code == 0
+    assert (tmp_path / "out" / "model.onnx").read_bytes() == b"onnx-bytes"
+    blob = next(p for p in (shipyard_home / "artifacts").rglob("*") if p.is_file())
+    blob.write_bytes(b"tampered")
+    broken = run("verify", "iris:1")
+    assert broken.exit_code == 1
+    assert (
+        f"error: model.onnx: expected sha256:{digest_of(b'onnx-bytes')}, found {digest_of(b'tampered')}"
+        in (broken.stderr)
+    )
+    assert run("delete", "iris:2").stdout.startswith("deleted iris:2 sha256:")
+    assert [v["version"] for v in json.loads(run("versions", "iris", "-o", "json").stdout)] == [1]
