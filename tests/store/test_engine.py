@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from shipyard.store import create_store_engine, redact, write_transaction
+from shipyard.store.engine import DatabaseURLError
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'deep' / 'x.db'}")
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 30_000
+            assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def insert_then_fail(engine: Engine) -> None:
+    with write_transaction(engine) as connection:
+        connection.execute(text("INSERT INTO t VALUES (1)"))
+        raise RuntimeError("boom")
+
+
+def test_write_transactions_roll_back_on_error(tmp_path: Path) -> None:
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE t (x INTEGER)"))
+        with pytest.raises(RuntimeError):
+            insert_then_fail(engine)
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM t")).scalar() == 0
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://root@localhost/db", "names the unsupported database 'mysql'"),
+        ("postgresql+psycopg2://u:secret@h/db", "must use the psycopg driver"),
+        ("not a url", "is not a database URL"),
+    ],
+)
+def test_bad_urls_are_explained_without_passwords(url: str, message: str) -> None:
+    with pytest.raises(DatabaseURLError, match=message) as caught:
+        create_store_engine(url)
+    assert "secret" not in caught.value.message
+
+
+def test_redact_hides_the_password() -> None:
+    assert redact("postgresql+psycopg://u:secret@h:5432/db") == "postgresql+psycopg://u:***@h:5432/db"
