@@ -34,8 +34,9 @@ class Batching(_Strict):
 class Concurrency(_Strict):
     """Admission limits per replica: beyond them a request gets 503 with Retry-After at once."""
 
-    max_concurrency: int = Field(8, ge=1, le=10_000)
-    """Predictions that run at once (with batching: batches that run at once)."""
+    max_concurrency: int = Field(1, ge=1, le=10_000)
+    """Predictions that run at once in one replica (with batching: batches). One suits handlers that hold
+    the GIL (most numpy/scikit-learn code); raise it for handlers that wait on I/O or release the GIL."""
     max_queue_length: int = Field(100, ge=0, le=1_000_000)
     """Requests that may wait for a free slot."""
 
