@@ -54,7 +54,7 @@ def test_a_valid_project_with_every_kind(tmp_path: Path) -> None:
     assert iris.compute.cpu == 0.5
     assert iris.compute.mem == 1024**3
     assert iris.update_strategy.max_unavailable == "0%"
-    assert v2.batching is None and v2.concurrency.max_concurrency == 8
+    assert v2.batching is None and v2.concurrency.max_concurrency == 1
     assert project.directory == str(tmp_path.resolve())
 
 
