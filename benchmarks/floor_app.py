@@ -39,5 +39,12 @@ def build(project_dir: str, api_name: str) -> Starlette:
 
 if __name__ == "__main__":
     project_dir, api_name, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    uvicorn.run(build(project_dir, api_name), host="127.0.0.1", port=port, log_level="warning",
-                access_log=False, loop="uvloop", http="httptools")  # fmt: skip
+    uvicorn.run(
+        build(project_dir, api_name),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )

@@ -46,8 +46,15 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def _connection(host: str, port: int, request: bytes, stop_at: float, record_from: float,
-                      latencies: list[float], errors: list[int]) -> None:  # fmt: skip
+async def _connection(
+    host: str,
+    port: int,
+    request: bytes,
+    stop_at: float,
+    record_from: float,
+    latencies: list[float],
+    errors: list[int],
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while True:
@@ -64,22 +71,26 @@ async def _connection(host: str, port: int, request: bytes, stop_at: float, reco
         writer.close()
 
 
-async def run_load(host: str, port: int, request: bytes, concurrency: int, seconds: float, warmup: float
-                   ) -> LoadResult:  # fmt: skip
+async def run_load(host: str, port: int, request: bytes, concurrency: int, seconds: float, warmup: float) -> LoadResult:
     latencies: list[float] = []
     errors: list[int] = []
     start = time.perf_counter()
     record_from, stop_at = start + warmup, start + warmup + seconds
-    await asyncio.gather(*(
-        _connection(host, port, request, stop_at, record_from, latencies, errors) for _ in range(concurrency)
-    ))  # fmt: skip
+    await asyncio.gather(
+        *(_connection(host, port, request, stop_at, record_from, latencies, errors) for _ in range(concurrency))
+    )
     elapsed = max(time.perf_counter() - record_from, 1e-9)
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else float("nan")
     return LoadResult(
-        concurrency, len(latencies), len(errors), round(elapsed, 2), len(latencies) / elapsed,
-        statistics.median(ordered) * 1000 if ordered else float("nan"), p99 * 1000,
-    )  # fmt: skip
+        concurrency,
+        len(latencies),
+        len(errors),
+        round(elapsed, 2),
+        len(latencies) / elapsed,
+        statistics.median(ordered) * 1000 if ordered else float("nan"),
+        p99 * 1000,
+    )
 
 
 def load(host: str, port: int, request: bytes, concurrency: int, seconds: float, warmup: float) -> LoadResult:

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import LoadResult, build_request, load  # noqa: E402
+from loadgen import LoadResult, build_request, load
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -41,11 +41,23 @@ class Target:
 def targets(model: str) -> list[Target]:
     """Commands to start each server; `{port}` is filled in when it starts."""
     project = str(EXAMPLES / model)
-    shipyard = [sys.executable, "-m", "shipyard", "--log-level", "warning", "serve", project, "--port", "{port}"]
+    shipyard = [
+        sys.executable,
+        "-m",
+        "shipyard",
+        "--log-level",
+        "warning",
+        "serve",
+        project,
+        "--port",
+        "{port}",
+    ]
     floor = [sys.executable, str(ROOT / "benchmarks" / "floor_app.py"), project]
     if model == "iris":
-        return [Target("floor", model, [*floor, "iris", "{port}"]),
-                Target("shipyard", model, [*shipyard, "--api", "iris"])]  # fmt: skip
+        return [
+            Target("floor", model, [*floor, "iris", "{port}"]),
+            Target("shipyard", model, [*shipyard, "--api", "iris"]),
+        ]
     return [
         Target("floor", model, [*floor, "mlp-unbatched", "{port}"]),
         Target("shipyard", model, [*shipyard, "--api", "mlp-unbatched"]),
@@ -54,7 +66,10 @@ def targets(model: str) -> list[Target]:
 
 
 def ensure_trained(model: str) -> None:
-    marker = {"iris": EXAMPLES / "iris" / "model" / "iris.skops", "mlp": EXAMPLES / "mlp" / "model" / "weights.npz"}
+    marker = {
+        "iris": EXAMPLES / "iris" / "model" / "iris.skops",
+        "mlp": EXAMPLES / "mlp" / "model" / "weights.npz",
+    }
     if not marker[model].exists():
         subprocess.run([sys.executable, str(EXAMPLES / model / "train.py")], check=True)
 
@@ -67,16 +82,21 @@ def _pin(core: int) -> None:
 def start(target: Target, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}  # one core per server
     command = [part.replace("{port}", str(port)) for part in target.command]
-    process = subprocess.Popen(command, env=env, preexec_fn=lambda: _pin(0),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    process = subprocess.Popen(
+        command, env=env, preexec_fn=lambda: _pin(0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 120
     body = json.dumps(PAYLOADS[target.model]).encode()
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{target.label} exited: {process.stderr.read().decode() if process.stderr else ''}")
         try:
-            reply = httpx.post(f"http://127.0.0.1:{port}/predict", content=body,
-                               headers={"content-type": "application/json"}, timeout=5)  # fmt: skip
+            reply = httpx.post(
+                f"http://127.0.0.1:{port}/predict",
+                content=body,
+                headers={"content-type": "application/json"},
+                timeout=5,
+            )
             if reply.status_code == 200:
                 return process
         except httpx.TransportError:
@@ -86,8 +106,9 @@ def start(target: Target, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"{target.label} did not answer within 120s")
 
 
-def measure(model: str, concurrencies: list[int], seconds: float, rounds: int,
-            pool: concurrent.futures.Executor) -> dict[str, list[LoadResult]]:  # fmt: skip
+def measure(
+    model: str, concurrencies: list[int], seconds: float, rounds: int, pool: concurrent.futures.Executor
+) -> dict[str, list[LoadResult]]:
     """Every server of a model runs at once (idle ones cost nothing); rounds alternate between them so
     that drift in the machine's load hits them alike. Each figure is the median round."""
     running = {}
@@ -127,8 +148,10 @@ def report(results: dict[str, dict[str, list[LoadResult]]]) -> list[str]:
     for model, by_server in results.items():
         for label, rows in by_server.items():
             for row in rows:
-                lines.append(f"{model:6} {label:17} {row.concurrency:>4} {row.rps:>9.0f} {row.p50_ms:>8.3f} "
-                             f"{row.p99_ms:>8.3f} {row.errors:>6}")  # fmt: skip
+                lines.append(
+                    f"{model:6} {label:17} {row.concurrency:>4} {row.rps:>9.0f} {row.p50_ms:>8.3f} "
+                    f"{row.p99_ms:>8.3f} {row.errors:>6}"
+                )
     return lines
 
 
@@ -146,8 +169,10 @@ def goals(results: dict[str, dict[str, list[LoadResult]]]) -> list[str]:
         lines.append(f"iris c=1: shipyard p50 - floor p50 = {ours1.p50_ms - floor1.p50_ms:+.3f} ms (goal <= 0.3 ms)")
     plain, batched = row("mlp", "shipyard", 64), row("mlp", "shipyard-batched", 64)
     if plain and batched:
-        lines.append(f"mlp c=64: batched/unbatched throughput = {batched.rps / plain.rps:.2f}x (goal >= 4x); "
-                     f"p99 {batched.p99_ms:.1f} ms vs {plain.p99_ms:.1f} ms unbatched (goal: no worse)")  # fmt: skip
+        lines.append(
+            f"mlp c=64: batched/unbatched throughput = {batched.rps / plain.rps:.2f}x (goal >= 4x); "
+            f"p99 {batched.p99_ms:.1f} ms vs {plain.p99_ms:.1f} ms unbatched (goal: no worse)"
+        )
     return lines
 
 
@@ -166,7 +191,7 @@ def main() -> None:
             ensure_trained(model)
             print(f"measuring {model} ...", file=sys.stderr, flush=True)
             results[model] = measure(model, concurrencies, args.seconds, args.rounds, pool)
-    lines = report(results) + [""] + goals(results)
+    lines = [*report(results), "", *goals(results)]
     print("\n".join(lines))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     serialisable = {m: {s: [r.as_dict() for r in rows] for s, rows in by.items()} for m, by in results.items()}

@@ -7,6 +7,7 @@ dynamic batching exists for.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def main() -> Path:
     y = np.eye(10, dtype=np.float32)[digits.target]
     layers = [
         (rng.normal(0, np.sqrt(2 / n_in), (n_in, n_out)).astype(np.float32), np.zeros(n_out, np.float32))
-        for n_in, n_out in zip(SIZES, SIZES[1:], strict=False)
+        for n_in, n_out in itertools.pairwise(SIZES)
     ]
     for _ in range(EPOCHS):
         order = rng.permutation(len(x))

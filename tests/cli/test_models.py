@@ -71,9 +71,7 @@ def test_tables_and_json_listings(database_url: str, model_dir: Path) -> None:
         (["promote", "iris:1", "--to", "Prod"], 1, "alias 'Prod' is not valid"),
     ],
 )
-def test_errors_are_one_line_with_exit_codes(
-    database_url: str, args: list[str], code: int, message: str
-) -> None:
+def test_errors_are_one_line_with_exit_codes(database_url: str, args: list[str], code: int, message: str) -> None:
     result = run(*args)
     assert result.exit_code == code
     assert message in result.stderr
@@ -99,16 +97,12 @@ def test_governed_promotion(database_url: str, model_dir: Path, shipyard_home: P
     assert run("approve", "iris:1", "--alias", "production", "--user", "bo").exit_code == 0
     promoted = run("promote", "iris:1", "--to", "production", "-o", "json")
     assert promoted.exit_code == 0
-    assert json.loads(promoted.stdout)["verdict"]["rules"][0]["values"] == {
-        "candidate.metrics.accuracy": 0.95
-    }
+    assert json.loads(promoted.stdout)["verdict"]["rules"][0]["values"] == {"candidate.metrics.accuracy": 0.95}
     actions = [entry["action"] for entry in json.loads(run("history", "iris", "-o", "json").stdout)]
     assert actions == ["register", "promote_refused", "approve", "promote"]
 
 
-def test_bad_policy_file_is_reported_with_position(
-    database_url: str, model_dir: Path, tmp_path: Path
-) -> None:
+def test_bad_policy_file_is_reported_with_position(database_url: str, model_dir: Path, tmp_path: Path) -> None:
     policy = tmp_path / "p.yaml"
     policy.write_text("aliases:\n  production:\n    require:\n      - candidate.metrics.accuracy >=\n")
     run("register", "iris", str(model_dir))
@@ -117,9 +111,7 @@ def test_bad_policy_file_is_reported_with_position(
     assert f"error: {policy}:4: aliases.production.require.0: CEL expression" in result.stderr
 
 
-def test_verify_download_and_delete(
-    database_url: str, model_dir: Path, tmp_path: Path, shipyard_home: Path
-) -> None:
+def test_verify_download_and_delete(database_url: str, model_dir: Path, tmp_path: Path, shipyard_home: Path) -> None:
     run("register", "iris", str(model_dir))
     run("register", "iris", str(model_dir))
     assert "all 1 file(s) verified" in run("verify", "iris:1").stdout
@@ -129,9 +121,8 @@ def test_verify_download_and_delete(
     blob.write_bytes(b"tampered")
     broken = run("verify", "iris:1")
     assert broken.exit_code == 1
-    assert (
-        f"error: model.onnx: expected sha256:{digest_of(b'onnx-bytes')}, found {digest_of(b'tampered')}"
-        in (broken.stderr)
+    assert f"error: model.onnx: expected sha256:{digest_of(b'onnx-bytes')}, found {digest_of(b'tampered')}" in (
+        broken.stderr
     )
     assert run("delete", "iris:2").stdout.startswith("deleted iris:2 sha256:")
     assert [v["version"] for v in json.loads(run("versions", "iris", "-o", "json").stdout)] == [1]

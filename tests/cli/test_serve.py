@@ -18,21 +18,44 @@ def _serve(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("spec", "code", "message"),
     [
-        ("- name: e\n  handler: handlers.py:Echo\n  batching: {max_batch_size: 0}\n", 2,
-         "shipyard.yaml: e.batching.max_batch_size: must be >= 1, got 0 (line 3)"),
+        (
+            "- name: e\n  handler: handlers.py:Echo\n  batching: {max_batch_size: 0}\n",
+            2,
+            "shipyard.yaml: e.batching.max_batch_size: must be >= 1, got 0 (line 3)",
+        ),
         ("- name: e\n  handler: nothere.py:Echo\n", 2, "file 'nothere.py' does not exist"),
-        ("- name: e\n  handler: handlers.py:Ech\n", 2, "handlers.py has no class 'Ech'; classes defined there:"),
-        ("- name: e\n  handler: ../handlers.py:Echo\n", 2, "handler file '../handlers.py' is outside the project"),
-        ("- name: e\n  handler: handlers.py:Echo\n  model: ../../etc/passwd\n", 2,
-         "e.model '../../etc/passwd' is outside the project directory"),
-        ("- name: e\n  handler: handlers.py:Echo\n  model: model/\n", 2,
-         "e.model: 'model/' does not exist in"),
-        ("- name: e\n  handler: handlers.py:BrokenInit\n", 1,
-         "BrokenInit.__init__ raised ValueError: cannot open weights.bin"),
-        ("- name: a\n  handler: handlers.py:Echo\n- name: b\n  handler: handlers.py:Echo\n", 2,
-         "pick an API with --api NAME; RealtimeAPIs here: a, b"),
+        (
+            "- name: e\n  handler: handlers.py:Ech\n",
+            2,
+            "handlers.py has no class 'Ech'; classes defined there:",
+        ),
+        (
+            "- name: e\n  handler: ../handlers.py:Echo\n",
+            2,
+            "handler file '../handlers.py' is outside the project",
+        ),
+        (
+            "- name: e\n  handler: handlers.py:Echo\n  model: ../../etc/passwd\n",
+            2,
+            "e.model '../../etc/passwd' is outside the project directory",
+        ),
+        (
+            "- name: e\n  handler: handlers.py:Echo\n  model: model/\n",
+            2,
+            "e.model: 'model/' does not exist in",
+        ),
+        (
+            "- name: e\n  handler: handlers.py:BrokenInit\n",
+            1,
+            "BrokenInit.__init__ raised ValueError: cannot open weights.bin",
+        ),
+        (
+            "- name: a\n  handler: handlers.py:Echo\n- name: b\n  handler: handlers.py:Echo\n",
+            2,
+            "pick an API with --api NAME; RealtimeAPIs here: a, b",
+        ),
     ],
-)  # fmt: skip
+)
 def test_refusals(tmp_path: Path, spec: str, code: int, message: str) -> None:
     result = _serve(make_project(tmp_path / "p", spec))
     assert result.returncode == code, result.stderr

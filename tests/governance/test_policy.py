@@ -97,9 +97,7 @@ def test_one_failing_rule_refuses_and_lists_only_failures() -> None:
     verdict = verdict_of("candidate.metrics.accuracy >= 0.9", "candidate.metrics.accuracy >= 0.99")
     assert not verdict.allowed
     assert [rule.passed for rule in verdict.rules] == [True, False]
-    assert verdict.failures() == [
-        "candidate.metrics.accuracy >= 0.99 failed [candidate.metrics.accuracy=0.93]"
-    ]
+    assert verdict.failures() == ["candidate.metrics.accuracy >= 0.99 failed [candidate.metrics.accuracy=0.93]"]
 
 
 @pytest.mark.parametrize(("approvers", "allowed"), [((), False), (("bo",), True), (("bo", "cy"), True)])
@@ -143,9 +141,7 @@ def test_policy_file_loads_rules_per_alias(tmp_path: Path) -> None:
         )
     )
     assert policies.for_alias("production").approvals == 2
-    assert [rule.expression for rule in policies.for_alias("production").rules] == [
-        "candidate.metrics.accuracy > 0.5"
-    ]
+    assert [rule.expression for rule in policies.for_alias("production").rules] == ["candidate.metrics.accuracy > 0.5"]
     assert policies.for_alias("staging").rules == ()
     assert policies.for_alias("unlisted").rules == ()
 

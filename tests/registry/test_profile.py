@@ -49,9 +49,7 @@ def test_no_tabular_data_gives_no_profile(tmp_path: Path) -> None:
 
 def test_unreadable_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl").write_text('{"x": 1}\n[1, 2]\n')
-    with pytest.raises(
-        UnreadableData, match=r"'.*bad.jsonl' cannot be profiled: line 2 is not a JSON object"
-    ):
+    with pytest.raises(UnreadableData, match=r"'.*bad.jsonl' cannot be profiled: line 2 is not a JSON object"):
         profile_data([tmp_path / "bad.jsonl"])
 
 

@@ -128,9 +128,7 @@ def test_concurrent_registration_gets_distinct_consecutive_numbers(
     ]
     deadline = time.monotonic() + 60
     while len(list(tmp_path.glob("ready-*"))) < 8 and time.monotonic() < deadline:
-        assert all(child.poll() is None for child in children), [
-            c.stderr.read() for c in children if c.stderr
-        ]
+        assert all(child.poll() is None for child in children), [c.stderr.read() for c in children if c.stderr]
         time.sleep(0.02)
     go.touch()
     outputs = [child.communicate(timeout=60) for child in children]
@@ -191,9 +189,7 @@ def test_dry_run_changes_nothing(registry: Registry, model_dir: Path, shipyard_h
         registry.get("iris@production")
 
 
-def test_force_needs_a_reason_and_is_recorded(
-    registry: Registry, model_dir: Path, shipyard_home: Path
-) -> None:
+def test_force_needs_a_reason_and_is_recorded(registry: Registry, model_dir: Path, shipyard_home: Path) -> None:
     write_policy(shipyard_home)
     registry.register("iris", model_dir, metrics={"accuracy": 0.1})
     with pytest.raises(ForceWithoutReason):
@@ -292,9 +288,7 @@ def test_download_refuses_a_non_empty_folder(registry: Registry, model_dir: Path
 _SLOW_UPLOAD = "import sys; from shipyard.registry import register_model; register_model('big', sys.argv[1])"
 
 
-def test_crash_during_upload_leaves_no_version(
-    database_url: str, tmp_path: Path, shipyard_home: Path
-) -> None:
+def test_crash_during_upload_leaves_no_version(database_url: str, tmp_path: Path, shipyard_home: Path) -> None:
     model = tmp_path / "big"
     model.mkdir()
     for index in range(40):

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from tests.support import free_port
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures.py"

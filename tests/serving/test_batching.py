@@ -6,7 +6,6 @@ import concurrent.futures
 from collections.abc import Callable
 
 import httpx
-
 from tests.serving.conftest import Server
 
 Serve = Callable[..., Server]
@@ -35,7 +34,9 @@ def test_concurrent_requests_share_one_predict_batch(serve: Serve) -> None:
 
 
 def test_a_lone_request_leaves_after_max_wait(serve: Serve) -> None:
-    server = serve("- name: rec\n  handler: handlers.py:BatchRecorder\n  batching: {max_batch_size: 64, max_wait_ms: 50}\n")
+    server = serve(
+        "- name: rec\n  handler: handlers.py:BatchRecorder\n  batching: {max_batch_size: 64, max_wait_ms: 50}\n"
+    )
     assert server.client.post("/predict", json={"i": 0}).json() == {"batch_size": 1, "payload": {"i": 0}}
 
 

@@ -11,7 +11,7 @@ def test_payload_by_content_type() -> None:
     anything = ["*/*"]
     assert decode(b'{"a": 1}', "application/json", anything) == {"a": 1}
     assert decode(b'{"a": 1}', None, anything) == {"a": 1}
-    assert decode(b'[1]', "application/vnd.api+json", anything) == [1]
+    assert decode(b"[1]", "application/vnd.api+json", anything) == [1]
     assert decode("é".encode("latin-1"), "text/plain; charset=latin-1", anything) == "é"
     assert decode(b"\x00", "image/png", anything) == b"\x00"
 
@@ -35,4 +35,4 @@ def test_encoding_results() -> None:
     assert encode(b"\x01") == (b"\x01", "application/octet-stream")
     with pytest.raises(TypeError, match="not JSON-serialisable"):
         encode(object())
-    assert media_type("Text/Plain; Charset=\"utf-8\"") == ("text/plain", "utf-8")
+    assert media_type('Text/Plain; Charset="utf-8"') == ("text/plain", "utf-8")

@@ -18,8 +18,12 @@ def _ref(tmp_path: Path, text: str, source: str | None = None, file: str = "hand
 
 
 def test_import_and_construct(tmp_path: Path) -> None:
-    ref = _ref(tmp_path, "handler.py:Model", "class Model:\n    def __init__(self, c, p):\n        self.c = c\n"
-                                             "    def predict(self, x):\n        return x + self.c['add']\n")  # fmt: skip
+    ref = _ref(
+        tmp_path,
+        "handler.py:Model",
+        "class Model:\n    def __init__(self, c, p):\n        self.c = c\n"
+        "    def predict(self, x):\n        return x + self.c['add']\n",
+    )
     bound = construct(import_handler_class(ref), ref, {"add": 1}, None)
     assert bound.predict(1, None, None) == 2
     assert bound.predict_batch is None
@@ -27,8 +31,13 @@ def test_import_and_construct(tmp_path: Path) -> None:
 
 def test_sibling_modules_import(tmp_path: Path) -> None:
     (tmp_path / "helpers.py").write_text("VALUE = 41\n")
-    ref = _ref(tmp_path, "pkg_handler.py:M", "import helpers\nclass M:\n    def __init__(self, c, p): pass\n"
-               "    def predict(self, x): return helpers.VALUE + x\n", file="pkg_handler.py")  # fmt: skip
+    ref = _ref(
+        tmp_path,
+        "pkg_handler.py:M",
+        "import helpers\nclass M:\n    def __init__(self, c, p): pass\n"
+        "    def predict(self, x): return helpers.VALUE + x\n",
+        file="pkg_handler.py",
+    )
     assert construct(import_handler_class(ref), ref, {}, None).predict(1, None, None) == 42
 
 
@@ -36,14 +45,20 @@ def test_sibling_modules_import(tmp_path: Path) -> None:
     ("text", "source", "message"),
     [
         ("missing.py:M", None, "file 'missing.py' does not exist"),
-        ("handler.py:Nope", "class Model:\n    def predict(self, x): ...\n",
-         "handler.py has no class 'Nope'; classes defined there: Model"),
+        (
+            "handler.py:Nope",
+            "class Model:\n    def predict(self, x): ...\n",
+            "handler.py has no class 'Nope'; classes defined there: Model",
+        ),
         ("handler.py:Model", "class Model:\n    pass\n", "needs a predict or predict_batch method"),
         ("handler.py:Model", "def broken(:\n", "importing handler.py failed: SyntaxError"),
-        ("handler.py:Model", "import not_a_module_anywhere\n",
-         "importing handler.py failed: ModuleNotFoundError: No module named 'not_a_module_anywhere'"),
+        (
+            "handler.py:Model",
+            "import not_a_module_anywhere\n",
+            "importing handler.py failed: ModuleNotFoundError: No module named 'not_a_module_anywhere'",
+        ),
     ],
-)  # fmt: skip
+)
 def test_import_errors_say_what_to_fix(tmp_path: Path, text: str, source: str | None, message: str) -> None:
     with pytest.raises(HandlerLoadError, match=message.replace("(", r"\(")):
         import_handler_class(_ref(tmp_path, text, source))
@@ -58,8 +73,12 @@ def test_handler_outside_the_project_is_refused(tmp_path: Path) -> None:
 
 
 def test_init_that_raises_carries_the_exception(tmp_path: Path) -> None:
-    ref = _ref(tmp_path, "handler.py:M", "class M:\n    def __init__(self, c, p):\n"
-               "        raise FileNotFoundError('weights.bin is missing')\n    def predict(self, x): ...\n")  # fmt: skip
+    ref = _ref(
+        tmp_path,
+        "handler.py:M",
+        "class M:\n    def __init__(self, c, p):\n"
+        "        raise FileNotFoundError('weights.bin is missing')\n    def predict(self, x): ...\n",
+    )
     with pytest.raises(HandlerLoadError) as caught:
         construct(import_handler_class(ref), ref, {}, None)
     assert caught.value.message == (
@@ -84,7 +103,10 @@ def test_only_declared_keywords_are_passed() -> None:
     bound = bind(_Declares())
     assert bound.predict(1, {"h": "1"}, {"q": "2"}) == (1, {"h": "1"})
     assert bound.predict_batch is not None
-    assert bound.predict_batch([1, 2], [{}, {}], [{"a": "1"}, {"b": "2"}]) == [(1, {"a": "1"}), (2, {"b": "2"})]
+    assert bound.predict_batch([1, 2], [{}, {}], [{"a": "1"}, {"b": "2"}]) == [
+        (1, {"a": "1"}),
+        (2, {"b": "2"}),
+    ]
 
 
 def test_predict_falls_back_to_a_batch_of_one() -> None:

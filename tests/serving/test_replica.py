@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 
 import httpx
-
 from tests.serving.conftest import Server
 
 Serve = Callable[..., Server]
@@ -55,14 +54,24 @@ def test_request_id_is_echoed(serve: Serve) -> None:
 def test_client_errors_name_their_cause(serve: Serve) -> None:
     client = serve(ECHO).client
     cases = [
-        (client.post("/predict", content=b"{nope", headers={"content-type": "application/json"}), 400, "BadRequest"),
-        (client.post("/predict", content=b"x" * 2048, headers={"content-type": "application/json"}), 413,
-         "PayloadTooLarge"),
-        (client.post("/predict", content=b"<a/>", headers={"content-type": "application/xml"}), 415,
-         "UnsupportedMediaType"),
+        (
+            client.post("/predict", content=b"{nope", headers={"content-type": "application/json"}),
+            400,
+            "BadRequest",
+        ),
+        (
+            client.post("/predict", content=b"x" * 2048, headers={"content-type": "application/json"}),
+            413,
+            "PayloadTooLarge",
+        ),
+        (
+            client.post("/predict", content=b"<a/>", headers={"content-type": "application/xml"}),
+            415,
+            "UnsupportedMediaType",
+        ),
         (client.get("/nowhere"), 404, "NotFound"),
         (client.get("/predict"), 405, "MethodNotAllowed"),
-    ]  # fmt: skip
+    ]
     for response, status, kind in cases:
         assert response.status_code == status, response.text
         assert response.json()["error"]["type"] == kind
@@ -83,8 +92,11 @@ def test_schema_violations_name_each_field(serve: Serve) -> None:
 
 
 def test_text_and_bytes_payloads(serve: Serve) -> None:
-    spec = ECHO.replace("  schema:\n    fields:\n      x: {type: float, min: 0, max: 10}\n"
-                        "      color: {type: str, enum: [red, green], required: false}\n", "")  # fmt: skip
+    spec = ECHO.replace(
+        "  schema:\n    fields:\n      x: {type: float, min: 0, max: 10}\n"
+        "      color: {type: str, enum: [red, green], required: false}\n",
+        "",
+    )
     client = serve(spec).client
     text = client.post("/predict", content="héllo", headers={"content-type": "text/plain; charset=utf-8"})
     assert text.text == "héllo"

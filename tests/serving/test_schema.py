@@ -43,15 +43,20 @@ def test_each_bad_field_has_its_reason() -> None:
 
 
 def test_missing_range_and_bools_are_not_numbers() -> None:
-    assert _fields(_checker(), {"age": 200}) == {"age": "must be <= 130, got 200", "city": "required field is missing"}
+    assert _fields(_checker(), {"age": 200}) == {
+        "age": "must be <= 130, got 200",
+        "city": "required field is missing",
+    }
     assert _fields(_checker(), {"age": True, "city": "oslo"}) == {"age": "must be a whole number, got True"}
     assert _fields(_checker(), {"age": -1, "city": "oslo"}) == {"age": "must be >= 0, got -1"}
 
 
 def test_records_in_a_list_are_named_by_index() -> None:
     fields = _fields(_checker(), [{"age": 1, "city": "oslo"}, {"age": 1}, 7])
-    assert fields == {"[1].city": "required field is missing",
-                      "[2]": "must be a record (a JSON object with fields age, income, city, member), got int"}  # fmt: skip
+    assert fields == {
+        "[1].city": "required field is missing",
+        "[2]": "must be a record (a JSON object with fields age, income, city, member), got int",
+    }
     assert _fields(_checker(), []) == {"(payload)": "must hold at least one record, got an empty list"}
 
 

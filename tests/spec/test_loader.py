@@ -19,7 +19,8 @@ def _problems(tmp_path: Path, text: str) -> list[str]:
 
 
 def test_a_valid_project_with_every_kind(tmp_path: Path) -> None:
-    (tmp_path / "shipyard.yaml").write_text(textwrap.dedent("""
+    (tmp_path / "shipyard.yaml").write_text(
+        textwrap.dedent("""
         - name: iris
           handler: sklearn
           model: model/
@@ -39,7 +40,8 @@ def test_a_valid_project_with_every_kind(tmp_path: Path) -> None:
         - name: front
           kind: TrafficSplitter
           apis: [{name: iris, weight: 90}, {name: iris-v2, weight: 10}, {name: iris-v2, weight: 5, shadow: true}]
-    """).replace("{name: iris-v2, weight: 5, shadow: true}", "{name: iris, weight: 0, shadow: true}"))
+    """).replace("{name: iris-v2, weight: 5, shadow: true}", "{name: iris, weight: 0, shadow: true}")
+    )
     with pytest.raises(ConfigError):  # iris appears twice in the splitter
         load(tmp_path)
     text = (tmp_path / "shipyard.yaml").read_text().replace(", {name: iris, weight: 0, shadow: true}", "")
@@ -61,61 +63,93 @@ def test_a_valid_project_with_every_kind(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("yaml_text", "expected"),
     [
-        ("- name: iris\n  handler: sklearn\n  batching: {max_batch_size: 0}\n",
-         "shipyard.yaml: iris.batching.max_batch_size: must be >= 1, got 0 (line 3)"),
-        ("- name: iris\n  handler: sklearn\n  batchng: {}\n",
-         "shipyard.yaml: iris.batchng: unknown key; allowed keys: name, handler, model, config, schema, compute, "
-         "kind, batching, concurrency, timeout, max_body_size, content_types, grace_period, autoscaling, "
-         "update_strategy, monitoring (line 3)"),
-        ("- name: iris\n  handler: sklearn\n  concurrency: {max_concurency: 2}\n",
-         "shipyard.yaml: iris.concurrency.max_concurency: unknown key; allowed keys: max_concurrency, "
-         "max_queue_length (line 3)"),
+        (
+            "- name: iris\n  handler: sklearn\n  batching: {max_batch_size: 0}\n",
+            "shipyard.yaml: iris.batching.max_batch_size: must be >= 1, got 0 (line 3)",
+        ),
+        (
+            "- name: iris\n  handler: sklearn\n  batchng: {}\n",
+            "shipyard.yaml: iris.batchng: unknown key; allowed keys: name, handler, model, config, schema, compute, "
+            "kind, batching, concurrency, timeout, max_body_size, content_types, grace_period, autoscaling, "
+            "update_strategy, monitoring (line 3)",
+        ),
+        (
+            "- name: iris\n  handler: sklearn\n  concurrency: {max_concurency: 2}\n",
+            "shipyard.yaml: iris.concurrency.max_concurency: unknown key; allowed keys: max_concurrency, "
+            "max_queue_length (line 3)",
+        ),
         ("- name: iris\n", "shipyard.yaml: iris.handler: required key is missing (line 1)"),
-        ("- name: Iris\n  handler: sklearn\n",
-         "shipyard.yaml: Iris.name: must be lower-case letters, digits and '-', starting with a letter, "
-         "got 'Iris' (line 1)"),
-        ("- name: iris\n  handler: handler.py\n",
-         "shipyard.yaml: iris.handler: must be 'file.py:ClassName' or a built-in handler (sklearn, onnx), "
-         "got 'handler.py' (line 2)"),
-        ("- name: iris\n  kind: Realtime\n  handler: sklearn\n",
-         "shipyard.yaml: iris: kind must be one of RealtimeAPI, BatchAPI, TrafficSplitter, got 'Realtime' (line 1)"),
-        ("- name: iris\n  handler: sklearn\n  timeout: soon\n",
-         "shipyard.yaml: iris.timeout: must be a duration such as 30s, 250ms or 5m, got 'soon' (line 3)"),
-        ("- name: iris\n  handler: sklearn\n  max_body_size: lots\n",
-         "shipyard.yaml: iris.max_body_size: must be a size such as 10Mi, 512KB or 1Gi, got 'lots' (line 3)"),
-        ("- name: iris\n  handler: sklearn\n  autoscaling: {min_replicas: 5, max_replicas: 2}\n",
-         "shipyard.yaml: iris.autoscaling: min_replicas (5) must be <= max_replicas (2) (line 3)"),
-        ("- name: iris\n  handler: sklearn\n  update_strategy: {max_surge: 0, max_unavailable: 0}\n",
-         "shipyard.yaml: iris.update_strategy: max_surge and max_unavailable cannot both be 0: "
-         "the update could never proceed (line 3)"),
-        ("- name: iris\n  handler: sklearn\n  concurrency: {max_concurrency: many}\n",
-         "shipyard.yaml: iris.concurrency.max_concurrency: must be an int, got 'many' (line 3)"),
-        ("- name: iris\n  handler: sklearn\n  schema: {fields: {a: {type: decimal}}}\n",
-         "shipyard.yaml: iris.schema.fields.a.type: must be one of 'float', 'int', 'str' or 'bool', "
-         "got 'decimal' (line 3)"),
-        ("- name: iris\n  handler: sklearn\n  model: models:/iris@\n",
-         "shipyard.yaml: iris.model: must be models:/NAME, models:/NAME@ALIAS or models:/NAME:VERSION, "
-         "got 'models:/iris@' (line 3)"),
-        ("- name: split\n  kind: TrafficSplitter\n  apis: [{name: a, weight: 60}]\n",
-         "shipyard.yaml: split: weights of the non-shadow APIs must sum to 100, got 60 (line 1)"),
+        (
+            "- name: Iris\n  handler: sklearn\n",
+            "shipyard.yaml: Iris.name: must be lower-case letters, digits and '-', starting with a letter, "
+            "got 'Iris' (line 1)",
+        ),
+        (
+            "- name: iris\n  handler: handler.py\n",
+            "shipyard.yaml: iris.handler: must be 'file.py:ClassName' or a built-in handler (sklearn, onnx), "
+            "got 'handler.py' (line 2)",
+        ),
+        (
+            "- name: iris\n  kind: Realtime\n  handler: sklearn\n",
+            "shipyard.yaml: iris: kind must be one of RealtimeAPI, BatchAPI, TrafficSplitter, got 'Realtime' (line 1)",
+        ),
+        (
+            "- name: iris\n  handler: sklearn\n  timeout: soon\n",
+            "shipyard.yaml: iris.timeout: must be a duration such as 30s, 250ms or 5m, got 'soon' (line 3)",
+        ),
+        (
+            "- name: iris\n  handler: sklearn\n  max_body_size: lots\n",
+            "shipyard.yaml: iris.max_body_size: must be a size such as 10Mi, 512KB or 1Gi, got 'lots' (line 3)",
+        ),
+        (
+            "- name: iris\n  handler: sklearn\n  autoscaling: {min_replicas: 5, max_replicas: 2}\n",
+            "shipyard.yaml: iris.autoscaling: min_replicas (5) must be <= max_replicas (2) (line 3)",
+        ),
+        (
+            "- name: iris\n  handler: sklearn\n  update_strategy: {max_surge: 0, max_unavailable: 0}\n",
+            "shipyard.yaml: iris.update_strategy: max_surge and max_unavailable cannot both be 0: "
+            "the update could never proceed (line 3)",
+        ),
+        (
+            "- name: iris\n  handler: sklearn\n  concurrency: {max_concurrency: many}\n",
+            "shipyard.yaml: iris.concurrency.max_concurrency: must be an int, got 'many' (line 3)",
+        ),
+        (
+            "- name: iris\n  handler: sklearn\n  schema: {fields: {a: {type: decimal}}}\n",
+            "shipyard.yaml: iris.schema.fields.a.type: must be one of 'float', 'int', 'str' or 'bool', "
+            "got 'decimal' (line 3)",
+        ),
+        (
+            "- name: iris\n  handler: sklearn\n  model: models:/iris@\n",
+            "shipyard.yaml: iris.model: must be models:/NAME, models:/NAME@ALIAS or models:/NAME:VERSION, "
+            "got 'models:/iris@' (line 3)",
+        ),
+        (
+            "- name: split\n  kind: TrafficSplitter\n  apis: [{name: a, weight: 60}]\n",
+            "shipyard.yaml: split: weights of the non-shadow APIs must sum to 100, got 60 (line 1)",
+        ),
         ("- handler: sklearn\n", "shipyard.yaml: [0].name: required key is missing (line 1)"),
     ],
-)  # fmt: skip
-def test_each_problem_is_one_line(tmp_path: Path, yaml_text: str, expected: str, monkeypatch: pytest.MonkeyPatch
-                                  ) -> None:  # fmt: skip
+)
+def test_each_problem_is_one_line(
+    tmp_path: Path, yaml_text: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert _problems(tmp_path, yaml_text) == [expected]
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    problems = _problems(tmp_path, """
+    problems = _problems(
+        tmp_path,
+        """
         - name: iris
           handler: sklearn
           batching: {max_batch_size: 0, max_wait_ms: -1}
         - name: iris
           handler: sklearn
-    """)
+    """,
+    )
     assert problems == [
         "shipyard.yaml: iris.batching.max_batch_size: must be >= 1, got 0 (line 4)",
         "shipyard.yaml: iris.batching.max_wait_ms: must be >= 0, got -1 (line 4)",
@@ -124,7 +158,9 @@ def test_every_problem_is_reported_at_once(tmp_path: Path, monkeypatch: pytest.M
 
 def test_cross_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    problems = _problems(tmp_path, """
+    problems = _problems(
+        tmp_path,
+        """
         - name: iris
           handler: sklearn
         - name: iris
@@ -132,7 +168,8 @@ def test_cross_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         - name: split
           kind: TrafficSplitter
           apis: [{name: ghost, weight: 100}]
-    """)
+    """,
+    )
     assert problems == [
         "shipyard.yaml: iris.name: each API name must be unique, got 'iris' twice",
         "shipyard.yaml: split.apis.0.name: must name a RealtimeAPI in this file, got 'ghost' (RealtimeAPIs here: iris)",
@@ -143,12 +180,16 @@ def test_cross_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ("text", "expected"),
     [
         ("", "shipyard.yaml: the file is empty; list your APIs, starting with '- name: ...'"),
-        ("name: iris\n", "shipyard.yaml: must be a list of APIs, got a dict; start each API with '- name: ...'"),
+        (
+            "name: iris\n",
+            "shipyard.yaml: must be a list of APIs, got a dict; start each API with '- name: ...'",
+        ),
         ("- name: [\n", "shipyard.yaml:2:1: not valid YAML: "),
     ],
 )
-def test_files_that_are_not_a_list_of_apis(tmp_path: Path, text: str, expected: str,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_files_that_are_not_a_list_of_apis(
+    tmp_path: Path, text: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (problem,) = _problems(tmp_path, text)
     assert problem.startswith(expected)

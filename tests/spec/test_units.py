@@ -11,8 +11,10 @@ from shipyard.spec.units import (
 )
 
 
-@pytest.mark.parametrize(("text", "seconds"), [(5, 5.0), ("250ms", 0.25), ("30s", 30), ("5m", 300), ("2h", 7200),
-                                               ("1.5", 1.5), ("1d", 86400)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [(5, 5.0), ("250ms", 0.25), ("30s", 30), ("5m", 300), ("2h", 7200), ("1.5", 1.5), ("1d", 86400)],
+)
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
@@ -23,8 +25,10 @@ def test_bad_durations(bad: object) -> None:
         parse_duration(bad)
 
 
-@pytest.mark.parametrize(("text", "size"), [(10, 10), ("10Mi", 10 * 1024**2), ("512KB", 512_000), ("1Gi", 1024**3),
-                                            ("2k", 2000), ("100B", 100)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [(10, 10), ("10Mi", 10 * 1024**2), ("512KB", 512_000), ("1Gi", 1024**3), ("2k", 2000), ("100B", 100)],
+)
 def test_sizes(text: object, size: int) -> None:
     assert parse_size(text) == size
 

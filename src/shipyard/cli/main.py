@@ -14,8 +14,13 @@ from shipyard.cli.output import configure_logging, reports_errors
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="shipyard")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]),
-              show_default=True, help="Log level on stderr.")  # fmt: skip
+@click.option(
+    "--log-level",
+    default="info",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    show_default=True,
+    help="Log level on stderr.",
+)
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, log_level: str) -> None:
     """Shipyard: turn a trained model into a production API."""

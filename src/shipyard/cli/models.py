@@ -85,16 +85,10 @@ def models() -> None:
 @models.command()
 @click.argument("name")
 @click.argument("path", type=click.Path(exists=True))
-@click.option(
-    "--metric", "metrics", multiple=True, callback=_pairs(float), metavar="K=V", help="A metric (number)."
-)
+@click.option("--metric", "metrics", multiple=True, callback=_pairs(float), metavar="K=V", help="A metric (number).")
 @click.option("--metrics-file", type=click.Path(exists=True, dir_okay=False), help="JSON object of metrics.")
-@click.option(
-    "--param", "params", multiple=True, callback=_pairs(str), metavar="K=V", help="A training parameter."
-)
-@click.option(
-    "--tag", "tags", multiple=True, callback=_pairs(str), metavar="K=V", help="A tag, e.g. owner=ana."
-)
+@click.option("--param", "params", multiple=True, callback=_pairs(str), metavar="K=V", help="A training parameter.")
+@click.option("--tag", "tags", multiple=True, callback=_pairs(str), metavar="K=V", help="A tag, e.g. owner=ana.")
 @click.option("--data", multiple=True, type=click.Path(exists=True), help="Training data file or folder.")
 @click.option("--code", type=click.Path(exists=True, file_okay=False), help="Source folder (git or digest).")
 @click.option("--description", default="", help="What this version is.")
@@ -146,13 +140,9 @@ def _metrics_file(path: str | None) -> dict[str, float]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise click.BadParameter(
-            f"{path!r} is not readable JSON: {exc}", param_hint="--metrics-file"
-        ) from None
+        raise click.BadParameter(f"{path!r} is not readable JSON: {exc}", param_hint="--metrics-file") from None
     if not isinstance(data, dict):
-        raise click.BadParameter(
-            f"{path!r} must hold a JSON object of name: number", param_hint="--metrics-file"
-        )
+        raise click.BadParameter(f"{path!r} must hold a JSON object of name: number", param_hint="--metrics-file")
     return data
 
 
@@ -288,9 +278,7 @@ def verify(ref: ModelRef, output: str) -> None:
     elif not problems:
         click.echo(f"{version.ref} {version.digest}: all {len(version.manifest.files)} file(s) verified")
     for problem in problems:
-        click.echo(
-            f"error: {problem.path}: expected sha256:{problem.expected}, found {problem.actual}", err=True
-        )
+        click.echo(f"error: {problem.path}: expected sha256:{problem.expected}, found {problem.actual}", err=True)
     if problems:
         raise SystemExit(1)
 
@@ -398,9 +386,7 @@ def _print_outcome(outcome: PromotionOutcome) -> None:
     target = f"{outcome.name}:{outcome.version} -> {outcome.alias}"
     previous = f" (was {outcome.from_version})" if outcome.from_version else ""
     if outcome.dry_run:
-        click.echo(
-            f"dry run: {target} would be {'allowed' if verdict.allowed else 'refused'}; nothing changed"
-        )
+        click.echo(f"dry run: {target} would be {'allowed' if verdict.allowed else 'refused'}; nothing changed")
     elif outcome.applied:
         click.echo(f"promoted {target}{previous}{' (forced)' if outcome.forced else ''}")
 

@@ -180,9 +180,7 @@ def _evaluate_rule(rule: Rule, activation: dict[str, Any], data: dict[str, Any])
         return RuleResult(rule.expression, False, values, reason)
     if isinstance(outcome, celpy.celtypes.BoolType):  # celpy's booleans subclass int, not bool
         return RuleResult(rule.expression, bool(outcome), values)
-    return RuleResult(
-        rule.expression, False, values, f"must give true or false, gave {_show(_plain(outcome))}"
-    )
+    return RuleResult(rule.expression, False, values, f"must give true or false, gave {_show(_plain(outcome))}")
 
 
 def _summary(value: Any) -> Any:

@@ -9,74 +9,39 @@ For training scripts and servers:
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from shipyard.registry.errors import (
-    AliasNotFound,
-    ArtifactIntegrityError,
-    ModelNotFound,
-    PromotionRefused,
-    VersionInUse,
-    VersionNotFound,
-)
-from shipyard.registry.promotion import PromotionOutcome
-from shipyard.registry.refs import ModelRef, parse_ref
-from shipyard.registry.service import Registry, ResolvedModel, open_registry
-from shipyard.registry.versions import ModelVersion
+if TYPE_CHECKING:
+    from shipyard.registry.api import promote_model, register_model, resolve_model_ref
+    from shipyard.registry.errors import (
+        AliasNotFound,
+        ArtifactIntegrityError,
+        ModelNotFound,
+        PromotionRefused,
+        VersionInUse,
+        VersionNotFound,
+    )
+    from shipyard.registry.promotion import PromotionOutcome
+    from shipyard.registry.refs import ModelRef, parse_ref
+    from shipyard.registry.service import Registry, ResolvedModel, open_registry
+    from shipyard.registry.versions import ModelVersion
 
-
-def register_model(
-    name: str,
-    path: str | os.PathLike[str],
-    *,
-    metrics: Mapping[str, float] | None = None,
-    params: Mapping[str, Any] | None = None,
-    tags: Mapping[str, Any] | None = None,
-    data: Sequence[str | os.PathLike[str]] = (),
-    code: str | os.PathLike[str] | None = None,
-    description: str = "",
-    flavor: str | None = None,
-    parent_run_id: str | None = None,
-) -> ModelVersion:
-    """Register the model file or folder at `path` as the next version of `name`."""
-    with open_registry() as registry:
-        return registry.register(
-            name,
-            path,
-            metrics=metrics,
-            params=params,
-            tags=tags,
-            data=data,
-            code=code,
-            description=description,
-            flavor=flavor,
-            parent_run_id=parent_run_id,
-        )
+# Imported on first use: a replica that only needs `manifest` should not pay for SQLAlchemy and CEL.
+_EXPORTS = {
+    "promote_model": "api", "register_model": "api", "resolve_model_ref": "api",
+    "AliasNotFound": "errors", "ArtifactIntegrityError": "errors", "ModelNotFound": "errors",
+    "PromotionRefused": "errors", "VersionInUse": "errors", "VersionNotFound": "errors",
+    "PromotionOutcome": "promotion", "ModelRef": "refs", "parse_ref": "refs",
+    "Registry": "service", "ResolvedModel": "service", "open_registry": "service", "ModelVersion": "versions",
+}  # fmt: skip
 
 
-def resolve_model_ref(ref: str) -> ResolvedModel:
-    """`models:/NAME@ALIAS`, `models:/NAME:VERSION` or `models:/NAME` (newest) as a verified local folder.
-
-    Raises ModelNotFound, VersionNotFound, AliasNotFound, InvalidModelRef, ArtifactMissing or
-    ArtifactIntegrityError (all ShipyardError); the folder is never returned unverified.
-    """
-    with open_registry() as registry:
-        return registry.resolve(ref)
-
-
-def promote_model(
-    ref: str,
-    alias: str,
-    *,
-    reason: str = "",
-    force: bool = False,
-    policies: str | os.PathLike[str] | None = None,
-) -> PromotionOutcome:
-    """Move `alias` to the version `ref` names if the policies allow it; raises PromotionRefused if not."""
-    with open_registry() as registry:
-        return registry.promote(ref, alias, reason=reason, force=force, policies=policies).raise_for_refusal()
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shipyard.registry' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"shipyard.registry.{module}"), name)
 
 
 __all__ = [

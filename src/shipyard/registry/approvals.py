@@ -9,9 +9,7 @@ from shipyard.registry.versions import ModelVersion, now
 from shipyard.store.tables import approvals
 
 
-def approve(
-    connection: Connection, version: ModelVersion, alias: str, approver: str, comment: str = ""
-) -> None:
+def approve(connection: Connection, version: ModelVersion, alias: str, approver: str, comment: str = "") -> None:
     if approver == version.created_by:
         raise SelfApproval(version.name, version.version, approver)
     if approver in approvers(connection, version, alias):

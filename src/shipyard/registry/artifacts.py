@@ -89,9 +89,7 @@ class ArtifactStore:
             with self._open_blob(entry) as reader, open(temporary, "wb") as writer:
                 actual = _copy_hashing(reader, writer)
             if actual != entry.sha256:
-                raise ArtifactIntegrityError(
-                    entry.path, entry.sha256, actual, f"the artifact store {self.location}"
-                )
+                raise ArtifactIntegrityError(entry.path, entry.sha256, actual, f"the artifact store {self.location}")
             os.replace(temporary, destination)
         finally:
             temporary.unlink(missing_ok=True)

@@ -26,9 +26,7 @@ class ModelNotFound(ShipyardError):
     status_code = 404
 
     def __init__(self, name: str) -> None:
-        super().__init__(
-            f"model {name!r} is not registered; see `shipyard models list` for the models there are"
-        )
+        super().__init__(f"model {name!r} is not registered; see `shipyard models list` for the models there are")
 
 
 class VersionNotFound(ShipyardError):

@@ -98,9 +98,7 @@ def _rows(file: Path) -> Iterator[Row]:
         else:
             yield from _parquet_rows(file)
     except (OSError, UnicodeDecodeError, csv.Error, orjson.JSONDecodeError, ValueError) as exc:
-        raise UnreadableData(
-            str(file), str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        ) from None
+        raise UnreadableData(str(file), str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
 
 def _csv_rows(file: Path) -> Iterator[Row]:

@@ -54,9 +54,7 @@ def check_name(name: str) -> str:
 
 def check_alias(alias: str) -> str:
     if not ALIAS_RULE.match(alias):
-        raise InvalidName(
-            "alias", alias, "use up to 64 lower-case letters, digits, '_' or '-', starting with a letter"
-        )
+        raise InvalidName("alias", alias, "use up to 64 lower-case letters, digits, '_' or '-', starting with a letter")
     if alias == LATEST:
         raise InvalidName("alias", alias, "'latest' always means the newest version and cannot be moved")
     return alias

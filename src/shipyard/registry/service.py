@@ -60,9 +60,7 @@ class Registry:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Registry:
-        return cls(
-            create_store_engine(settings.database_url), ArtifactStore(settings.artifacts), settings.home
-        )
+        return cls(create_store_engine(settings.database_url), ArtifactStore(settings.artifacts), settings.home)
 
     @classmethod
     def from_env(cls) -> Registry:
@@ -189,9 +187,7 @@ class Registry:
             )
         return deleted
 
-    def approve(
-        self, ref: str | ModelRef, alias: str, approver: str | None = None, comment: str = ""
-    ) -> None:
+    def approve(self, ref: str | ModelRef, alias: str, approver: str | None = None, comment: str = "") -> None:
         check_alias(alias)
         who = approver or current_user()
         with write_transaction(self.engine) as connection:
@@ -199,9 +195,7 @@ class Registry:
             approvals.approve(connection, found, alias, who, comment)
             audit.record(
                 connection,
-                AuditEntry(
-                    Action.APPROVE, found.name, who, version=found.version, alias=alias, reason=comment
-                ),
+                AuditEntry(Action.APPROVE, found.name, who, version=found.version, alias=alias, reason=comment),
             )
 
     def promote(
@@ -217,9 +211,7 @@ class Registry:
     ) -> promotion.PromotionOutcome:
         """Evaluate the policy and move the alias when it allows; check `.applied` on the outcome."""
         rules = policies if isinstance(policies, Policies) else self.policies(policies)
-        request = promotion.PromotionRequest(
-            _ref(ref), alias, actor or current_user(), reason, dry_run, force
-        )
+        request = promotion.PromotionRequest(_ref(ref), alias, actor or current_user(), reason, dry_run, force)
         with write_transaction(self.engine) as connection:
             return promotion.promote(connection, rules, request)
 
@@ -258,9 +250,7 @@ def _ref(ref: str | ModelRef) -> ModelRef:
 
 def _model_manifest(path: str | os.PathLike[str]) -> Manifest:
     if not Path(path).exists():
-        raise BadModelInput(
-            f"model path {str(path)!r} does not exist; pass the model file or folder to register"
-        )
+        raise BadModelInput(f"model path {str(path)!r} does not exist; pass the model file or folder to register")
     manifest = build_manifest(path)
     if not manifest.files:
         raise BadModelInput(f"model folder {str(path)!r} holds no files; pass the folder your training wrote")
@@ -273,9 +263,7 @@ def _metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     found: dict[str, float] = {}
     for key, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise BadModelInput(
-                f"metric {key!r} must be a finite number, got {value!r}; pass for example {key}=0.93"
-            )
+            raise BadModelInput(f"metric {key!r} must be a finite number, got {value!r}; pass for example {key}=0.93")
         found[str(key)] = float(value)
     return found
 
@@ -283,9 +271,7 @@ def _metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
 def _strings(what: str, values: Mapping[str, Any]) -> dict[str, str]:
     for key, value in values.items():
         if isinstance(value, dict | list):
-            raise BadModelInput(
-                f"{what} {key!r} must be a single value, got {value!r}; pass {what} {key}=VALUE"
-            )
+            raise BadModelInput(f"{what} {key!r} must be a single value, got {value!r}; pass {what} {key}=VALUE")
     return {str(key): str(value) for key, value in values.items()}
 
 

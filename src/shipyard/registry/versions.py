@@ -71,9 +71,7 @@ class ModelVersion:
             "created_by": self.created_by,
         }
         if full:
-            data["files"] = [
-                {"path": f.path, "sha256": f.sha256, "size": f.size} for f in self.manifest.files
-            ]
+            data["files"] = [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in self.manifest.files]
             data["lineage"] = self.lineage
             data["profile"] = self.profile
         return data
@@ -129,16 +127,12 @@ def create_version(connection: Connection, name: str, new: NewVersion) -> ModelV
 def _ensure_model(connection: Connection, name: str, actor: str) -> None:
     values = {"name": name, "last_version": 0, "created_at": now(), "created_by": actor}
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(registered_models).values(**values).on_conflict_do_nothing(index_elements=["name"])
-    )
+    statement = dialect.insert(registered_models).values(**values).on_conflict_do_nothing(index_elements=["name"])
     connection.execute(statement)
 
 
 def model_id(connection: Connection, name: str) -> int:
-    found = connection.execute(
-        select(registered_models.c.id).where(registered_models.c.name == name)
-    ).scalar()
+    found = connection.execute(select(registered_models.c.id).where(registered_models.c.name == name)).scalar()
     if found is None:
         raise ModelNotFound(name)
     return int(found)
@@ -190,9 +184,7 @@ def list_models(connection: Connection) -> list[ModelSummary]:
         .order_by(registered_models.c.name)
     )
     return [
-        ModelSummary(
-            row.name, int(row.n or 0), row.top, aliases_of_model(connection, row.id), as_utc(row.created_at)
-        )
+        ModelSummary(row.name, int(row.n or 0), row.top, aliases_of_model(connection, row.id), as_utc(row.created_at))
         for row in connection.execute(query)
     ]
 

@@ -119,13 +119,19 @@ class ReplicaApp:
         elapsed = time.perf_counter() - started
         self.engine.metrics.observe(route, status, elapsed)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("request_id=%s method=%s path=%s status=%d duration_ms=%.2f", request.request_id,
-                      scope["method"], scope["path"], status, elapsed * 1000)  # fmt: skip
+            log.debug(
+                "request_id=%s method=%s path=%s status=%d duration_ms=%.2f",
+                request.request_id,
+                scope["method"],
+                scope["path"],
+                status,
+                elapsed * 1000,
+            )
 
     def _resolve(self, method: str, path: str) -> tuple[str, Endpoint, dict[str, str]]:
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
-        methods, route, params = self._routes.get(path), path, {}
+        methods, route, params = self._routes.get(path), path, dict[str, str]()
         if methods is None and path.startswith("/v2/models/"):
             methods, route, params = self._model_route(path)
         if methods is None:
@@ -205,10 +211,9 @@ class ReplicaApp:
 
     async def readyz(self, request: Request) -> Reply:
         if not self.engine.is_ready:
-            error = NotReady(f"API {self.engine.api.name!r}")
             if self.engine.load_error:
-                error = ShipyardError(self.engine.load_error, 503)
-            return error_reply(error, request.request_id)
+                return error_reply(ShipyardError(self.engine.load_error, 503), request.request_id)
+            return error_reply(NotReady(f"API {self.engine.api.name!r}"), request.request_id)
         return _json(200, {"ready": True, "status": "ready"})
 
     async def metrics(self, request: Request) -> Reply:
@@ -224,13 +229,16 @@ class ReplicaApp:
             {"name": name, "datatype": _V2_TYPES[field.type.value], "shape": [-1]}
             for name, field in (schema.fields.items() if schema else [])
         ]
-        return _json(200, {
-            "name": engine.api.name,
-            "versions": [str(engine.model.version)] if engine.model.version is not None else [],
-            "platform": f"shipyard/{engine.api.handler}",
-            "inputs": inputs,
-            "outputs": [],
-        })  # fmt: skip
+        return _json(
+            200,
+            {
+                "name": engine.api.name,
+                "versions": [str(engine.model.version)] if engine.model.version is not None else [],
+                "platform": f"shipyard/{engine.api.handler}",
+                "inputs": inputs,
+                "outputs": [],
+            },
+        )
 
     async def v2_model_ready(self, request: Request) -> Reply:
         if not self.engine.is_ready:
@@ -306,7 +314,7 @@ def error_reply(error: ShipyardError, request_id: str) -> Reply:
 async def _send(reply: Reply | Response, request: Request, send: Send) -> int:
     if isinstance(reply, Response):
         reply.headers["x-request-id"] = request.request_id
-        await reply(request.scope, request.receive, send)
+        await reply(request.scope, request.receive, send)  # type: ignore[arg-type]
         return reply.status_code
     headers = [
         (b"content-type", reply.content_type),

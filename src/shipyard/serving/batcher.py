@@ -34,8 +34,16 @@ RunBatch = Callable[[list[BatchItem]], list[Any]]
 
 
 class Batcher:
-    def __init__(self, run_batch: RunBatch, *, max_batch_size: int, max_wait_ms: float, slots: int,
-                 submit_to_thread: Callable[..., asyncio.Future[Any]], metrics: ReplicaMetrics) -> None:  # fmt: skip
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        *,
+        max_batch_size: int,
+        max_wait_ms: float,
+        slots: int,
+        submit_to_thread: Callable[..., asyncio.Future[Any]],
+        metrics: ReplicaMetrics,
+    ) -> None:
         self._run_batch = run_batch
         self._max_size = max_batch_size
         self._max_wait = max_wait_ms / 1000
@@ -115,8 +123,9 @@ class Batcher:
         if error is None and len(results) != len(batch):
             log.error(
                 "predict_batch returned %d results for a batch of %d requests; it must return one per payload",
-                len(results), len(batch),
-            )  # fmt: skip
+                len(results),
+                len(batch),
+            )
             results = [PredictionFailed("predict_batch returned the wrong number of results")] * len(batch)
         for item, result in zip(batch, results, strict=True):
             if item.future.done():

@@ -15,7 +15,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from shipyard.errors import HandlerLoadError, NotReady, Overloaded, PredictionFailed, PredictionTimeout, ShipyardError
+from shipyard.errors import (
+    HandlerLoadError,
+    NotReady,
+    Overloaded,
+    PredictionFailed,
+    PredictionTimeout,
+    ShipyardError,
+)
 from shipyard.serving.batcher import Batcher, BatchItem
 from shipyard.serving.handler import BoundHandler, HandlerRef, construct
 from shipyard.serving.metrics import ReplicaMetrics
@@ -45,8 +52,14 @@ class ModelInfo:
 
 
 class Engine:
-    def __init__(self, api: RealtimeAPI, handler_class: type, ref: HandlerRef, model: ModelInfo,
-                 metrics: ReplicaMetrics) -> None:  # fmt: skip
+    def __init__(
+        self,
+        api: RealtimeAPI,
+        handler_class: type,
+        ref: HandlerRef,
+        model: ModelInfo,
+        metrics: ReplicaMetrics,
+    ) -> None:
         self.api = api
         self.model = model
         self.metrics = metrics
@@ -94,11 +107,13 @@ class Engine:
         self._slots = asyncio.Semaphore(self.api.concurrency.max_concurrency)
         if self.api.batching:
             self._batcher = Batcher(
-                self._run_batch, max_batch_size=self.api.batching.max_batch_size,
-                max_wait_ms=self.api.batching.max_wait_ms, slots=self.api.concurrency.max_concurrency,
+                self._run_batch,
+                max_batch_size=self.api.batching.max_batch_size,
+                max_wait_ms=self.api.batching.max_wait_ms,
+                slots=self.api.concurrency.max_concurrency,
                 submit_to_thread=lambda fn, *args: loop.run_in_executor(self._pool, fn, *args),
                 metrics=self.metrics,
-            )  # fmt: skip
+            )
             self._batcher.start()
 
     async def close(self) -> None:
@@ -160,8 +175,11 @@ class Engine:
         except Exception as exc:
             return [_as_error(exc, ids)] * len(batch)
         if not isinstance(results, list | tuple):
-            log.error("predict_batch returned a %s for requests %s; it must return a list", type(results).__name__,
-                      ",".join(ids))  # fmt: skip
+            log.error(
+                "predict_batch returned a %s for requests %s; it must return a list",
+                type(results).__name__,
+                ",".join(ids),
+            )
             return [PredictionFailed("predict_batch did not return a list")] * len(batch)
         if len(results) != len(batch):
             return list(results)  # the batcher reports the mismatch and fails the whole batch
@@ -175,9 +193,12 @@ class Engine:
             "status": self.state.value,
             "handler": api.handler,
             "model": {
-                "source": self.model.source, "path": self.model.path, "digest": self.model.digest,
-                "name": self.model.name, "version": self.model.version,
-            },  # fmt: skip
+                "source": self.model.source,
+                "path": self.model.path,
+                "digest": self.model.digest,
+                "name": self.model.name,
+                "version": self.model.version,
+            },
             "batching": api.batching.model_dump() if api.batching else None,
             "concurrency": api.concurrency.model_dump(),
             "timeout_seconds": api.timeout,

@@ -59,8 +59,11 @@ def import_handler_class(ref: HandlerRef) -> type:
     module = _import_file(path, ref)
     handler_class = getattr(module, class_name, None)
     if not isinstance(handler_class, type):
-        classes = sorted(name for name, value in vars(module).items() if isinstance(value, type)
-                         and value.__module__ == module.__name__)  # fmt: skip
+        classes = sorted(
+            name
+            for name, value in vars(module).items()
+            if isinstance(value, type) and value.__module__ == module.__name__
+        )
         raise HandlerLoadError(
             f"handler {ref.text!r}: {path.name} has no class {class_name!r}; "
             f"classes defined there: {', '.join(classes) or 'none'}"
@@ -99,8 +102,13 @@ class BoundHandler:
     predict_batch: PredictBatchFn | None
 
 
-def construct(handler_class: type, ref: HandlerRef, config: dict[str, Any], model_path: str | None,
-              **builtin_options: Any) -> BoundHandler:  # fmt: skip
+def construct(
+    handler_class: type,
+    ref: HandlerRef,
+    config: dict[str, Any],
+    model_path: str | None,
+    **builtin_options: Any,
+) -> BoundHandler:
     """Call the handler's __init__; if it raises, the HandlerLoadError carries the exception's text."""
     try:
         instance = handler_class(config, model_path, **builtin_options)

@@ -17,32 +17,50 @@ class ReplicaMetrics:
         self.api = api
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = Counter(
-            "shipyard_requests", "Requests answered, by route and status code.",
-            ["api", "route", "code"], registry=self.registry,
-        )  # fmt: skip
+            "shipyard_requests",
+            "Requests answered, by route and status code.",
+            ["api", "route", "code"],
+            registry=self.registry,
+        )
         self._latency = Histogram(
-            "shipyard_request_duration_seconds", "Time from request to response, by route.",
-            ["api", "route"], buckets=LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "shipyard_request_duration_seconds",
+            "Time from request to response, by route.",
+            ["api", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
-            "shipyard_in_flight_requests", "Requests admitted and not yet answered.", ["api"], registry=self.registry
+            "shipyard_in_flight_requests",
+            "Requests admitted and not yet answered.",
+            ["api"],
+            registry=self.registry,
         ).labels(api)
         self.queue_length = Gauge(
-            "shipyard_queue_length", "Admitted requests waiting for a prediction slot.", ["api"],
+            "shipyard_queue_length",
+            "Admitted requests waiting for a prediction slot.",
+            ["api"],
             registry=self.registry,
-        ).labels(api)  # fmt: skip
+        ).labels(api)
         self.batch_size = Histogram(
-            "shipyard_batch_size", "Requests per predict_batch call.", ["api"], buckets=BATCH_BUCKETS,
+            "shipyard_batch_size",
+            "Requests per predict_batch call.",
+            ["api"],
+            buckets=BATCH_BUCKETS,
             registry=self.registry,
-        ).labels(api)  # fmt: skip
+        ).labels(api)
         self.batch_wait = Histogram(
-            "shipyard_batch_wait_seconds", "Time a request waited in the batcher before its batch ran.", ["api"],
-            buckets=LATENCY_BUCKETS, registry=self.registry,
-        ).labels(api)  # fmt: skip
+            "shipyard_batch_wait_seconds",
+            "Time a request waited in the batcher before its batch ran.",
+            ["api"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        ).labels(api)
         self._unknown = Counter(
-            "shipyard_unknown_categories", "Values outside a schema field's enum that were let through.",
-            ["api", "field"], registry=self.registry,
-        )  # fmt: skip
+            "shipyard_unknown_categories",
+            "Values outside a schema field's enum that were let through.",
+            ["api", "field"],
+            registry=self.registry,
+        )
         self.ready = Gauge("shipyard_ready", "1 once the handler has loaded.", ["api"], registry=self.registry).labels(
             api
         )
@@ -52,7 +70,10 @@ class ReplicaMetrics:
         key = (route, code)
         children = self._children.get(key)
         if children is None:
-            children = (self._requests.labels(self.api, route, str(code)), self._latency.labels(self.api, route))
+            children = (
+                self._requests.labels(self.api, route, str(code)),
+                self._latency.labels(self.api, route),
+            )
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)

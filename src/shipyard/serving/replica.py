@@ -64,10 +64,12 @@ def resolve_model(project: Project, api: RealtimeAPI) -> ModelInfo:
     if not path.is_relative_to(root.resolve()):
         raise PathOutsideProject(f"{api.name}.model", api.model, project.directory)
     if not path.exists():
-        raise ConfigError([
-            f"{project.source}: {api.name}.model: {api.model!r} does not exist in {project.directory}; "
-            "create it (train the model first) or fix the path"
-        ])  # fmt: skip
+        raise ConfigError(
+            [
+                f"{project.source}: {api.name}.model: {api.model!r} does not exist in {project.directory}; "
+                "create it (train the model first) or fix the path"
+            ]
+        )
     return ModelInfo(api.model, str(path), build_manifest(path).digest)
 
 
@@ -98,7 +100,7 @@ class _Server(uvicorn.Server):
 
 def serve(options: ServeOptions) -> int:
     """Serve one API in the foreground until SIGINT/SIGTERM; returns the process exit code."""
-    prometheus_client.disable_created_metrics()  # this process is one replica; `_created` series are noise
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call] # this process is one replica; `_created` series are noise
     project = load(options.project)
     api = pick_api(project, options.api)
     engine = build_engine(project, api)
@@ -110,11 +112,18 @@ def serve(options: ServeOptions) -> int:
 
     app = ReplicaApp(engine, on_load_failed=stop_after_failed_load)
     config = uvicorn.Config(
-        app, host=options.host, port=options.port, lifespan="on", log_config=None, access_log=False,
-        timeout_graceful_shutdown=int(api.grace_period) or 1, log_level=options.log_level,
-        loop="uvloop" if _has("uvloop") else "asyncio", http="httptools" if _has("httptools") else "h11",
+        app,
+        host=options.host,
+        port=options.port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(api.grace_period) or 1,
+        log_level=options.log_level,
+        loop="uvloop" if _has("uvloop") else "asyncio",
+        http="httptools" if _has("httptools") else "h11",
         server_header=False,
-    )  # fmt: skip
+    )
     server = _Server(config)
     log.info("serving %s on http://%s:%d", api.name, options.host, options.port)
     server.run()

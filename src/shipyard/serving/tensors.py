@@ -15,10 +15,20 @@ import numpy as np
 from shipyard.errors import InvalidTensor
 
 DTYPES: dict[str, Any] = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
-    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "BYTES": np.object_,
-}  # fmt: skip
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "BYTES": np.object_,
+}
 _NAMES = {np.dtype(dtype): name for name, dtype in DTYPES.items() if name != "BYTES"}
 
 
@@ -35,7 +45,7 @@ def decode_inputs(request: Any) -> tuple[Any, list[str]]:
         if name in arrays:
             raise InvalidTensor(f"input {name!r} appears twice; each input tensor needs its own name")
         arrays[name] = array
-    wanted = [o.get("name") for o in request.get("outputs") or [] if isinstance(o, dict) and o.get("name")]
+    wanted = [str(o["name"]) for o in request.get("outputs") or [] if isinstance(o, dict) and o.get("name")]
     payload = next(iter(arrays.values())) if len(arrays) == 1 else arrays
     return payload, wanted
 
@@ -47,8 +57,7 @@ def decode_tensor(tensor: Any, index: int) -> tuple[str, np.ndarray]:
     if not isinstance(name, str) or not name:
         raise InvalidTensor(f"inputs[{index}].name must be a non-empty string, got {name!r}")
     shape, datatype, data = tensor.get("shape"), tensor.get("datatype"), tensor.get("data")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):  # fmt: skip
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise InvalidTensor(f"input {name!r}: shape must be a list of whole numbers >= 0, got {shape!r}")
     if datatype not in DTYPES:
         raise InvalidTensor(f"input {name!r}: datatype must be one of {', '.join(DTYPES)}, got {datatype!r}")
@@ -86,10 +95,8 @@ def encode_tensor(name: str, value: Any) -> dict[str, Any]:
     array = value if isinstance(value, np.ndarray) else np.asarray(value)
     if array.dtype.kind in "USO":
         data = [item.decode() if isinstance(item, bytes) else str(item) for item in array.reshape(-1).tolist()]
-        datatype = "BYTES"
-    else:
-        datatype = _NAMES.get(array.dtype)
-        if datatype is None:
-            raise TypeError(f"output {name!r} has dtype {array.dtype}, which has no Open Inference Protocol type")
-        data = array.reshape(-1).tolist()
-    return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": data}
+        return {"name": name, "shape": list(array.shape), "datatype": "BYTES", "data": data}
+    datatype = _NAMES.get(array.dtype)
+    if datatype is None:
+        raise TypeError(f"output {name!r} has dtype {array.dtype}, which has no Open Inference Protocol type")
+    return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": array.reshape(-1).tolist()}

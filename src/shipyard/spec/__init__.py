@@ -4,8 +4,8 @@ from shipyard.spec.loader import load
 from shipyard.spec.models import (
     APISpec,
     Autoscaling,
-    Batching,
     BatchAPI,
+    Batching,
     Compute,
     Concurrency,
     InputSchema,

@@ -21,8 +21,10 @@ from shipyard.spec.models import KINDS, APISpec, BatchAPI, Project, RealtimeAPI,
 
 SPEC_FILENAMES = ("shipyard.yaml", "shipyard.yml")
 _KIND_MODELS: dict[str, type[BaseModel]] = {
-    "RealtimeAPI": RealtimeAPI, "BatchAPI": BatchAPI, "TrafficSplitter": TrafficSplitter,
-}  # fmt: skip
+    "RealtimeAPI": RealtimeAPI,
+    "BatchAPI": BatchAPI,
+    "TrafficSplitter": TrafficSplitter,
+}
 _API_LIST = TypeAdapter(list[APISpec])
 
 

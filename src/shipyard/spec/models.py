@@ -16,6 +16,7 @@ from shipyard.spec.units import ByteSize, CountOrPercent, Cpu, Duration
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 BUILTIN_HANDLERS = ("sklearn", "onnx")
 _HANDLER_PATTERN = re.compile(r"^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$")
+_MODEL_REF = re.compile(r"^models:/[A-Za-z0-9][A-Za-z0-9_.-]*([@:][A-Za-z0-9_.-]+)?$")
 
 
 class _Strict(BaseModel):
@@ -62,9 +63,7 @@ class Autoscaling(_Strict):
     @model_validator(mode="after")
     def _bounds(self) -> Autoscaling:
         if self.min_replicas > self.max_replicas:
-            raise ValueError(
-                f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})"
-            )
+            raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
         init = self.init_replicas
         if init is not None and not self.min_replicas <= init <= self.max_replicas:
             raise ValueError(
@@ -129,7 +128,10 @@ class SchemaField(_Strict):
     def _range(self) -> SchemaField:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) must be <= max ({self.max})")
-        if (self.min is not None or self.max is not None) and self.type not in (FieldType.float, FieldType.int):
+        if (self.min is not None or self.max is not None) and self.type not in (
+            FieldType.float,
+            FieldType.int,
+        ):
             raise ValueError(f"min/max apply to float and int fields, not {self.type.value}")
         return self
 
@@ -168,9 +170,8 @@ class _APIBase(_Strict):
     @field_validator("model")
     @classmethod
     def _model_form(cls, value: str | None) -> str | None:
-        if value is not None and value.startswith("models:/"):
-            if not re.match(r"^models:/[A-Za-z0-9][A-Za-z0-9_.-]*([@:][A-Za-z0-9_.-]+)?$", value):
-                raise ValueError(f"must be models:/NAME, models:/NAME@ALIAS or models:/NAME:VERSION, got {value!r}")
+        if value is not None and value.startswith("models:/") and not _MODEL_REF.match(value):
+            raise ValueError(f"must be models:/NAME, models:/NAME@ALIAS or models:/NAME:VERSION, got {value!r}")
         return value
 
     @property

@@ -75,9 +75,7 @@ def _parse(text: str, shown: str) -> tuple[yaml.Node | None, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise ConfigError(
-            [f"{shown}{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}"]
-        ) from None
+        raise ConfigError([f"{shown}{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}"]) from None
     return node, data
 
 

@@ -12,9 +12,13 @@ from shipyard.serving.builtin.rows import Form, to_rows
 from shipyard.serving.builtin.sklearn import find_model_file
 
 _ORT_TYPES = {
-    "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
-    "tensor(int32)": np.int32, "tensor(bool)": np.bool_, "tensor(string)": np.object_,
-}  # fmt: skip
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+    "tensor(string)": np.object_,
+}
 
 
 class OnnxConfig(BaseModel):
@@ -38,9 +42,7 @@ class OnnxHandler:
         try:
             import onnxruntime
         except ImportError:
-            raise HandlerLoadError(
-                "handler 'onnx' needs onnxruntime: pip install 'shipyard[onnx]'"
-            ) from None
+            raise HandlerLoadError("handler 'onnx' needs onnxruntime: pip install 'shipyard[onnx]'") from None
         file = find_model_file(model_path, (".onnx",), "onnx")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self.config.intra_op_threads
@@ -55,7 +57,7 @@ class OnnxHandler:
             return self._outputs(self._run(feeds), Form.array)
         rows = to_rows(payload, self.features)
         first = self.inputs[0]
-        matrix = np.asarray(rows.matrix, dtype=_ORT_TYPES.get(first.type, np.float32))
+        matrix: np.ndarray = np.asarray(rows.matrix, dtype=_ORT_TYPES.get(first.type, np.float32))
         return self._outputs(self._run({first.name: matrix}), rows.form)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> list[Any]:

@@ -53,8 +53,8 @@ def to_rows(payload: Any, features: Sequence[str] | None) -> Rows:
     if isinstance(payload, list) and payload and not any(isinstance(item, dict | list) for item in payload):
         return Rows([payload], Form.single)
     raise BadRequest(
-        "expected a record {\"feature\": value, ...}, a list of records, a row [v1, v2, ...], a list of rows, "
-        f"or {{\"instances\": [...]}}; got {type(payload).__name__}"
+        'expected a record {"feature": value, ...}, a list of records, a row [v1, v2, ...], a list of rows, '
+        f'or {{"instances": [...]}}; got {type(payload).__name__}'
     )
 
 
