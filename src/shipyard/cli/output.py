@@ -47,3 +47,5 @@ def configure_logging(level: str, debug: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not debug:
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations report themselves as INFO
