@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -95,3 +96,92 @@ audit_log = Table(
     Column("reason", Text, nullable=False, default=""),
     Column("details", JSON, nullable=False),
 )
+
+# -- the local runtime: what should run (deployments, releases), what runs (replicas), and what happened ----
+# Times here are float seconds since the epoch: the daemon's clock, which the pure controller reads as data.
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("version", String(80), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("replicas", Integer, nullable=False, default=0),
+    Column("source", Text, nullable=False),
+    Column("model_ref", String(256), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+"""One row per API or splitter: the version that should run and the replica count the autoscaler set."""
+
+releases = Table(
+    "releases",
+    metadata,
+    Column("api", String(64), primary_key=True),
+    Column("version", String(80), primary_key=True),
+    Column("project", Text, nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("model_name", String(128), nullable=True),
+    Column("model_version", Integer, nullable=True),
+    Column("model_digest", String(80), nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+"""Every version of an API ever deployed, with the snapshot of the project its replicas load."""
+
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", String(96), primary_key=True),
+    Column("api", String(64), nullable=False, index=True),
+    Column("version", String(80), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("pid", Integer, nullable=True),
+    Column("port", Integer, nullable=False),
+    Column("log", Text, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("healthy_at", Float, nullable=True),
+    Column("grace_period", Float, nullable=False),
+    Column("restarts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Column("exited_at", Float, nullable=True),
+    Column("restart_at", Float, nullable=True),
+    Column("draining_since", Float, nullable=True),
+)
+"""The replicas the daemon runs, written every tick: a restarted daemon adopts them from here."""
+
+recommendations = Table(
+    "recommendations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("api", String(64), nullable=False, index=True),
+    Column("at", Float, nullable=False),
+    Column("replicas", Integer, nullable=False),
+)
+"""The autoscaler's recent recommendations per API, which stabilization reads back."""
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("api", String(64), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("replica", String(96), nullable=True),
+    Column("message", Text, nullable=False),
+)
+"""What happened to an API (deployed, scaled, rolled out, crashed, ...), newest last."""
+
+shadow_stats = Table(
+    "shadow_stats",
+    metadata,
+    Column("splitter", String(64), primary_key=True),
+    Column("shadow", String(64), primary_key=True),
+    Column("compared", BigInteger, nullable=False, default=0),
+    Column("agreed", BigInteger, nullable=False, default=0),
+    Column("failed", BigInteger, nullable=False, default=0),
+    Column("primary_ms", Float, nullable=False, default=0.0),
+    Column("shadow_ms", Float, nullable=False, default=0.0),
+    Column("updated_at", Float, nullable=False),
+)
+"""Per splitter and shadow API: how often the shadow's answer agreed with the primary's, and total latencies."""
