@@ -7,10 +7,11 @@ their payload to the same `Engine`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -186,7 +187,7 @@ class ReplicaApp:
         body = await _read_body(request, self.engine.api.max_body_size)
         payload = codec.decode(body, request.content_type, self.engine.api.accepted_content_types())
         self._check_schema(payload)
-        result = await self.engine.predict(payload, request.headers, request.query, request.request_id)
+        result = await self.engine.predict(payload, *self._context(request), request.request_id)
         if isinstance(result, Response):
             return result
         try:
@@ -195,6 +196,11 @@ class ReplicaApp:
             log.error("request %s: %s", request.request_id, exc)
             raise ShipyardError("the handler's result could not be encoded; see the API's log") from None
         return Reply(200, content, content_type.encode())
+
+    def _context(self, request: Request) -> tuple[Headers | None, QueryParams | None]:
+        """Headers and query for a handler that declares them; parsing them for one that doesn't is waste."""
+        engine = self.engine
+        return (request.headers if engine.wants_headers else None, request.query if engine.wants_query else None)
 
     def _check_schema(self, payload: Any) -> None:
         if self.engine.schema is None:
@@ -251,7 +257,7 @@ class ReplicaApp:
         body = await _read_body(request, self.engine.api.max_body_size)
         inference = codec.parse_json(body)
         payload, wanted = tensors.decode_inputs(inference)
-        result = await self.engine.predict(payload, request.headers, request.query, request.request_id)
+        result = await self.engine.predict(payload, *self._context(request), request.request_id)
         try:
             outputs = tensors.encode_outputs(result, wanted)
         except (TypeError, ValueError) as exc:
@@ -265,6 +271,8 @@ class ReplicaApp:
         return _json(200, answer)
 
 
+_ID_PREFIX = secrets.token_hex(12)  # unique per process; the counter makes ids unique within it
+_ID_COUNTER = itertools.count()
 _V2_TYPES = {"float": "FP64", "int": "INT64", "str": "BYTES", "bool": "BOOL"}
 
 
@@ -278,7 +286,9 @@ def _request(scope: Scope, receive: Receive) -> Request:
             content_length = int(value) if value.isdigit() else None
         elif name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
             request_id = value.decode("ascii")
-    return Request(scope, receive, request_id or uuid.uuid4().hex, content_type, content_length, {})
+    return Request(
+        scope, receive, request_id or f"{_ID_PREFIX}{next(_ID_COUNTER):08x}", content_type, content_length, {}
+    )
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

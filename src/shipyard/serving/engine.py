@@ -7,6 +7,7 @@ Predictions run in worker threads, so the event loop keeps answering health chec
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from shipyard.errors import (
     ShipyardError,
 )
 from shipyard.serving.batcher import Batcher, BatchItem
+from shipyard.serving.dispatcher import Dispatcher
 from shipyard.serving.handler import BoundHandler, HandlerRef, construct
 from shipyard.serving.metrics import ReplicaMetrics
 from shipyard.serving.schema import SchemaChecker
@@ -69,18 +71,27 @@ class Engine:
         self._ref = ref
         self._handler: BoundHandler | None = None
         self.schema = SchemaChecker(api.input_schema) if api.input_schema else None
-        self._pool = ThreadPoolExecutor(api.concurrency.max_concurrency, thread_name_prefix="predict")
-        self._slots: asyncio.Semaphore | None = None
+        self._pool = ThreadPoolExecutor(api.concurrency.max_concurrency, thread_name_prefix="predict-batch")
+        self._dispatcher: Dispatcher | None = None
         self._batcher: Batcher | None = None
         batch_size = api.batching.max_batch_size if api.batching else 1
         self.capacity = api.concurrency.max_concurrency * batch_size + api.concurrency.max_queue_length
         self.admitted = 0
-        self._running = 0
         metrics.track(lambda: self.admitted, lambda: self.admitted - self.running)
 
     @property
     def running(self) -> int:
-        return self._batcher.running if self._batcher else self._running
+        if self._batcher is not None:
+            return self._batcher.running
+        return self._dispatcher.running if self._dispatcher is not None else 0
+
+    @property
+    def wants_headers(self) -> bool:
+        return self._handler is not None and self._handler.wants_headers
+
+    @property
+    def wants_query(self) -> bool:
+        return self._handler is not None and self._handler.wants_query
 
     @property
     def is_ready(self) -> bool:
@@ -98,27 +109,32 @@ class Engine:
             self.load_error = exc.message
             self.state = State.failed
             return
+        gc.collect()
+        gc.freeze()  # the model and libraries live as long as the process: spare them every full collection
         self.state = State.ready
         self.metrics.ready.set(1)
         log.info("api %s is ready (handler loaded in %.2fs)", self.api.name, time.monotonic() - started)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._slots = asyncio.Semaphore(self.api.concurrency.max_concurrency)
-        if self.api.batching:
-            self._batcher = Batcher(
-                self._run_batch,
-                max_batch_size=self.api.batching.max_batch_size,
-                max_wait_ms=self.api.batching.max_wait_ms,
-                slots=self.api.concurrency.max_concurrency,
-                submit_to_thread=lambda fn, *args: loop.run_in_executor(self._pool, fn, *args),
-                metrics=self.metrics,
-            )
-            self._batcher.start()
+        if self.api.batching is None:
+            self._dispatcher = Dispatcher(self.api.concurrency.max_concurrency, loop)
+            return
+        self._batcher = Batcher(
+            self._run_batch,
+            max_batch_size=self.api.batching.max_batch_size,
+            max_wait_ms=self.api.batching.max_wait_ms,
+            slots=self.api.concurrency.max_concurrency,
+            submit_to_thread=lambda fn, *args: loop.run_in_executor(self._pool, fn, *args),
+            metrics=self.metrics,
+        )
+        self._batcher.start()
 
     async def close(self) -> None:
         if self._batcher:
             await self._batcher.stop()
+        if self._dispatcher:
+            self._dispatcher.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def predict(self, payload: Any, headers: Any, query: Any, request_id: str) -> Any:
@@ -139,22 +155,13 @@ class Engine:
             self.admitted -= 1
 
     async def _predict_one(self, payload: Any, headers: Any, query: Any, request_id: str) -> Any:
-        assert self._slots is not None
-        await self._slots.acquire()
-        self._running += 1
-        future = asyncio.get_running_loop().run_in_executor(
-            self._pool, self._call_predict, payload, headers, query, request_id
-        )
-        future.add_done_callback(self._release)
-        result = await asyncio.shield(future)  # a timeout abandons the wait, not the slot: the thread still runs
+        assert self._dispatcher is not None
+        # A timeout cancels this wait, not the prediction: a running thread cannot be stopped, and it keeps
+        # its slot until it finishes, so max_concurrency holds.
+        result = await self._dispatcher.submit(lambda: self._call_predict(payload, headers, query, request_id))
         if isinstance(result, BaseException):
             raise result
         return result
-
-    def _release(self, _: object) -> None:
-        self._running -= 1
-        assert self._slots is not None
-        self._slots.release()
 
     def _call_predict(self, payload: Any, headers: Any, query: Any, request_id: str) -> Any:
         assert self._handler is not None

@@ -100,6 +100,9 @@ class BoundHandler:
     instance: Any
     predict: PredictFn
     predict_batch: PredictBatchFn | None
+    wants_headers: bool = False
+    """Whether predict or predict_batch declares `headers`; callers may pass None otherwise."""
+    wants_query: bool = False
 
 
 def construct(
@@ -130,7 +133,10 @@ def bind(instance: Any) -> BoundHandler:
         single = _single_from_batch(batch)
     if single is None:
         raise HandlerLoadError(f"handler {type(instance).__name__} needs a predict or predict_batch method")
-    return BoundHandler(instance, single, batch)
+    declared = [_declares(method) for method in (predict, predict_batch) if callable(method)]
+    wants_headers = any(headers for headers, _ in declared)
+    wants_query = any(query for _, query in declared)
+    return BoundHandler(instance, single, batch, wants_headers, wants_query)
 
 
 def _declares(method: Callable[..., Any]) -> tuple[bool, bool]:
