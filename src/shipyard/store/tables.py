@@ -10,7 +10,9 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -185,3 +187,85 @@ shadow_stats = Table(
     Column("updated_at", Float, nullable=False),
 )
 """Per splitter and shadow API: how often the shadow's answer agreed with the primary's, and total latencies."""
+
+# -- batch jobs: the job, its batches (the durable queue, with leases) and what happened to it -----------------
+# Times here are float seconds since the epoch, like the runtime's.
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("api", String(64), nullable=False, index=True),
+    Column("project", Text, nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("output", Text, nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("id_column", String(256), nullable=True),
+    Column("batch_size", Integer, nullable=False),
+    Column("workers", Integer, nullable=False),
+    Column("max_retries", Integer, nullable=False),
+    Column("timeout", Float, nullable=True),
+    Column("model_path", Text, nullable=True),
+    Column("model_digest", String(80), nullable=True),
+    Column("state", String(32), nullable=False, index=True),
+    Column("reason", Text, nullable=False, default=""),
+    Column("stop_request", String(32), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("ended_at", Float, nullable=True),
+    Column("updated_at", Float, nullable=False),
+    Column("total_batches", Integer, nullable=True),
+    Column("total_rows", BigInteger, nullable=True),
+    Column("runner", String(128), nullable=True),
+    Column("runner_host", String(256), nullable=True),
+    Column("runner_pid", Integer, nullable=True),
+    Column("runner_expires_at", Float, nullable=True),
+    Column("hook_state", String(16), nullable=True),
+    Column("error", Text, nullable=True),
+)
+"""One row per batch job: what to run over which inputs, its state, and which runner drives it."""
+
+job_batches = Table(
+    "job_batches",
+    metadata,
+    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("source_index", Integer, nullable=False),
+    Column("source_offset", BigInteger, nullable=False),
+    Column("row_numbers", JSON, nullable=True),
+    Column("rows", Integer, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("parent_seq", Integer, nullable=True),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("leases", Integer, nullable=False, default=0),
+    Column("lease_token", String(40), nullable=True),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
+    Column("not_before", Float, nullable=False, default=0.0),
+    Column("last_error", Text, nullable=True),
+    Column("ok_rows", Integer, nullable=False, default=0),
+    Column("failed_rows", Integer, nullable=False, default=0),
+    Column("part", Text, nullable=True),
+    Column("part_digest", String(80), nullable=True),
+    Column("part_bytes", BigInteger, nullable=True),
+    Column("failed_part", Text, nullable=True),
+    Column("failed_digest", String(80), nullable=True),
+    Column("failed_bytes", BigInteger, nullable=True),
+    Column("dead_payload", LargeBinary, nullable=True),
+    Column("done_at", Float, nullable=True),
+    Index("ix_job_batches_job_id_state_seq", "job_id", "state", "seq"),
+)
+"""The durable queue: each batch's rows (Arrow IPC), its lease, its attempts and the parts it produced."""
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("at", Float, nullable=False),
+    Column("state", String(32), nullable=True),
+    Column("message", Text, nullable=False),
+)
+"""Every state change of a job with its reason, and other things worth telling (worker crashes, retries)."""
