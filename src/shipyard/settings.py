@@ -12,6 +12,17 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+def _port(name: str, default: int) -> int:
+    value = _env(name)
+    if value is None:
+        return default
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        from shipyard.errors import ShipyardError
+
+        raise ShipyardError(f"SHIPYARD_{name} must be a port number between 1 and 65535, got {value!r}", 400)
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Settings resolved from the environment; construct with `Settings.from_env()`."""
@@ -21,7 +32,14 @@ class Settings:
     artifacts: str
     log_level: str = "info"
     url: str | None = None
+    """SHIPYARD_URL: the control plane the CLI and SDK talk to (default: the local daemon)."""
     token: str | None = None
+    """SHIPYARD_TOKEN: the control plane's token (default: read from SHIPYARD_HOME)."""
+    control_port: int = 7070
+    """SHIPYARD_CONTROL_PORT: where a daemon started without --port listens (on 127.0.0.1)."""
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    """SHIPYARD_GATEWAY_HOST / SHIPYARD_GATEWAY_PORT: the gateway of a daemon started without flags."""
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -34,6 +52,9 @@ class Settings:
             log_level=(_env("LOG_LEVEL", "info") or "info").lower(),
             url=_env("URL"),
             token=_env("TOKEN"),
+            control_port=_port("CONTROL_PORT", 7070),
+            gateway_host=_env("GATEWAY_HOST", "127.0.0.1") or "127.0.0.1",
+            gateway_port=_port("GATEWAY_PORT", 8080),
         )
 
 

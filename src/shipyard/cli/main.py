@@ -7,6 +7,8 @@ import sys
 import click
 
 from shipyard import __version__
+from shipyard.cli.daemon import DAEMON_COMMANDS
+from shipyard.cli.deploy import DEPLOY_COMMANDS
 from shipyard.cli.models import models
 from shipyard.cli.output import configure_logging, reports_errors
 
@@ -64,6 +66,8 @@ def validate(project: str) -> None:
 
 
 cli.add_command(models)
+for command in (*DAEMON_COMMANDS, *DEPLOY_COMMANDS):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -49,3 +49,4 @@ def configure_logging(level: str, debug: bool) -> None:
     )
     if not debug:
         logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations report themselves as INFO
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request: the daemon's health checks

@@ -171,7 +171,5 @@ def _hold(
     else:
         held, extreme = min(recommended, max(min(recent), current)), "lowest"
     if held != recommended:
-        notes.append(
-            f"held at {held} by {direction}_stabilization ({extreme} recommendation of the last {period:g}s)"
-        )
+        notes.append(f"held at {held} by {direction}_stabilization ({extreme} recommendation of the last {period:g}s)")
     return held

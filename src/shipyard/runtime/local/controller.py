@@ -100,14 +100,10 @@ def _converge(desired: DesiredAPI, live: Sequence[ReplicaStatus], now: float, ti
     old = [r for r in live if r.version != desired.version]
     old_ready = [r for r in old if r.state is ReplicaState.ready]
     actions: list[Action] = [_remove(r, f"scale down to {desired.replicas}") for r in surplus]
-    actions += [
-        _remove(r, f"replaced by version {desired.version}") for r in old if r.state is not ReplicaState.ready
-    ]
+    actions += [_remove(r, f"replaced by version {desired.version}") for r in old if r.state is not ReplicaState.ready]
     actions += _recover(kept, now, timing)
     drains = _drain_budget(desired, kept, old_ready)
-    actions += [
-        Drain(r.id, f"replaced by a ready replica of version {desired.version}") for r in old_ready[:drains]
-    ]
+    actions += [Drain(r.id, f"replaced by a ready replica of version {desired.version}") for r in old_ready[:drains]]
     starts = _start_budget(desired, len(kept), len(kept) + len(old_ready) - drains)
     reason = f"roll out version {desired.version}" if old else f"scale up to {desired.replicas}"
     actions += [Start(desired.name, desired.version, reason) for _ in range(starts)]
@@ -124,9 +120,7 @@ def _budgets(desired: DesiredAPI) -> tuple[int, int]:
     return surge, 0
 
 
-def _drain_budget(
-    desired: DesiredAPI, kept: Sequence[ReplicaStatus], old_ready: Sequence[ReplicaStatus]
-) -> int:
+def _drain_budget(desired: DesiredAPI, kept: Sequence[ReplicaStatus], old_ready: Sequence[ReplicaStatus]) -> int:
     """Old replicas that can go now without fewer ready replicas than the strategy allows."""
     _, unavailable = _budgets(desired)
     ready = sum(r.state is ReplicaState.ready for r in kept) + len(old_ready)

@@ -55,6 +55,4 @@ def _why(desired: DesiredAPI, failing: Sequence[ReplicaStatus]) -> str | None:
         return None
     newest = max(failing, key=lambda r: (r.exited_at or 0.0, r.id))
     restarts = f" after {newest.restarts} restart(s)" if newest.restarts else ""
-    return (
-        f"version {desired.version} replica {newest.id} {newest.state.value}{restarts}: {newest.last_error}"
-    )
+    return f"version {desired.version} replica {newest.id} {newest.state.value}{restarts}: {newest.last_error}"

@@ -17,11 +17,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
+from shipyard.runtime.local.state import ReplicaRecord
 from shipyard.runtime.local.types import (
     Action,
     Backoff,
@@ -40,6 +43,52 @@ log = logging.getLogger("shipyard.supervisor")
 
 _LOG_LINE = re.compile(r"^\S+ \S+ (ERROR|CRITICAL) (?P<message>.+)$")
 _TAIL_BYTES = 16_384
+_PORT_TAKEN = "address already in use"
+_PROBE_THREADS = 8
+
+
+class Process(Protocol):
+    """What the supervisor needs of a replica's process: a child it launched, or one it adopted."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+class Adopted:
+    """A replica process launched by an earlier daemon: not our child, so it is watched through /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not is_running(self.pid):
+            self.returncode = -1  # its exit code went to whoever reaped it
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                self.returncode = -1
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
+            time.sleep(0.02)
+        return code
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -59,7 +108,7 @@ class Replica:
     status: ReplicaStatus
     port: int
     log: Path
-    process: subprocess.Popen[bytes] | None
+    process: Process | None
     is_stopping: bool = False
     """We signalled it: its exit is a stop, not a crash."""
     is_answering: bool = False
@@ -83,23 +132,46 @@ class Supervisor:
         self._logs = logs
         self._clock = clock
         self._client = httpx.Client(timeout=probe_timeout)
+        self._probes = ThreadPoolExecutor(_PROBE_THREADS, thread_name_prefix="probe")
         self.replicas: dict[str, Replica] = {}
 
     def observe(self) -> Observed:
-        """Reap exits and check readiness, then report every replica as of now."""
+        """Reap exits and check readiness (all replicas at once), then report every replica as of now."""
         now = self._clock()
-        for replica in self.replicas.values():
-            replica.status = self._check(replica, now)
+        current = list(self.replicas.values())
+        for replica, status in zip(current, self._probes.map(lambda r: self._check(r, now), current), strict=True):
+            replica.status = status
         return Observed(now, tuple(replica.status for replica in self.replicas.values()))
+
+    def adopt(self, records: Iterable[ReplicaRecord]) -> None:
+        """Take over the replicas an earlier daemon ran: live processes are kept, dead ones count as exits."""
+        now = self._clock()
+        for record in records:
+            alive = record.pid is not None and is_replica_process(record.pid, record.port)
+            process = Adopted(record.pid) if alive and record.pid is not None else None
+            status = record.status
+            if process is None and status.state in (ReplicaState.starting, ReplicaState.ready):
+                error = "its process ended while the daemon was not running"
+                status = replace(status, state=ReplicaState.crashed, exited_at=now, last_error=error)
+            elif process is None and status.state is ReplicaState.draining:
+                status = replace(status, state=ReplicaState.stopped, exited_at=now)
+            replica = Replica(status, record.port, Path(record.log), process)
+            replica.is_stopping = status.state is ReplicaState.draining
+            self.replicas[status.id] = replica
+
+    def records(self) -> list[ReplicaRecord]:
+        """Every replica as the store keeps it, so that a restarted daemon can adopt them."""
+        return [
+            ReplicaRecord(r.status, r.process.pid if r.process else None, r.port, str(r.log))
+            for r in self.replicas.values()
+        ]
 
     def ready(self, api: str) -> dict[str, str]:
         """URL of each ready replica of `api`, by replica id: where the gateway may send traffic."""
         return {
             replica.status.id: replica.url
             for replica in self.replicas.values()
-            if replica.status.api == api
-            and replica.status.state is ReplicaState.ready
-            and replica.is_answering
+            if replica.status.api == api and replica.status.state is ReplicaState.ready and replica.is_answering
         }
 
     def apply(self, actions: Iterable[Action]) -> None:
@@ -133,6 +205,7 @@ class Supervisor:
                 _wait_or_kill(replica.process, deadline)
         self.replicas.clear()
         self._client.close()
+        self._probes.shutdown()
 
     def _start(self, action: Start, now: float) -> None:
         replica_id = f"{action.api}-{secrets.token_hex(3)}"
@@ -226,12 +299,12 @@ class Supervisor:
         ):
             if replica.is_stopping:
                 return replace(status, state=ReplicaState.stopped, exited_at=now)
-            return replace(
-                status, state=ReplicaState.crashed, exited_at=now, last_error=_last_error(replica, code)
-            )
-        replica.is_answering = status.state in (ReplicaState.starting, ReplicaState.ready) and self._is_ready(
-            replica
-        )
+            if status.state is ReplicaState.starting and _PORT_TAKEN in _last_error(replica, code):
+                # another process took the free port between our choice and its bind: try a new one
+                self._launch(replica, self._releases(status.api, status.version))
+                return status
+            return replace(status, state=ReplicaState.crashed, exited_at=now, last_error=_last_error(replica, code))
+        replica.is_answering = status.state in (ReplicaState.starting, ReplicaState.ready) and self._is_ready(replica)
         if replica.is_answering:
             return replace(status, state=ReplicaState.ready, healthy_at=now)
         return status
@@ -256,15 +329,56 @@ def _last_error(replica: Replica, code: int) -> str:
     return f"{exit_text}: {errors[-1]}" if errors else exit_text
 
 
+def is_running(pid: int) -> bool:
+    """Whether `pid` is a process that has not exited (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            return file.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def is_replica_process(pid: int, port: int) -> bool:
+    """Whether `pid` still runs `shipyard serve ... --port PORT` (and is not a new process with a reused pid)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            arguments = file.read().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return is_running(pid) and b"serve" in arguments and str(port).encode() in arguments
+
+
+def stray_replicas(snapshots: Path, known: Iterable[int]) -> list[int]:
+    """Pids of replica processes serving a snapshot under `snapshots` that no record knows.
+
+    A daemon killed between launching a replica and storing it leaves one; the next daemon stops it
+    rather than run a second copy next to its replacement.
+    """
+    marker = str(snapshots).encode()
+    skip = set(known) | {os.getpid()}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in skip:
+            continue
+        try:
+            arguments = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        is_ours = b"serve" in arguments and any(argument.startswith(marker) for argument in arguments)
+        if is_ours and is_running(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _wait_or_kill(process: subprocess.Popen[bytes], deadline: float) -> None:
+def _wait_or_kill(process: Process, deadline: float) -> None:
     try:
         process.wait(max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
-        process.kill()  # it did not finish draining in time
+        process.send_signal(signal.SIGKILL)  # it did not finish draining in time
         process.wait()

@@ -21,9 +21,7 @@ class ReplicaState(StrEnum):
     stopped = "stopped"  #: ended after it was told to stop
 
 
-LIVE_STATES = frozenset(
-    {ReplicaState.starting, ReplicaState.ready, ReplicaState.crashed, ReplicaState.crash_looping}
-)
+LIVE_STATES = frozenset({ReplicaState.starting, ReplicaState.ready, ReplicaState.crashed, ReplicaState.crash_looping})
 """States of a replica that still counts towards its API (it runs, or will run again)."""
 
 

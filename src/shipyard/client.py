@@ -1,0 +1,206 @@
+"""The Python SDK for the local runtime; the CLI is built on it.
+
+from shipyard import Client
+client = Client()                      # the daemon in SHIPYARD_HOME, or SHIPYARD_URL + SHIPYARD_TOKEN
+client.deploy("iris/")                 # validate, record, start the daemon if needed
+client.wait(["iris"])                  # until every replica is ready and up to date
+client.predict("iris", {"sepal_length": 5.1, ...})
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shipyard.errors import ConfigError, ShipyardError
+from shipyard.settings import Settings, get_settings
+
+_SETTLED = ("live",)
+_FAILED = ("update stalled", "crash-looping")
+
+
+class DaemonNotRunning(ShipyardError):
+    status_code = 503
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"no Shipyard daemon answers at {url}; start one with `shipyard up` (or check SHIPYARD_URL)")
+
+
+class RemoteError(ShipyardError):
+    """An error the daemon reported; `type` is the daemon's name for it."""
+
+    def __init__(self, kind: str, message: str, status_code: int) -> None:
+        super().__init__(message, status_code)
+        self.kind = kind
+
+    @property
+    def type(self) -> str:
+        return self.kind
+
+
+class RolloutFailed(ShipyardError):
+    status_code = 500
+
+
+class WaitTimedOut(ShipyardError):
+    status_code = 504
+
+
+class Client:
+    def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 30.0) -> None:
+        self.settings = get_settings()
+        self.url = (url or self.settings.url or _local_url(self.settings)).rstrip("/")
+        self._token = token or self.settings.token
+        self._http = httpx.Client(timeout=timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- the daemon -----------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/v1/status"))
+
+    def is_running(self) -> bool:
+        try:
+            self.status()
+        except DaemonNotRunning:
+            return False
+        return True
+
+    def ensure_daemon(self) -> dict[str, Any]:
+        """The daemon's status; a local daemon is started first when none runs (a remote one never is)."""
+        if self.is_running():
+            return self.status()
+        if self.settings.url is not None:
+            raise DaemonNotRunning(self.url)
+        from shipyard.runtime.local.home import Home
+        from shipyard.runtime.local.launcher import start_detached
+
+        address = start_detached(Home(self.settings.home), [])
+        self.url = address.url
+        self._token = self.settings.token  # the daemon may have just created the token file
+        return self.status()
+
+    def shutdown(self) -> dict[str, Any]:
+        return dict(self._call("POST", "/v1/shutdown"))
+
+    # -- APIs -----------------------------------------------------------------------------------------------
+
+    def deploy(self, path: str | Path = ".") -> list[dict[str, Any]]:
+        """Record the project's APIs as desired state; returns what changes for each (`outcome`)."""
+        self.ensure_daemon()
+        found = self._call("POST", "/v1/deploy", json={"path": str(Path(path).resolve())})
+        return list(found["apis"])
+
+    def get(self, name: str | None = None) -> Any:
+        """Every API's summary, or one API in detail (replicas, model, events, shadows)."""
+        if name is None:
+            return self._call("GET", "/v1/apis")["apis"]
+        return self._call("GET", f"/v1/apis/{name}")
+
+    def delete(self, name: str) -> None:
+        self._call("DELETE", f"/v1/apis/{name}")
+
+    def refresh(self, name: str) -> str:
+        """Replace every replica of `name` with a fresh one, rolling; returns the new version."""
+        return str(self._call("POST", f"/v1/apis/{name}/refresh")["version"])
+
+    def wait(
+        self,
+        names: Sequence[str],
+        *,
+        timeout: float = 300.0,
+        on_progress: Callable[[list[dict[str, Any]]], None] | None = None,
+        poll: float = 0.25,
+    ) -> list[dict[str, Any]]:
+        """Until every API in `names` is live; raises RolloutFailed when one stalls or crash-loops."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [api for api in self.get() if api["name"] in names]
+            if on_progress is not None:
+                on_progress(found)
+            failed = [api for api in found if api["status"] in _FAILED]
+            if failed:
+                raise RolloutFailed("; ".join(f"{api['name']}: {api['status']}: {api['message']}" for api in failed))
+            if len(found) == len(names) and all(api["status"] in _SETTLED for api in found):
+                return found
+            if time.monotonic() > deadline:
+                waiting = ", ".join(f"{api['name']} ({api['status']})" for api in found)
+                raise WaitTimedOut(f"APIs not live after {timeout:g}s: {waiting}; see `shipyard get NAME`")
+            time.sleep(poll)
+
+    def predict(self, name: str, payload: Any = None, *, body: bytes | None = None, timeout: float = 60.0) -> Any:
+        """POST to the API through the gateway; returns the decoded JSON answer (or text)."""
+        gateway = self.status()["gateway_url"]
+        if body is not None:
+            response = self._http.post(f"{gateway}/{name}", content=body, timeout=timeout)
+        else:
+            response = self._http.post(f"{gateway}/{name}", json=payload, timeout=timeout)
+        if response.status_code >= 400:
+            raise _remote_error(response)
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.text
+
+    def logs(
+        self, name: str, *, replica: str | None = None, follow: bool = False, poll: float = 0.5
+    ) -> Iterator[tuple[str, str]]:
+        """(replica id, text) chunks of the API's logs; with `follow`, keeps yielding new text."""
+        cursors: dict[str, int] = {}
+        while True:
+            found = self._call("POST", f"/v1/apis/{name}/logs", json={"replica": replica, "cursors": cursors})
+            cursors = found["cursors"]
+            for chunk in found["chunks"]:
+                yield chunk["replica"], chunk["text"]
+            if not follow:
+                return
+            time.sleep(poll)
+
+    # -- transport ------------------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"authorization": f"Bearer {self._token_value()}"}
+        try:
+            response = self._http.request(method, f"{self.url}{path}", headers=headers, **kwargs)
+        except httpx.TransportError:
+            raise DaemonNotRunning(self.url) from None
+        if response.status_code >= 400:
+            raise _remote_error(response)
+        return response.json()
+
+    def _token_value(self) -> str:
+        if self._token is None:
+            from shipyard.runtime.local.home import Home
+
+            self._token = Home(self.settings.home).read_token()
+        return self._token or ""
+
+
+def _local_url(settings: Settings) -> str:
+    from shipyard.runtime.local.home import Home
+
+    address = Home(settings.home).read_address()
+    return address.url if address is not None else f"http://127.0.0.1:{settings.control_port}"
+
+
+def _remote_error(response: httpx.Response) -> ShipyardError:
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        return RemoteError("HTTPError", f"HTTP {response.status_code}: {response.text[:200]}", response.status_code)
+    if error.get("problems"):
+        return ConfigError(list(error["problems"]))
+    if response.status_code == 400:  # the request itself was wrong: a usage error, exit code 2 in the CLI
+        return ConfigError([str(error.get("message", ""))])
+    return RemoteError(str(error.get("type", "Error")), str(error.get("message", "")), response.status_code)

@@ -1,0 +1,240 @@
+"""The control API on 127.0.0.1: deploy, get, delete, refresh, logs, shutdown. Every request needs the token.
+
+Handlers change desired state in the store and then only `notify` the daemon's loop; processes are
+touched by the loop alone. Errors are `{"error": {"type", "message"}}` (plus `problems` for a bad spec).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from shipyard import __version__
+from shipyard.errors import BadRequest, ConfigError, ShipyardError
+from shipyard.runtime.local import release as releases
+from shipyard.runtime.local import state, views
+from shipyard.runtime.local.daemon import Daemon, Shutdown, Wake
+from shipyard.runtime.local.home import Home
+from shipyard.store import read_transaction, write_transaction
+
+_TAIL_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Context:
+    engine: Engine
+    daemon: Daemon
+    home: Home
+    token: str
+    url: str
+    gateway_url: str
+    started_at: float
+
+
+class _TokenRequired(BaseHTTPMiddleware):
+    def __init__(self, app: Any, token: str) -> None:
+        super().__init__(app)
+        self._expected = f"Bearer {token}".encode()
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, self._expected):
+            message = (
+                "missing or wrong token: send 'Authorization: Bearer TOKEN'; the CLI reads it from "
+                "SHIPYARD_HOME/token, or set SHIPYARD_TOKEN"
+            )
+            return _error_body(401, "Unauthorized", message)
+        return await call_next(request)
+
+
+def build_app(context: Context) -> Starlette:
+    api = _Handlers(context)
+    routes = [
+        Route("/v1/status", api.status, methods=["GET"]),
+        Route("/v1/deploy", api.deploy, methods=["POST"]),
+        Route("/v1/apis", api.list_apis, methods=["GET"]),
+        Route("/v1/apis/{name}", api.get_api, methods=["GET"]),
+        Route("/v1/apis/{name}", api.delete_api, methods=["DELETE"]),
+        Route("/v1/apis/{name}/refresh", api.refresh, methods=["POST"]),
+        Route("/v1/apis/{name}/logs", api.logs, methods=["POST"]),
+        Route("/v1/shutdown", api.shutdown, methods=["POST"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(_TokenRequired, token=context.token)],
+        exception_handlers={ShipyardError: _shipyard_error},  # type: ignore[dict-item]
+    )
+
+
+class _Handlers:
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    async def status(self, request: Request) -> JSONResponse:
+        view = self.context.daemon.view
+        with read_transaction(self.context.engine) as connection:
+            names = [d.name for d in state.list_deployments(connection)]
+        return JSONResponse(
+            {
+                "version": __version__,
+                "pid": os.getpid(),
+                "url": self.context.url,
+                "gateway_url": self.context.gateway_url,
+                "home": str(self.context.home.root),
+                "started_at": self.context.started_at,
+                "apis": names,
+                "replicas": len(view.replicas),
+            }
+        )
+
+    async def deploy(self, request: Request) -> JSONResponse:
+        body = await _json_body(request)
+        path = body.get("path")
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise BadRequest(f"deploy needs an absolute project path in 'path', got {path!r}")
+        changes = await run_in_threadpool(self._record, path)
+        self.context.daemon.notify(Wake("deploy"))
+        return JSONResponse({"apis": changes})
+
+    def _record(self, path: str) -> list[dict[str, str]]:
+        prepared = releases.prepare(path)
+        now = time.time()
+        changes = []
+        snapshots = {
+            r.name: str(releases.snapshot(r, prepared.project, self.context.home.releases))
+            for r in prepared.releases
+            if r.is_realtime
+        }
+        with write_transaction(self.context.engine) as connection:
+            for found in prepared.releases:
+                outcome = state.record_release(connection, found, snapshots.get(found.name, ""), path, now)
+                changes.append({"name": found.name, "kind": found.kind, "version": found.version, "outcome": outcome})
+                if outcome is not state.Outcome.unchanged:
+                    text = f"{outcome.value}: version {found.version} from {prepared.project.source}"
+                    state.record_events(connection, [state.Event(now, found.name, "deployed", text)])
+        changes += [
+            {"name": name, "kind": "BatchAPI", "version": "", "outcome": "skipped"} for name in prepared.skipped
+        ]
+        return changes
+
+    async def list_apis(self, request: Request) -> JSONResponse:
+        found = await run_in_threadpool(self._summaries)
+        return JSONResponse({"apis": views.index(found)})
+
+    def _summaries(self) -> dict[str, dict[str, Any]]:
+        view = self.context.daemon.view
+        with read_transaction(self.context.engine) as connection:
+            deployments = state.list_deployments(connection)
+            updates = {d.name: state.last_event_at(connection, d.name) for d in deployments}
+        return {
+            d.name: views.api_summary(
+                d, view.replicas, view.traffic.get(d.name), self.context.gateway_url, updates[d.name]
+            )
+            for d in deployments
+        }
+
+    async def get_api(self, request: Request) -> JSONResponse:
+        return JSONResponse(await run_in_threadpool(self._detail, request.path_params["name"]))
+
+    def _detail(self, name: str) -> dict[str, Any]:
+        view = self.context.daemon.view
+        with read_transaction(self.context.engine) as connection:
+            deployment = state.get_deployment(connection, name)
+            release = state.get_release(connection, name, deployment.version) if deployment.is_realtime else None
+            events = state.recent_events(connection, name)
+            shadows = state.get_shadow_stats(connection, name)
+            last = state.last_event_at(connection, name)
+        summary = views.api_summary(deployment, view.replicas, view.traffic.get(name), self.context.gateway_url, last)
+        return views.api_detail(summary, deployment, view.replicas, release, events, shadows)
+
+    async def delete_api(self, request: Request) -> JSONResponse:
+        name = request.path_params["name"]
+        await run_in_threadpool(self._delete, name)
+        self.context.daemon.notify(Wake(f"delete {name}"))
+        return JSONResponse({"deleted": name})
+
+    def _delete(self, name: str) -> None:
+        with write_transaction(self.context.engine) as connection:
+            state.delete_deployment(connection, name)
+            state.record_events(connection, [state.Event(time.time(), name, "deleted", "API deleted")])
+
+    async def refresh(self, request: Request) -> JSONResponse:
+        name = request.path_params["name"]
+        version = await run_in_threadpool(self._refresh, name)
+        self.context.daemon.notify(Wake(f"refresh {name}"))
+        return JSONResponse({"name": name, "version": version})
+
+    def _refresh(self, name: str) -> str:
+        with write_transaction(self.context.engine) as connection:
+            deployment = state.get_deployment(connection, name)
+            if not deployment.is_realtime:
+                raise BadRequest(f"{name!r} is a TrafficSplitter, which has no replicas; refresh its APIs")
+            version = state.refresh(connection, name, time.time())
+            text = f"rolling restart: version {version}"
+            state.record_events(connection, [state.Event(time.time(), name, "refresh", text)])
+        return version
+
+    async def logs(self, request: Request) -> JSONResponse:
+        name = request.path_params["name"]
+        body = await _json_body(request)
+        with read_transaction(self.context.engine) as connection:
+            state.get_deployment(connection, name)
+        chunks = await run_in_threadpool(
+            _read_logs, self.context.home.logs / name, body.get("replica"), body.get("cursors") or {}
+        )
+        return JSONResponse(chunks)
+
+    async def shutdown(self, request: Request) -> JSONResponse:
+        self.context.daemon.notify(Shutdown("shipyard down"))
+        return JSONResponse({"stopping": os.getpid()})
+
+
+def _read_logs(folder: Path, replica: str | None, cursors: dict[str, int]) -> dict[str, Any]:
+    """New log text per replica since `cursors` (file → offset); the last 64 KiB of a file seen first."""
+    if replica is not None and not (folder / f"{replica}.log").exists():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.log"))) or "none"
+        raise BadRequest(f"replica {replica!r} has no log here (replicas with logs: {known}); see `shipyard get`")
+    files = sorted(folder.glob(f"{replica}.log" if replica else "*.log"), key=lambda p: p.stat().st_mtime)
+    chunks, offsets = [], {}
+    for path in files:
+        size = path.stat().st_size
+        start = int(cursors.get(path.name, max(0, size - _TAIL_BYTES)))
+        with open(path, "rb") as file:
+            file.seek(min(start, size))
+            text = file.read(size - min(start, size)).decode("utf-8", "replace")
+        offsets[path.name] = size
+        if text:
+            chunks.append({"replica": path.stem, "text": text})
+    return {"chunks": chunks, "cursors": offsets}
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadRequest("the request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+def _error_body(status: int, kind: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": {"type": kind, "message": message, **extra}}, status_code=status)
+
+
+async def _shipyard_error(request: Request, exc: ShipyardError) -> JSONResponse:
+    extra = {"problems": exc.problems} if isinstance(exc, ConfigError) else {}
+    return _error_body(exc.status_code, exc.type, exc.message, **extra)

@@ -1,0 +1,320 @@
+"""The daemon's control loop: observe → autoscale → plan → apply, once per tick, with events recorded.
+
+In uvicorn's shape: `run()` loops until told to exit; signal handlers and control-API calls only put
+an event on the queue (`notify`), which wakes the loop early. The loop keeps no state that is not in
+the store or in the processes: a daemon started after another was killed adopts its replicas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import signal
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from shipyard.runtime.local import state
+from shipyard.runtime.local.admission import APIRoute
+from shipyard.runtime.local.controller import plan
+from shipyard.runtime.local.gateway import Report, RouteTable, Traffic
+from shipyard.runtime.local.home import Home
+from shipyard.runtime.local.router import Splitter
+from shipyard.runtime.local.scaler import Scaler
+from shipyard.runtime.local.state import Deployment, Event, ReplicaRecord
+from shipyard.runtime.local.status import Phase, summarize
+from shipyard.runtime.local.supervisor import Release, Releases, Supervisor, stray_replicas
+from shipyard.runtime.local.types import (
+    Action,
+    Backoff,
+    Desired,
+    DesiredAPI,
+    Drain,
+    Fail,
+    Forget,
+    Kill,
+    Observed,
+    ReplicaState,
+    Restart,
+    Start,
+    Timing,
+)
+from shipyard.store import read_transaction, write_transaction
+
+log = logging.getLogger("shipyard.daemon")
+
+Exchange = Callable[[RouteTable], Report]
+"""Hands the gateway its new routes and returns what it measured (it runs on another thread)."""
+
+_LEAVING = (Drain, Kill, Fail, Forget)
+
+
+@dataclass(frozen=True)
+class Wake:
+    """Desired state changed (deploy, delete, refresh): reconcile now rather than at the next tick."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    reason: str
+
+
+DaemonEvent = Wake | Shutdown
+
+
+@dataclass(frozen=True)
+class Options:
+    tick: float = 0.5
+    """Seconds between reconciliations."""
+    autoscale_every: float = 2.0
+    """Seconds between autoscaling decisions (Cortex: 10)."""
+    drain_timeout: float = 30.0
+    """On shutdown, how long replicas may take to finish their requests."""
+    timing: Timing = field(default_factory=Timing)
+
+
+@dataclass(frozen=True)
+class View:
+    """The latest observation, for the control API: replicas and gateway traffic."""
+
+    at: float = 0.0
+    replicas: tuple[ReplicaRecord, ...] = ()
+    traffic: Mapping[str, Traffic] = field(default_factory=dict)
+
+
+class Daemon:
+    def __init__(
+        self,
+        engine: Engine,
+        supervisor: Supervisor,
+        exchange: Exchange,
+        home: Home,
+        options: Options,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._engine = engine
+        self._supervisor = supervisor
+        self._exchange = exchange
+        self._home = home
+        self._options = options
+        self._clock = clock
+        self._events: queue.Queue[DaemonEvent] = queue.Queue()
+        self._scalers: dict[str, Scaler] = {}
+        self._phases: dict[str, Phase] = {}
+        self._saved: list[ReplicaRecord] | None = None
+        self._traffic: Mapping[str, Traffic] = {}
+        self.should_exit = False
+        self.view = View()
+
+    # -- events ---------------------------------------------------------------------------------------------
+
+    def notify(self, event: DaemonEvent) -> None:
+        """Safe from any thread and from signal handlers."""
+        self._events.put(event)
+
+    def on_signal(self, sig: int) -> None:
+        self.notify(Shutdown(f"received {signal.Signals(sig).name}"))
+
+    def _handle_events(self, timeout: float) -> None:
+        try:
+            event: DaemonEvent | None = self._events.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while event is not None:
+            if isinstance(event, Shutdown):
+                log.info("shutting down: %s", event.reason)
+                self.should_exit = True
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                event = None
+
+    # -- the loop -------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.start()
+        try:
+            while not self.should_exit:
+                self.reconcile()
+                self._handle_events(self._options.tick)
+        finally:
+            self.stop()
+
+    def start(self) -> None:
+        """Adopt the replicas an earlier daemon left, and stop any process no record knows."""
+        with read_transaction(self._engine) as connection:
+            records = state.load_replicas(connection)
+            past = state.load_recommendations(connection)
+        self._supervisor.adopt(records)
+        now = self._clock()
+        self._scalers = {api: Scaler.resume(now, found) for api, found in past.items()}
+        strays = stray_replicas(self._home.releases, [r.pid for r in records if r.pid is not None])
+        for pid in strays:
+            signal_pid(pid, signal.SIGKILL)
+        adopted = sum(r.process is not None for r in self._supervisor.replicas.values())
+        log.info("adopted %d running replica(s); stopped %d unknown one(s)", adopted, len(strays))
+
+    def stop(self) -> None:
+        self._exchange(RouteTable())
+        self._supervisor.close(self._options.drain_timeout)
+        self._save_replicas()
+
+    def reconcile(self) -> None:
+        deployments = self._deployments()
+        observed = self._supervisor.observe()
+        events = self._autoscale(deployments, observed.now)
+        desired = _desired(deployments)
+        actions = plan(desired, observed, self._options.timing)
+        leaving = {action.replica for action in actions if isinstance(action, _LEAVING)}
+        report = self._exchange(self._routes(deployments, leaving))
+        self._supervisor.apply(actions)
+        self._traffic = report.apis
+        self._sample(deployments, report, observed.now)
+        events += _action_events(actions, observed)
+        events += self._phase_events(desired, observed)
+        self._record(events, report)
+        self.view = View(observed.now, tuple(self._supervisor.records()), report.apis)
+
+    # -- parts of a tick ------------------------------------------------------------------------------------
+
+    def _deployments(self) -> list[Deployment]:
+        with read_transaction(self._engine) as connection:
+            return state.list_deployments(connection)
+
+    def _routes(self, deployments: Sequence[Deployment], leaving: set[str]) -> RouteTable:
+        apis: dict[str, APIRoute] = {}
+        splitters: dict[str, Splitter] = {}
+        for deployment in deployments:
+            if not deployment.is_realtime:
+                splitters[deployment.name] = Splitter.of(deployment.splitter())
+                continue
+            spec = deployment.realtime()
+            ready = {k: v for k, v in self._supervisor.ready(spec.name).items() if k not in leaving}
+            expecting = any(
+                r.status.api == spec.name and r.status.state is ReplicaState.starting
+                for r in self._supervisor.replicas.values()
+            )
+            concurrency = spec.concurrency
+            apis[spec.name] = APIRoute(
+                spec.name, concurrency.max_concurrency, concurrency.max_queue_length, spec.timeout, ready, expecting
+            )
+        return RouteTable(apis, splitters)
+
+    def _sample(self, deployments: Sequence[Deployment], report: Report, now: float) -> None:
+        for deployment in deployments:
+            traffic = report.apis.get(deployment.name)
+            if deployment.is_realtime and traffic is not None:
+                window = deployment.realtime().autoscaling.window
+                self._scaler(deployment.name, now).sample(now, traffic.average_load, window)
+
+    def _scaler(self, api: str, now: float) -> Scaler:
+        return self._scalers.setdefault(api, Scaler(now))
+
+    def _autoscale(self, deployments: Sequence[Deployment], now: float) -> list[Event]:
+        events: list[Event] = []
+        for deployment in deployments:
+            if not deployment.is_realtime:
+                continue
+            scaler = self._scaler(deployment.name, now)
+            if now - scaler.decided_at < self._options.autoscale_every:
+                continue
+            spec = deployment.realtime()
+            decision = scaler.decide(spec, deployment.replicas, now)
+            horizon = now - max(spec.autoscaling.downscale_stabilization, spec.autoscaling.upscale_stabilization)
+            with write_transaction(self._engine) as connection:
+                if decision.history.recommendations:
+                    last = decision.history.recommendations[-1]
+                    state.save_recommendation(connection, deployment.name, last.at, last.replicas, horizon)
+                if decision.replicas != deployment.replicas:
+                    state.set_replicas(connection, deployment.name, decision.replicas)
+                    events.append(Event(now, deployment.name, "scaled", decision.reason))
+                    log.info("%s: %s", deployment.name, decision.reason)
+        return events
+
+    def _phase_events(self, desired: Desired, observed: Observed) -> list[Event]:
+        events = []
+        for api in desired.apis:
+            replicas = [r for r in observed.replicas if r.api == api.name]
+            summary = summarize(api, replicas)
+            if self._phases.get(api.name) != summary.phase:
+                text = f"{summary.phase.value}: version {api.version}, {summary.up_to_date}/{api.replicas} up to date"
+                if summary.message:
+                    text += f"; {summary.message}"
+                events.append(Event(observed.now, api.name, _phase_kind(summary.phase), text))
+                self._phases[api.name] = summary.phase
+        return events
+
+    def _record(self, events: Sequence[Event], report: Report) -> None:
+        records = self._supervisor.records()
+        changed = records != self._saved
+        if not (events or report.shadows or changed):
+            return
+        now = self._clock()
+        with write_transaction(self._engine) as connection:
+            state.record_events(connection, events)
+            for delta in report.shadows:
+                state.add_shadow_stats(connection, delta, now)
+            if changed:
+                state.save_replicas(connection, records)
+        self._saved = records
+
+    def _save_replicas(self) -> None:
+        with write_transaction(self._engine) as connection:
+            state.save_replicas(connection, self._supervisor.records())
+
+
+def release_finder(engine: Engine) -> Releases:
+    """The supervisor's lookup of a release: the snapshot's spec file and the drain grace period."""
+
+    def find(api: str, version: str) -> Release:
+        with read_transaction(engine) as connection:
+            found = state.get_release(connection, api, version)
+        return Release(Path(found.project), found.grace_period)
+
+    return find
+
+
+def _desired(deployments: Iterable[Deployment]) -> Desired:
+    apis = tuple(
+        DesiredAPI(d.name, d.version, d.replicas, d.realtime().update_strategy) for d in deployments if d.is_realtime
+    )
+    return Desired(apis)
+
+
+def _phase_kind(phase: Phase) -> str:
+    return {
+        Phase.live: "live",
+        Phase.scaling: "scaling",
+        Phase.updating: "updating",
+        Phase.stalled: "update-stalled",
+        Phase.crash_looping: "crash-looping",
+    }[phase]
+
+
+def _action_events(actions: Iterable[Action], observed: Observed) -> list[Event]:
+    apis = {r.id: r.api for r in observed.replicas}
+    events = []
+    for action in actions:
+        if isinstance(action, Start):
+            events.append(Event(observed.now, action.api, "starting", f"start a replica: {action.reason}"))
+            continue
+        if isinstance(action, Forget) and action.reason == "stopped":
+            continue
+        kind = {Drain: "draining", Kill: "killed", Fail: "failed", Backoff: "crashed", Restart: "restarting"}.get(
+            type(action), "removed"
+        )
+        api = apis.get(action.replica, "")
+        events.append(Event(observed.now, api, kind, f"replica {action.replica}: {action.reason}", action.replica))
+    return events
+
+
+def signal_pid(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
