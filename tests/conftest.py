@@ -9,13 +9,13 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def shipyard_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def shipyard_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own SHIPYARD_HOME, so no test sees another's state or the user's."""
     home = tmp_path_factory.mktemp("shipyard-home")
     monkeypatch.setenv("SHIPYARD_HOME", str(home))
     for name in ("SHIPYARD_DATABASE_URL", "SHIPYARD_ARTIFACTS", "SHIPYARD_URL", "SHIPYARD_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    yield home
+    return home
 
 
 # -- databases: the same registry/store tests run on SQLite and on PostgreSQL -------------------------------
@@ -52,9 +52,7 @@ def postgres_server() -> str:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(
-    request: pytest.FixtureRequest, shipyard_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, shipyard_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """SHIPYARD_DATABASE_URL for one test: SQLite in its SHIPYARD_HOME, or a fresh PostgreSQL schema that
     is dropped afterwards. Child processes inherit it through the environment."""
     if request.param == "sqlite":

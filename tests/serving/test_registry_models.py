@@ -8,9 +8,9 @@ from pathlib import Path
 import skops.io
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
+from tests.serving.conftest import Server, make_project, run_cli
 
 from shipyard.registry import promote_model, register_model
-from tests.serving.conftest import Server, make_project, run_cli
 
 Serve = Callable[..., Server]
 SPEC = """

@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import numpy as np
 import tritonclient.http as triton
-
 from tests.serving.conftest import Server
 
 Serve = Callable[..., Server]

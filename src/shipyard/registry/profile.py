@@ -120,7 +120,7 @@ def _jsonl_rows(file: Path) -> Iterator[Row]:
 
 
 def _parquet_rows(file: Path) -> Iterator[Row]:
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]  # imported here: only Parquet needs it
+    import pyarrow.parquet as pq  # imported here: only Parquet needs it
 
     for batch in pq.ParquetFile(file).iter_batches(batch_size=65_536):
         yield from batch.to_pylist()
