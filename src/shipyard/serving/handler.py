@@ -127,8 +127,8 @@ def construct(
 def bind(instance: Any) -> BoundHandler:
     predict = getattr(instance, "predict", None)
     predict_batch = getattr(instance, "predict_batch", None)
-    single = _adapt_single(predict) if callable(predict) else None
-    batch = _adapt_batch(predict_batch) if callable(predict_batch) else None
+    single: PredictFn | None = _adapt(predict) if callable(predict) else None
+    batch: PredictBatchFn | None = _adapt(predict_batch) if callable(predict_batch) else None
     if single is None and batch is not None:
         single = _single_from_batch(batch)
     if single is None:
@@ -146,26 +146,16 @@ def _declares(method: Callable[..., Any]) -> tuple[bool, bool]:
     return "headers" in parameters, "query" in parameters
 
 
-def _adapt_single(method: Callable[..., Any]) -> PredictFn:
+def _adapt(method: Callable[..., Any]) -> Callable[[Any, Any, Any], Any]:
+    """`method(arg, headers, query)` passing only the keywords `method` declares; `arg` is a payload or a list."""
     wants_headers, wants_query = _declares(method)
     if wants_headers and wants_query:
-        return lambda payload, headers, query: method(payload, headers=headers, query=query)
+        return lambda arg, headers, query: method(arg, headers=headers, query=query)
     if wants_headers:
-        return lambda payload, headers, query: method(payload, headers=headers)
+        return lambda arg, headers, query: method(arg, headers=headers)
     if wants_query:
-        return lambda payload, headers, query: method(payload, query=query)
-    return lambda payload, headers, query: method(payload)
-
-
-def _adapt_batch(method: Callable[..., Any]) -> PredictBatchFn:
-    wants_headers, wants_query = _declares(method)
-    if wants_headers and wants_query:
-        return lambda payloads, headers, query: method(payloads, headers=headers, query=query)
-    if wants_headers:
-        return lambda payloads, headers, query: method(payloads, headers=headers)
-    if wants_query:
-        return lambda payloads, headers, query: method(payloads, query=query)
-    return lambda payloads, headers, query: method(payloads)
+        return lambda arg, headers, query: method(arg, query=query)
+    return lambda arg, headers, query: method(arg)
 
 
 def _single_from_batch(batch: PredictBatchFn) -> PredictFn:
