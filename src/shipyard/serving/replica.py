@@ -23,7 +23,7 @@ from shipyard.serving.app import ReplicaApp
 from shipyard.serving.engine import Engine, ModelInfo
 from shipyard.serving.handler import HandlerRef, import_handler_class
 from shipyard.serving.metrics import ReplicaMetrics
-from shipyard.spec import Project, RealtimeAPI, load
+from shipyard.spec import BatchAPI, Project, RealtimeAPI, load
 
 log = logging.getLogger("shipyard.replica")
 
@@ -50,7 +50,7 @@ def pick_api(project: Project, name: str | None) -> RealtimeAPI:
     raise ConfigError([f"{project.source}: no RealtimeAPI named {name!r}; RealtimeAPIs here: {names}"])
 
 
-def resolve_model(project: Project, api: RealtimeAPI) -> ModelInfo:
+def resolve_model(project: Project, api: RealtimeAPI | BatchAPI) -> ModelInfo:
     """The model as a local path with its digest; a project path must stay inside the project."""
     if api.model is None:
         return ModelInfo(source=None, path=None, digest=None)
