@@ -9,9 +9,9 @@ every `FLUSH_SECONDS`, so grouping never delays an answer by more than that.
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -22,9 +22,9 @@ Job = tuple[Callable[[], Any], asyncio.Future[Any]]
 class Dispatcher:
     def __init__(self, workers: int, loop: asyncio.AbstractEventLoop, name: str = "predict") -> None:
         self._loop = loop
-        self._pending: deque[Job] = deque()
-        self._ready = threading.Condition()
-        self._closed = False
+        self._pending: queue.SimpleQueue[Job | None] = queue.SimpleQueue()  # C-level put/get: cheap hand-off
+        self._workers = workers
+        self._count_lock = threading.Lock()
         self.running = 0
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{index}", daemon=True) for index in range(workers)
@@ -34,30 +34,35 @@ class Dispatcher:
 
     @property
     def waiting(self) -> int:
-        return len(self._pending)
+        return self._pending.qsize()
 
     def submit(self, call: Callable[[], Any]) -> asyncio.Future[Any]:
         """Queue `call` for a worker thread; its return value (or exception) settles the future."""
         future: asyncio.Future[Any] = self._loop.create_future()
-        with self._ready:
-            self._pending.append((call, future))
-            self._ready.notify()
+        self._pending.put((call, future))
         return future
 
     def close(self) -> None:
-        with self._ready:
-            self._closed = True
-            self._ready.notify_all()
+        for _ in self._threads:
+            self._pending.put(None)
 
     def _work(self) -> None:
         while True:
-            with self._ready:
-                while not self._pending and not self._closed:
-                    self._ready.wait()
-                if self._closed:
-                    return
-                share = -(-len(self._pending) // len(self._threads))  # leave work for idle siblings
-                jobs = [self._pending.popleft() for _ in range(share)]
+            first = self._pending.get()
+            if first is None:
+                return
+            jobs = [first]
+            share = -(-self._pending.qsize() // self._workers)  # leave work for idle siblings
+            while len(jobs) <= share:
+                try:
+                    job = self._pending.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    self._pending.put(None)  # another worker's stop signal: hand it back after this group
+                    break
+                jobs.append(job)
+            with self._count_lock:
                 self.running += len(jobs)
             self._run(jobs)
 
@@ -65,7 +70,7 @@ class Dispatcher:
         done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         flushed = time.monotonic()
         for index, (call, future) in enumerate(jobs):
-            if future.cancelled():  # the caller timed out or left while this waited
+            if future.done():  # the caller timed out or left while this waited: no need to predict
                 done.append((future, None, None))
             else:
                 try:
@@ -78,7 +83,7 @@ class Dispatcher:
                 done, flushed = [], now
 
     def _settle(self, done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-        with self._ready:
+        with self._count_lock:
             self.running -= len(done)
         for future, result, error in done:
             if future.done():

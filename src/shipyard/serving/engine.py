@@ -143,25 +143,27 @@ class Engine:
         if self.admitted >= self.capacity:
             raise Overloaded()
         self.admitted += 1
+        if self._batcher is not None:
+            future = self._batcher.submit(payload, headers, query, request_id)
+        else:
+            assert self._dispatcher is not None
+            future = self._dispatcher.submit(lambda: self._call_predict(payload, headers, query, request_id))
+        # Past the timeout the caller is answered 504 at once. A running prediction cannot be stopped: its
+        # thread finishes in the background and keeps its slot until then, so max_concurrency holds.
+        timer = asyncio.get_running_loop().call_later(self.api.timeout, self._expire, future, request_id)
         try:
-            async with asyncio.timeout(self.api.timeout):
-                if self._batcher is not None:
-                    return await self._batcher.submit(payload, headers, query, request_id)
-                return await self._predict_one(payload, headers, query, request_id)
-        except TimeoutError:
-            log.warning("request %s passed the timeout of %gs", request_id, self.api.timeout)
-            raise PredictionTimeout(self.api.timeout) from None
+            result = await future
         finally:
+            timer.cancel()
             self.admitted -= 1
-
-    async def _predict_one(self, payload: Any, headers: Any, query: Any, request_id: str) -> Any:
-        assert self._dispatcher is not None
-        # A timeout cancels this wait, not the prediction: a running thread cannot be stopped, and it keeps
-        # its slot until it finishes, so max_concurrency holds.
-        result = await self._dispatcher.submit(lambda: self._call_predict(payload, headers, query, request_id))
         if isinstance(result, BaseException):
             raise result
         return result
+
+    def _expire(self, future: asyncio.Future[Any], request_id: str) -> None:
+        if not future.done():
+            log.warning("request %s passed the timeout of %gs", request_id, self.api.timeout)
+            future.set_exception(PredictionTimeout(self.api.timeout))
 
     def _call_predict(self, payload: Any, headers: Any, query: Any, request_id: str) -> Any:
         assert self._handler is not None
