@@ -9,6 +9,7 @@ import click
 from shipyard import __version__
 from shipyard.cli.daemon import DAEMON_COMMANDS
 from shipyard.cli.deploy import DEPLOY_COMMANDS
+from shipyard.cli.jobs import jobs
 from shipyard.cli.models import models
 from shipyard.cli.output import configure_logging, reports_errors
 
@@ -66,6 +67,7 @@ def validate(project: str) -> None:
 
 
 cli.add_command(models)
+cli.add_command(jobs)
 for command in (*DAEMON_COMMANDS, *DEPLOY_COMMANDS):
     cli.add_command(command)
 

@@ -1,0 +1,34 @@
+"""Batch jobs: durable, retried, resumable batch prediction over files.
+
+from shipyard import jobs
+job = jobs.submit(jobs.JobRequest("iris-batch", inputs=["data/*.parquet"], output="out/"))
+jobs.wait(job.id)
+"""
+
+from shipyard.jobs.service import (
+    JobRequest,
+    get,
+    list_jobs,
+    logs,
+    retry,
+    run_scheduler,
+    stop,
+    submit,
+    wait,
+)
+from shipyard.jobs.states import JobState
+from shipyard.jobs.view import JobInfo
+
+__all__ = [
+    "JobInfo",
+    "JobRequest",
+    "JobState",
+    "get",
+    "list_jobs",
+    "logs",
+    "retry",
+    "run_scheduler",
+    "stop",
+    "submit",
+    "wait",
+]

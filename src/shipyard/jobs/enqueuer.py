@@ -1,0 +1,65 @@
+"""A thread that splits a job's inputs into batches in the store, picking up where the stored ones end."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import Engine, func, select
+
+from shipyard.errors import ShipyardError
+from shipyard.jobs import codec, queue
+from shipyard.jobs.scoring import describe
+from shipyard.jobs.splitter import Source, split
+from shipyard.store import read_transaction, write_transaction
+from shipyard.store.tables import job_batches
+
+log = logging.getLogger("shipyard.jobs.enqueuer")
+
+
+class Enqueuer(threading.Thread):
+    """Runs once; afterwards `finished` is True, or `error` says why the inputs could not be read."""
+
+    def __init__(self, engine: Engine, job_id: str, sources: list[Source], batch_size: int) -> None:
+        super().__init__(name=f"enqueue-{job_id}", daemon=True)
+        self.engine = engine
+        self.job_id = job_id
+        self.sources = sources
+        self.batch_size = batch_size
+        self.should_stop = threading.Event()
+        self.finished = False
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            self._enqueue()
+        except ShipyardError as exc:
+            self.error = exc.message
+        except Exception as exc:  # a reader's surprise must fail the job with its text, not kill the runner
+            log.exception("enqueuing job %s failed", self.job_id)
+            self.error = f"splitting the inputs failed: {describe(exc)}"
+
+    def _enqueue(self) -> None:
+        with read_transaction(self.engine) as connection:
+            seq, source_index, offset = queue.last_position(connection, self.job_id)
+        for chunk in split(self.sources, self.batch_size, (source_index, offset)):
+            if self.should_stop.is_set():
+                return
+            payload = codec.encode(chunk.table)
+            with write_transaction(self.engine) as connection:
+                queue.enqueue(
+                    connection, self.job_id, seq, chunk.source_index, chunk.offset, chunk.table.num_rows, payload
+                )
+            seq += 1
+        self.finished = True
+
+    def totals(self) -> tuple[int, int]:
+        """(batches, rows) of the inputs, once finished (retry batches are not counted)."""
+        c = job_batches.c
+        with read_transaction(self.engine) as connection:
+            row = connection.execute(
+                select(func.count(), func.coalesce(func.sum(c.rows), 0)).where(
+                    c.job_id == self.job_id, c.parent_seq.is_(None)
+                )
+            ).one()
+        return int(row[0]), int(row[1])

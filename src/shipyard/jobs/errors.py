@@ -1,0 +1,39 @@
+"""Errors of batch jobs; each names the thing, the value and what to do."""
+
+from __future__ import annotations
+
+from shipyard.errors import ShipyardError
+
+
+class BadInput(ShipyardError):
+    """An input cannot be used: missing, unreadable, of an unknown format, or lacking a required column."""
+
+    status_code = 400
+
+    def __init__(self, source: str, problem: str, remedy: str) -> None:
+        self.source = source
+        super().__init__(f"input {source!r}: {problem}; {remedy}")
+
+
+class BadOutput(ShipyardError):
+    status_code = 400
+
+    def __init__(self, destination: str, problem: str, remedy: str) -> None:
+        super().__init__(f"output {destination!r}: {problem}; {remedy}")
+
+
+class JobNotFound(ShipyardError):
+    status_code = 404
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} not found; list jobs with `shipyard jobs list`")
+
+
+class JobConflict(ShipyardError):
+    """The operation does not fit the job's state (retrying a running job, stopping a finished one)."""
+
+    status_code = 409
+
+
+class BadJobOption(ShipyardError):
+    status_code = 400

@@ -1,0 +1,160 @@
+"""The job's output folder: parts written under a temporary name and renamed, dead letters, the manifest.
+
+Layout of DEST (a local folder or any fsspec URL):
+
+    part-000000-1.parquet        one part per batch, rows in input order (-1: the lease that wrote it)
+    _failed/part-000007-3.jsonl  the batch's dead letters: input columns + _error, _source, _row
+    _manifest.json               written last: every part, its rows and sha256; no manifest = incomplete
+
+A part's name carries the lease that wrote it, so a worker that lost its lease can never overwrite the
+winner's file; the manifest lists only the parts the store recorded, and `clean()` removes the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict
+from typing import Any, Literal
+
+import fsspec
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from shipyard.jobs.errors import BadOutput
+from shipyard.jobs.queue import Part
+
+OutputFormat = Literal["parquet", "jsonl", "csv"]
+FORMATS: tuple[OutputFormat, ...] = ("parquet", "jsonl", "csv")
+MANIFEST = "_manifest.json"
+FAILED_DIR = "_failed"
+_OURS = ("part-", ".tmp-")
+
+
+def part_name(seq: int, attempt: int, fmt: OutputFormat) -> str:
+    return f"part-{seq:06d}-{attempt}.{fmt}"
+
+
+def failed_name(seq: int, attempt: int) -> str:
+    return f"{FAILED_DIR}/part-{seq:06d}-{attempt}.jsonl"
+
+
+# -- encoding (pure) --------------------------------------------------------------------------------------
+
+
+def encode(table: pa.Table, fmt: OutputFormat) -> bytes:
+    if fmt == "parquet":
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        return buffer.getvalue()
+    if fmt == "csv":
+        buffer = io.BytesIO()
+        pa_csv.write_csv(_flat(table), buffer)
+        return buffer.getvalue()
+    return encode_records(table.to_pylist())
+
+
+def encode_records(records: Iterable[dict[str, Any]]) -> bytes:
+    option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+    return b"".join(orjson.dumps(record, option=option, default=str) for record in records)
+
+
+def _flat(table: pa.Table) -> pa.Table:
+    """CSV cannot hold lists or records: such columns become JSON text."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_nested(field.type):
+            texts = [
+                None if v is None else orjson.dumps(v, default=str).decode() for v in table.column(index).to_pylist()
+            ]
+            table = table.set_column(index, field.name, pa.array(texts, pa.string()))
+    return table
+
+
+def digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+# -- the folder (side effects) ----------------------------------------------------------------------------
+
+
+class OutputFolder:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(url)
+        except (ValueError, ImportError) as exc:
+            raise BadOutput(url, f"is not a usable path or URL ({exc})", "check the scheme") from None
+        self.root = self.root.rstrip("/")
+
+    def _path(self, relative: str) -> str:
+        return f"{self.root}/{relative}"
+
+    def write(self, relative: str, data: bytes, rows: int) -> Part:
+        """Write under a temporary name, then rename into place: a reader never sees half a file."""
+        final = self._path(relative)
+        folder, name = final.rsplit("/", 1)
+        temporary = f"{folder}/.tmp-{name}-{uuid.uuid4().hex[:8]}"
+        self.fs.makedirs(folder, exist_ok=True)
+        self.fs.pipe_file(temporary, data)
+        self.fs.mv(temporary, final)
+        return Part(relative, rows, digest(data), len(data))
+
+    def check_usable(self) -> None:
+        """DEST must be new or empty (or hold only an unfinished run of this layout); never mix two jobs."""
+        try:
+            if not self.fs.exists(self.root):
+                self.fs.makedirs(self.root, exist_ok=True)
+                return
+            if not self.fs.isdir(self.root):
+                raise BadOutput(self.url, "is a file", "name a folder")
+            entries = self.fs.ls(self.root, detail=False)
+        except OSError as exc:
+            raise BadOutput(self.url, f"cannot be used: {exc}", "check the path and its permissions") from None
+        if entries:
+            raise BadOutput(self.url, f"already holds {len(entries)} file(s)", "choose a new or empty folder")
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        data = orjson.dumps(manifest, option=orjson.OPT_INDENT_2)
+        self.write(MANIFEST, data, 0)
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        path = self._path(MANIFEST)
+        if not self.fs.exists(path):
+            return None
+        result: dict[str, Any] = orjson.loads(self.fs.cat_file(path))
+        return result
+
+    def remove_manifest(self) -> None:
+        path = self._path(MANIFEST)
+        if self.fs.exists(path):
+            self.fs.rm_file(path)
+
+    def clean(self, keep: set[str]) -> list[str]:
+        """Remove parts and temporary files that the manifest does not list (lost leases, retried dead letters)."""
+        removed = []
+        for folder in (self.root, self._path(FAILED_DIR)):
+            if not self.fs.isdir(folder):
+                continue
+            for path in self.fs.ls(folder, detail=False):
+                relative = path[len(self.root) + 1 :]
+                if path.rsplit("/", 1)[-1].startswith(_OURS) and relative not in keep:
+                    self.fs.rm_file(path)
+                    removed.append(relative)
+        return removed
+
+
+def manifest(job: dict[str, Any], parts: list[Part], failed: list[Part]) -> dict[str, Any]:
+    return {
+        "job": job["id"],
+        "api": job["api"],
+        "format": job["format"],
+        "state": job["state"],
+        "rows": sum(part.rows for part in parts),
+        "failed_rows": sum(part.rows for part in failed),
+        "parts": [asdict(part) for part in parts],
+        "failed": [asdict(part) for part in failed],
+    }

@@ -1,0 +1,358 @@
+"""The durable batch queue: batches in the store, leased to one worker at a time.
+
+A lease is a token and an expiry. Its worker renews it while it works; if the worker dies, the lease
+expires and the next `lease()` hands the batch to another worker, counting the lost attempt as a failure
+(so a batch that kills its worker cannot loop forever). Every change is one short transaction that
+checks the token, so a worker that lost its lease can never mark the batch done. On SQLite the write
+lock serializes leasing; on PostgreSQL `FOR UPDATE SKIP LOCKED` lets workers lease side by side.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, case, func, insert, or_, select, update
+
+from shipyard.jobs.states import BatchState, Mode, backoff, mode_for
+from shipyard.store import read_transaction, write_transaction
+from shipyard.store.tables import job_batches
+
+_B = job_batches.c
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One worker's hold on one batch, with everything it needs to run it."""
+
+    job_id: str
+    seq: int
+    token: str
+    owner: str
+    attempt: int
+    mode: Mode
+    failures: int
+    source_index: int
+    source_offset: int
+    row_numbers: list[int] | None
+    payload: bytes
+    last_error: str | None
+
+    def row_number(self, index: int) -> int:
+        """The row's number within its source file (0-based), for dead letters."""
+        if self.row_numbers is not None:
+            return self.row_numbers[index]
+        return self.source_offset + index
+
+
+@dataclass(frozen=True)
+class Part:
+    """A file a batch wrote, relative to the job's output folder."""
+
+    path: str
+    rows: int
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What running a batch produced: its output part and its dead letters (either may be absent)."""
+
+    ok_rows: int
+    failed_rows: int
+    part: Part | None = None
+    failed_part: Part | None = None
+    dead_payload: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    batches: int
+    batches_done: int
+    batches_failed: int
+    rows_done: int
+    rows_failed: int
+    leased: int
+
+    @property
+    def has_work(self) -> bool:
+        return self.batches_done < self.batches
+
+
+def enqueue(
+    connection: Connection,
+    job_id: str,
+    seq: int,
+    source_index: int,
+    source_offset: int,
+    rows: int,
+    payload: bytes,
+    row_numbers: list[int] | None = None,
+    parent_seq: int | None = None,
+) -> None:
+    connection.execute(
+        insert(job_batches).values(
+            job_id=job_id,
+            seq=seq,
+            state=BatchState.pending,
+            source_index=source_index,
+            source_offset=source_offset,
+            row_numbers=row_numbers,
+            rows=rows,
+            payload=payload,
+            parent_seq=parent_seq,
+            failures=0,
+            leases=0,
+            not_before=0.0,
+            ok_rows=0,
+            failed_rows=0,
+        )
+    )
+
+
+def _available(job_id: str, now: float) -> Any:
+    pending = and_(_B.state == BatchState.pending, _B.not_before <= now)
+    expired = and_(_B.state == BatchState.leased, _B.lease_expires_at < now)
+    return and_(_B.job_id == job_id, or_(pending, expired))
+
+
+def lease(
+    engine: Engine, job_id: str, owner: str, ttl: float, max_retries: int, now: float | None = None
+) -> Lease | None:
+    """Lease the first available batch of the job (pending, or leased with an expired lease), or None."""
+    now = time.time() if now is None else now
+    with write_transaction(engine) as connection:
+        query = (
+            select(_B.seq, _B.state, _B.failures, _B.leases, _B.lease_owner, _B.last_error)
+            .where(_available(job_id, now))
+            .order_by(_B.seq)
+            .limit(1)
+        )
+        if connection.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        found = connection.execute(query).first()
+        if found is None:
+            return None
+        expired = found.state == BatchState.leased
+        failures = found.failures + (1 if expired else 0)
+        error = f"the lease of {found.lease_owner} expired: the worker died or hung" if expired else found.last_error
+        token = uuid.uuid4().hex
+        claimed = connection.execute(
+            update(job_batches)
+            .where(_available(job_id, now), _B.seq == found.seq)
+            .values(
+                state=BatchState.leased,
+                lease_token=token,
+                lease_owner=owner,
+                lease_expires_at=now + ttl,
+                leases=_B.leases + 1,
+                failures=failures,
+                last_error=error,
+            )
+        )
+        if claimed.rowcount != 1:
+            return None
+        row = connection.execute(
+            select(_B.source_index, _B.source_offset, _B.row_numbers, _B.payload).where(
+                _B.job_id == job_id, _B.seq == found.seq
+            )
+        ).one()
+    return Lease(
+        job_id,
+        found.seq,
+        token,
+        owner,
+        found.leases + 1,
+        mode_for(failures, max_retries),
+        failures,
+        row.source_index,
+        row.source_offset,
+        row.row_numbers,
+        bytes(row.payload),
+        error,
+    )
+
+
+def _held(held: Lease) -> Any:
+    return and_(
+        _B.job_id == held.job_id,
+        _B.seq == held.seq,
+        _B.lease_token == held.token,
+        _B.state == BatchState.leased,
+    )
+
+
+def renew(engine: Engine, held: Lease, ttl: float, now: float | None = None) -> bool:
+    """Push the lease's expiry out by `ttl`; False when the lease was lost (expired and taken)."""
+    now = time.time() if now is None else now
+    with write_transaction(engine) as connection:
+        result = connection.execute(update(job_batches).where(_held(held)).values(lease_expires_at=now + ttl))
+        return result.rowcount == 1
+
+
+def complete(engine: Engine, held: Lease, outcome: Outcome, now: float | None = None) -> bool:
+    """Mark the batch done with the parts it wrote; False (and nothing changes) if the lease was lost."""
+    now = time.time() if now is None else now
+    values: dict[str, Any] = {
+        "state": BatchState.done,
+        "lease_token": None,
+        "lease_expires_at": None,
+        "ok_rows": outcome.ok_rows,
+        "failed_rows": outcome.failed_rows,
+        "dead_payload": outcome.dead_payload,
+        "payload": b"",  # the rows now live in the parts; keep the store small
+        "done_at": now,
+    }
+    values.update(_part_values("part", outcome.part))
+    values.update(_part_values("failed", outcome.failed_part))
+    with write_transaction(engine) as connection:
+        return connection.execute(update(job_batches).where(_held(held)).values(**values)).rowcount == 1
+
+
+def _part_values(prefix: str, part: Part | None) -> dict[str, Any]:
+    names = (
+        ("part", "part_digest", "part_bytes") if prefix == "part" else ("failed_part", "failed_digest", "failed_bytes")
+    )
+    values = (part.path, part.digest, part.size) if part else (None, None, None)
+    return dict(zip(names, values, strict=True))
+
+
+def fail(engine: Engine, held: Lease, error: str, now: float | None = None) -> bool:
+    """The whole batch raised: back to pending after a backoff, one failure more."""
+    now = time.time() if now is None else now
+    failures = held.failures + 1
+    with write_transaction(engine) as connection:
+        result = connection.execute(
+            update(job_batches)
+            .where(_held(held))
+            .values(
+                state=BatchState.pending,
+                lease_token=None,
+                lease_expires_at=None,
+                failures=failures,
+                last_error=error,
+                not_before=now + backoff(failures),
+            )
+        )
+        return result.rowcount == 1
+
+
+def release(engine: Engine, held: Lease) -> bool:
+    """Give the batch back untouched (the worker is stopping before it ran it); no failure is counted."""
+    with write_transaction(engine) as connection:
+        result = connection.execute(
+            update(job_batches)
+            .where(_held(held))
+            .values(state=BatchState.pending, lease_token=None, lease_expires_at=None)
+        )
+        return result.rowcount == 1
+
+
+def release_all(engine: Engine, job_id: str) -> int:
+    """The job stopped and its workers are gone: every leased batch goes back to pending, no failure counted."""
+    with write_transaction(engine) as connection:
+        result = connection.execute(
+            update(job_batches)
+            .where(_B.job_id == job_id, _B.state == BatchState.leased)
+            .values(state=BatchState.pending, lease_token=None, lease_expires_at=None)
+        )
+        return int(result.rowcount)
+
+
+def expire_owner(engine: Engine, job_id: str, owner: str, now: float | None = None) -> int:
+    """The owner is known to be dead (its process exited): let its leases expire now, not at their time."""
+    now = time.time() if now is None else now
+    with write_transaction(engine) as connection:
+        result = connection.execute(
+            update(job_batches)
+            .where(_B.job_id == job_id, _B.lease_owner == owner, _B.state == BatchState.leased)
+            .values(lease_expires_at=now - 1)
+        )
+        return int(result.rowcount)
+
+
+def progress(connection: Connection, job_id: str) -> Progress:
+    done = _B.state == BatchState.done
+    row = connection.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((done, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((and_(done, _B.failed_rows > 0), 1), else_=0)), 0),
+            func.coalesce(func.sum(_B.ok_rows), 0),
+            func.coalesce(func.sum(_B.failed_rows), 0),
+            func.coalesce(func.sum(case((_B.state == BatchState.leased, 1), else_=0)), 0),
+        ).where(_B.job_id == job_id)
+    ).one()
+    return Progress(*(int(value) for value in row))
+
+
+def read_progress(engine: Engine, job_id: str) -> Progress:
+    with read_transaction(engine) as connection:
+        return progress(connection, job_id)
+
+
+def last_position(connection: Connection, job_id: str) -> tuple[int, int, int]:
+    """(next seq, source index, row offset) where enqueuing continues after the batches already stored."""
+    row = connection.execute(
+        select(_B.seq, _B.source_index, _B.source_offset, _B.rows)
+        .where(_B.job_id == job_id, _B.parent_seq.is_(None))
+        .order_by(_B.seq.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return 0, 0, 0
+    return row.seq + 1, row.source_index, row.source_offset + row.rows
+
+
+def next_seq(connection: Connection, job_id: str) -> int:
+    found = connection.execute(select(func.max(_B.seq)).where(_B.job_id == job_id)).scalar()
+    return 0 if found is None else int(found) + 1
+
+
+def requeue_dead(connection: Connection, job_id: str) -> tuple[int, int]:
+    """`jobs retry`: each batch's dead-lettered rows become a new batch; returns (batches, rows) queued.
+
+    The parent keeps its output part and forgets its dead letters (their file is cleaned at the end), so
+    a row that now works appears once, in the new batch's part.
+    """
+    from shipyard.jobs import codec
+    from shipyard.jobs.scoring import ROW_COLUMN
+
+    parents = connection.execute(
+        select(_B.seq, _B.source_index, _B.dead_payload)
+        .where(_B.job_id == job_id, _B.state == BatchState.done, _B.failed_rows > 0)
+        .order_by(_B.seq)
+    ).all()
+    seq = next_seq(connection, job_id)
+    rows = 0
+    for parent in parents:
+        dead = codec.decode(bytes(parent.dead_payload))
+        numbers = [int(n) for n in dead.column(ROW_COLUMN).to_pylist()]
+        table = dead.drop_columns([ROW_COLUMN])
+        enqueue(
+            connection, job_id, seq, parent.source_index, -1, table.num_rows, codec.encode(table), numbers, parent.seq
+        )
+        connection.execute(
+            update(job_batches)
+            .where(_B.job_id == job_id, _B.seq == parent.seq)
+            .values(failed_rows=0, failed_part=None, failed_digest=None, failed_bytes=None, dead_payload=None)
+        )
+        seq += 1
+        rows += table.num_rows
+    return len(parents), rows
+
+
+def parts(connection: Connection, job_id: str) -> tuple[list[Part], list[Part]]:
+    """The output parts and dead-letter parts the store records, in batch order."""
+    found = connection.execute(
+        select(_B.part, _B.ok_rows, _B.part_digest, _B.part_bytes, _B.failed_part, _B.failed_rows)
+        .add_columns(_B.failed_digest, _B.failed_bytes)
+        .where(_B.job_id == job_id, _B.state == BatchState.done)
+        .order_by(_B.seq)
+    ).all()
+    output = [Part(r.part, r.ok_rows, r.part_digest, r.part_bytes) for r in found if r.part]
+    failed = [Part(r.failed_part, r.failed_rows, r.failed_digest, r.failed_bytes) for r in found if r.failed_part]
+    return output, failed

@@ -1,0 +1,124 @@
+"""Run the handler over one batch's rows and shape what it returns into output rows and dead letters.
+
+In `batch` mode all rows go to one `predict_batch` call (or `predict` per row when the handler has no
+`predict_batch`); if that raises, the whole batch failed and is retried. A result that *is* an exception
+(built-in handlers answer a malformed row that way) fails only its row. In `rows` mode every row runs on
+its own and only the rows that raise are dead-lettered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from shipyard.jobs.states import Mode
+from shipyard.serving.handler import BoundHandler
+
+ROW_COLUMN = "__shipyard_row"
+"""In a batch's stored dead letters: each row's number in its source, so a retry keeps naming it."""
+
+
+class BatchFailed(Exception):
+    """The batch as a whole failed; it goes back to the queue (arq's `Retry`, in spirit)."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+@dataclass
+class Scored:
+    """Results of the rows that worked, in input order, and the error of each row that did not."""
+
+    ok: list[int] = field(default_factory=list)
+    results: list[Any] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+def describe(exc: BaseException) -> str:
+    message = getattr(exc, "message", None) or str(exc)
+    return f"{type(exc).__name__}: {message}"
+
+
+def score(handler: BoundHandler, records: list[dict[str, Any]], mode: Mode) -> Scored:
+    if mode is Mode.rows:
+        return _one_by_one(handler, records)
+    try:
+        results = _call(handler, records)
+    except Exception as exc:  # the user's code: anything it raises fails the batch, which is retried
+        raise BatchFailed(describe(exc)) from exc
+    if len(results) != len(records):
+        raise BatchFailed(f"predict_batch returned {len(results)} results for {len(records)} rows")
+    return _collect(enumerate(results))
+
+
+def _call(handler: BoundHandler, records: list[dict[str, Any]]) -> list[Any]:
+    if handler.predict_batch is not None:
+        empty: list[Mapping[str, str]] = [{} for _ in records]
+        return list(handler.predict_batch(records, empty, empty))
+    return [handler.predict(record, None, None) for record in records]
+
+
+def _one_by_one(handler: BoundHandler, records: list[dict[str, Any]]) -> Scored:
+    outcomes: list[tuple[int, Any]] = []
+    for index, record in enumerate(records):
+        try:
+            outcomes.append((index, _call(handler, [record])[0]))
+        except Exception as exc:  # this row is bad; the others still run
+            outcomes.append((index, exc))
+    return _collect(outcomes)
+
+
+def _collect(outcomes: Any) -> Scored:
+    scored = Scored()
+    for index, result in outcomes:
+        if isinstance(result, BaseException):
+            scored.errors[index] = describe(result)
+        else:
+            scored.ok.append(index)
+            scored.results.append(result)
+    return scored
+
+
+def output_table(inputs: pa.Table, scored: Scored, id_column: str | None) -> pa.Table:
+    """The rows that worked: the input's columns (or only the id column) beside the prediction columns."""
+    base = inputs.select([id_column]) if id_column else inputs
+    table = base.take(pa.array(scored.ok, pa.int64()))
+    rows = [result if isinstance(result, dict) else {"prediction": result} for result in scored.results]
+    for key in _keys(rows):
+        name = f"{key}_result" if key in table.column_names else key
+        table = table.append_column(name, _column([row.get(key) for row in rows]))
+    return table
+
+
+def _keys(rows: Sequence[dict[str, Any]]) -> list[str]:
+    keys: dict[str, None] = {}
+    for row in rows:
+        keys.update(dict.fromkeys(str(key) for key in row))
+    return list(keys)
+
+
+def _column(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        option = orjson.OPT_SERIALIZE_NUMPY
+        return pa.array([None if v is None else orjson.dumps(v, option=option, default=str).decode() for v in values])
+
+
+def dead_letters(
+    inputs: pa.Table, scored: Scored, row_numbers: list[int], source: str
+) -> tuple[list[dict[str, Any]], pa.Table]:
+    """The failed rows for `_failed/` (input columns + _error, _source, _row) and, for retries, as a table."""
+    failed = sorted(scored.errors)
+    table = inputs.take(pa.array(failed, pa.int64()))
+    numbers = [row_numbers[index] for index in failed]
+    records = [
+        {**record, "_error": scored.errors[index], "_source": source, "_row": number}
+        for record, index, number in zip(table.to_pylist(), failed, numbers, strict=True)
+    ]
+    return records, table.append_column(ROW_COLUMN, pa.array(numbers, pa.int64()))

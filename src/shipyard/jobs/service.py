@@ -1,0 +1,326 @@
+"""The jobs SDK: submit, get, list, stop, retry, logs, wait, and the runner's composition root.
+
+These functions talk to the store directly, so they work with no daemon. When the daemon exists, it
+hosts a `JobRunner` and these same functions stay valid (the daemon only adds a transport).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, select
+
+from shipyard.errors import ConfigError
+from shipyard.jobs import queue, records
+from shipyard.jobs.driver import DriverOptions, job_dir
+from shipyard.jobs.errors import BadInput, BadJobOption, BadOutput, JobConflict
+from shipyard.jobs.output import FORMATS, OutputFolder, OutputFormat
+from shipyard.jobs.runner import JobRunner, RunnerOptions
+from shipyard.jobs.splitter import check, expand
+from shipyard.jobs.states import ACTIVE, JobState
+from shipyard.jobs.view import JobInfo, job_info
+from shipyard.settings import Settings
+from shipyard.spec import BatchAPI, Project, load
+from shipyard.store import create_store_engine, migrate, read_transaction, write_transaction
+from shipyard.store.tables import jobs as jobs_table
+
+RUNNER_PID = "runner.pid"
+RETRYABLE = (JobState.completed_with_failures, JobState.stopped, JobState.timed_out, JobState.failed)
+
+
+@contextmanager
+def open_store(settings: Settings | None = None) -> Iterator[Engine]:
+    engine = create_store_engine((settings or Settings.from_env()).database_url)
+    try:
+        migrate(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What `submit` needs; every None falls back to the BatchAPI's default in shipyard.yaml."""
+
+    api: str
+    inputs: Sequence[str] = ()
+    output: str = ""
+    project: str = "."
+    items: list[dict[str, Any]] | None = None
+    format: OutputFormat = "parquet"
+    id_column: str | None = None
+    batch_size: int | None = None
+    workers: int | None = None
+    max_retries: int | None = None
+    timeout: float | None = None
+    config: dict[str, Any] | None = None
+
+
+def submit(request: JobRequest, start_runner: bool = True) -> JobInfo:
+    """Check everything that can be checked now (spec, handler, model, inputs, output), then queue the job."""
+    from shipyard.serving.handler import HandlerRef, import_handler_class
+    from shipyard.serving.replica import resolve_model
+
+    settings = Settings.from_env()
+    project = load(request.project)
+    api = _batch_api(project, request)
+    import_handler_class(HandlerRef(api.handler, Path(project.directory)))
+    model = resolve_model(project, api)
+    job_id = f"{api.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    inputs = list(request.inputs) + _items_file(settings.home, job_id, request.items)
+    sources = expand(inputs)
+    required = [n for n, f in (api.input_schema.fields.items() if api.input_schema else []) if f.required]
+    try:
+        check(sources, required + ([request.id_column] if request.id_column else []))
+    except BadInput as exc:
+        if request.items is None or not exc.source.endswith("items.jsonl"):
+            raise
+        raise BadInput(
+            "--items", exc.message.split(": ", 1)[1].split("; ")[0], "add the fields to every record"
+        ) from None
+    folder = _output(request)
+    with open_store(settings) as engine, write_transaction(engine) as connection:
+        _refuse_shared_output(connection, folder.url)
+        records.insert_job(
+            connection,
+            {
+                "id": job_id,
+                "api": api.name,
+                "project": project.directory,
+                "spec": api.model_dump(mode="json", by_alias=True),
+                "inputs": [{"url": s.url, "format": s.format} for s in sources],
+                "output": folder.url,
+                "format": request.format,
+                "id_column": request.id_column,
+                "batch_size": api.batch_size,
+                "workers": api.workers,
+                "max_retries": api.max_retries,
+                "timeout": api.timeout,
+                "model_path": model.path,
+                "model_digest": model.digest,
+            },
+        )
+    if start_runner:
+        ensure_runner(settings)
+    return get(job_id, settings)
+
+
+def _batch_api(project: Project, request: JobRequest) -> BatchAPI:
+    batch = [api for api in project.apis if isinstance(api, BatchAPI)]
+    chosen = next((api for api in batch if api.name == request.api), None)
+    if chosen is None:
+        names = ", ".join(api.name for api in batch) or "none"
+        raise ConfigError([f"{project.source}: no BatchAPI named {request.api!r}; BatchAPIs here: {names}"])
+    if request.format not in FORMATS:
+        raise BadJobOption(f"--format {request.format!r} is not one of {', '.join(FORMATS)}")
+    overrides = {
+        "batch_size": request.batch_size,
+        "workers": request.workers,
+        "max_retries": request.max_retries,
+        "timeout": request.timeout,
+    }
+    data = chosen.model_dump(by_alias=True) | {k: v for k, v in overrides.items() if v is not None}
+    data["config"] = {**chosen.config, **(request.config or {})}
+    return BatchAPI.model_validate(data)
+
+
+def _items_file(home: Path, job_id: str, items: list[dict[str, Any]] | None) -> list[str]:
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise BadInput("--items", "must be a JSON list of records (objects)", 'pass [{"a": 1}, {"a": 2}]')
+    path = job_dir(home, job_id) / "items.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    option = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+    path.write_bytes(b"".join(orjson.dumps(item, option=option) for item in items))
+    return [str(path)]
+
+
+def _output(request: JobRequest) -> OutputFolder:
+    if not request.output:
+        raise BadJobOption("no output given; pass --output FOLDER (a local path or an fsspec URL)")
+    text = request.output
+    if "://" not in text:
+        text = str(Path(text).expanduser().resolve())
+    folder = OutputFolder(text)
+    folder.check_usable()
+    return folder
+
+
+def _refuse_shared_output(connection: Connection, url: str) -> None:
+    c = jobs_table.c
+    other = connection.execute(
+        select(c.id).where(c.output == url, c.state.in_([s.value for s in ACTIVE])).limit(1)
+    ).scalar()
+    if other is not None:
+        raise BadOutput(url, f"is where unfinished job {other!r} writes", "choose another folder")
+
+
+# -- reading ----------------------------------------------------------------------------------------------
+
+
+def info(engine: Engine, job_id: str, with_events: bool = False) -> JobInfo:
+    with read_transaction(engine) as connection:
+        row = records.read(connection, job_id)
+        progress = queue.progress(connection, job_id)
+    events = [event for _, event in records.events(engine, job_id)] if with_events else None
+    return job_info(row, progress, events)
+
+
+def get(job_id: str, settings: Settings | None = None, with_events: bool = True) -> JobInfo:
+    with open_store(settings) as engine:
+        return info(engine, job_id, with_events)
+
+
+def list_jobs(api: str | None = None, limit: int = 100, settings: Settings | None = None) -> list[JobInfo]:
+    with open_store(settings) as engine:
+        return [info(engine, row["id"]) for row in records.find(engine, api, limit)]
+
+
+def log_path(job_id: str, settings: Settings | None = None) -> Path:
+    settings = settings or Settings.from_env()
+    get(job_id, settings, with_events=False)  # JobNotFound for an unknown id
+    return job_dir(settings.home, job_id) / "job.log"
+
+
+def logs(job_id: str, follow: bool = False, settings: Settings | None = None) -> Iterator[str]:
+    """The job's log lines (its workers' output and the runner's notes); `follow` until the job ends."""
+    settings = settings or Settings.from_env()
+    path = log_path(job_id, settings)
+    position = 0
+    while True:
+        if path.exists():
+            with open(path, "rb") as handle:
+                handle.seek(position)
+                chunk = handle.read()
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            position += len(complete)
+            yield from complete.decode(errors="replace").splitlines()
+        if not follow or get(job_id, settings, with_events=False).is_finished:
+            return
+        time.sleep(0.5)
+
+
+def wait(job_id: str, timeout: float | None = None, on_change: Callable[[JobInfo], None] | None = None) -> JobInfo:
+    """Poll until the job ends (or `timeout` seconds pass); returns its last state."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        current = get(job_id, with_events=False)
+        if on_change is not None:
+            on_change(current)
+        if current.is_finished or (deadline is not None and time.monotonic() > deadline):
+            return current
+        time.sleep(0.5)
+
+
+# -- changing ---------------------------------------------------------------------------------------------
+
+
+def stop(job_id: str, settings: Settings | None = None) -> JobInfo:
+    """Ask the job's runner to drain its workers and mark it stopped; with no live runner, stop it now."""
+    with open_store(settings) as engine:
+        with write_transaction(engine) as connection:
+            job = records.read(connection, job_id)
+            if JobState(job["state"]).is_terminal:
+                raise JobConflict(f"job {job_id!r} already ended ({job['state']}); nothing to stop")
+            if records.has_live_runner(job):
+                records.set_values(connection, job_id, stop_request=JobState.stopped.value)
+                records.add_event(connection, job_id, "stopping: requested by `jobs stop`")
+            else:
+                records.transition(connection, job_id, JobState.stopped, "stopped by `jobs stop` (no runner held it)")
+        return info(engine, job_id, with_events=True)
+
+
+def retry(job_id: str, start_runner: bool = True, settings: Settings | None = None) -> JobInfo:
+    """Re-run the job's dead-lettered rows (and, for a stopped or failed job, what it had not finished)."""
+    settings = settings or Settings.from_env()
+    with open_store(settings) as engine:
+        with write_transaction(engine) as connection:
+            job = records.read(connection, job_id)
+            if JobState(job["state"]) not in RETRYABLE:
+                states = ", ".join(state.value for state in RETRYABLE)
+                raise JobConflict(f"job {job_id!r} is {job['state']}; retry applies to jobs that are {states}")
+            batches, rows = queue.requeue_dead(connection, job_id)
+            state = JobState.running if job["total_batches"] is not None else JobState.pending
+            reason = f"retrying {rows} dead-lettered rows in {batches} batches"
+            records.transition(
+                connection, job_id, state, reason, stop_request=None, ended_at=None, error=None, hook_state=None
+            )
+        OutputFolder(job["output"]).remove_manifest()  # the folder is incomplete again until the job ends
+    if start_runner:
+        ensure_runner(settings)
+    return get(job_id, settings)
+
+
+# -- the runner's composition root --------------------------------------------------------------------------
+
+
+def run_scheduler(
+    burst: bool = False,
+    only: set[str] | None = None,
+    should_exit: threading.Event | None = None,
+    on_tick: Callable[[], None] | None = None,
+    lease_ttl: float = 30.0,
+    settings: Settings | None = None,
+) -> None:
+    """Run a JobRunner in this thread until `should_exit` is set (or, with `burst`, until no job is left)."""
+    settings = settings or Settings.from_env()
+    options = RunnerOptions(
+        burst=burst,
+        only=frozenset(only) if only is not None else None,
+        driver=DriverOptions(lease_ttl=lease_ttl),
+    )
+    with open_store(settings) as engine:
+        JobRunner(engine, settings.home, options).run(should_exit, on_tick)
+
+
+def ensure_runner(settings: Settings) -> None:
+    """Start a detached `shipyard jobs run-scheduler --until-idle` unless one already runs for this home."""
+    pid_file = settings.home / "jobs" / RUNNER_PID
+    if pid_file.exists() and records.pid_alive(_read_pid(pid_file)):
+        return
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(pid_file.parent / "runner.log", "ab") as out:
+        subprocess.Popen(
+            [sys.executable, "-m", "shipyard", "jobs", "run-scheduler", "--until-idle"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=os.environ.copy(),
+        )
+
+
+def _read_pid(path: Path) -> int:
+    try:
+        return int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+@contextmanager
+def runner_pid_file(settings: Settings) -> Iterator[Path]:
+    path = settings.home / "jobs" / RUNNER_PID
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(str(os.getpid()))
+    try:
+        yield path
+    finally:
+        if _read_pid(path) == os.getpid():
+            path.unlink(missing_ok=True)
+
+
+def has_unfinished(settings: Settings | None = None) -> bool:
+    with open_store(settings) as engine:
+        return bool(records.unfinished(engine))

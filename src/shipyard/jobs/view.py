@@ -1,0 +1,92 @@
+"""What a job looks like from outside: `jobs get`, the SDK, and the `on_job_complete(self, job)` hook."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from shipyard.jobs.queue import Progress
+from shipyard.jobs.records import Event
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A job's state and progress. `rows_done` counts rows with an output row; `rows_failed` dead letters."""
+
+    id: str
+    api: str
+    state: str
+    reason: str
+    output: str
+    format: str
+    inputs: list[str]
+    batches: int
+    batches_done: int
+    batches_failed: int
+    rows_total: int | None
+    rows_done: int
+    rows_failed: int
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    error: str | None
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def is_finished(self) -> bool:
+        from shipyard.jobs.states import TERMINAL
+
+        return self.state in TERMINAL
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return (self.ended_at or time.time()) - self.started_at
+
+    @property
+    def rate(self) -> float | None:
+        """Rows per second since the job started."""
+        duration = self.duration
+        handled = self.rows_done + self.rows_failed
+        return handled / duration if duration and handled else None
+
+    @property
+    def eta(self) -> float | None:
+        rate = self.rate
+        if rate is None or self.rows_total is None or self.is_finished:
+            return None
+        return max(0.0, (self.rows_total - self.rows_done - self.rows_failed) / rate)
+
+    @property
+    def manifest(self) -> str:
+        return f"{self.output.rstrip('/')}/_manifest.json"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(duration=self.duration, rate=self.rate, eta=self.eta)
+        return data
+
+
+def job_info(row: dict[str, Any], progress: Progress, events: list[Event] | None = None) -> JobInfo:
+    return JobInfo(
+        id=row["id"],
+        api=row["api"],
+        state=row["state"],
+        reason=row["reason"],
+        output=row["output"],
+        format=row["format"],
+        inputs=[source["url"] for source in row["inputs"]],
+        batches=progress.batches,
+        batches_done=progress.batches_done,
+        batches_failed=progress.batches_failed,
+        rows_total=row["total_rows"],
+        rows_done=progress.rows_done,
+        rows_failed=progress.rows_failed,
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        error=row["error"],
+        events=events or [],
+    )

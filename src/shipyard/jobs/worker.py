@@ -1,0 +1,224 @@
+"""A worker process: lease a batch, run the handler, write its parts, mark it done; repeat until drained.
+
+    python -m shipyard.jobs.worker --job JOB --name NAME [--lease-ttl 30]
+    python -m shipyard.jobs.worker --job JOB --name NAME --hook      # run on_job_complete(job) once
+
+SIGTERM or SIGINT (and the runner's death) mean: finish the batch in hand, then exit. Exit codes:
+0 drained or stopped, 2 the handler or model does not load (the job records why), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import Engine
+
+from shipyard.errors import ShipyardError
+from shipyard.jobs import codec, queue, records
+from shipyard.jobs.output import OutputFolder, encode, encode_records, failed_name, part_name
+from shipyard.jobs.queue import Lease, Outcome
+from shipyard.jobs.scoring import BatchFailed, Scored, dead_letters, describe, output_table, score
+from shipyard.jobs.states import EXIT_LOAD_FAILED, JobState, Mode
+from shipyard.serving.handler import BoundHandler, HandlerRef, construct, import_handler_class
+from shipyard.settings import Settings
+from shipyard.spec import BatchAPI
+from shipyard.store import create_store_engine, write_transaction
+
+log = logging.getLogger("shipyard.jobs.worker")
+
+
+def handler_ref(job: dict[str, Any]) -> tuple[BatchAPI, HandlerRef]:
+    api = BatchAPI.model_validate(job["spec"])
+    return api, HandlerRef(api.handler, Path(job["project"]))
+
+
+def load_handler(job: dict[str, Any]) -> BoundHandler:
+    api, ref = handler_ref(job)
+    handler_class = import_handler_class(ref)
+    options: dict[str, Any] = {}
+    if api.is_builtin_handler and api.input_schema is not None:
+        options["feature_names"] = list(api.input_schema.fields)
+    return construct(handler_class, ref, api.config, job["model_path"], **options)
+
+
+class LeaseKeeper:
+    """Renews one lease every ttl/3 from a thread while the main thread runs the handler."""
+
+    def __init__(self, engine: Engine, held: Lease, ttl: float, on_orphaned: threading.Event) -> None:
+        self.engine, self.held, self.ttl = engine, held, ttl
+        self.lost = False
+        self._done = threading.Event()
+        self._orphaned = on_orphaned
+        self._parent = os.getppid()
+        self._thread = threading.Thread(target=self._loop, name=f"lease-{held.seq}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._done.wait(self.ttl / 3):
+            if os.getppid() != self._parent:
+                self._orphaned.set()  # the runner died: finish this batch, then exit
+            if not queue.renew(self.engine, self.held, self.ttl):
+                self.lost = True
+                return
+
+
+class Worker:
+    def __init__(self, engine: Engine, job_id: str, name: str, lease_ttl: float = 30.0, poll: float = 0.2) -> None:
+        self.engine = engine
+        self.job_id = job_id
+        self.name = name
+        self.lease_ttl = lease_ttl
+        self.poll = poll
+        self.should_exit = threading.Event()
+        self._parent = os.getppid()
+
+    def run(self) -> int:
+        job = records.get(self.engine, self.job_id)
+        try:
+            handler = load_handler(job)
+        except ShipyardError as exc:
+            self._record_load_failure(exc.message)
+            return EXIT_LOAD_FAILED
+        self.job = job
+        self.handler = handler
+        self.folder = OutputFolder(job["output"])
+        self.sources = [source["url"] for source in job["inputs"]]
+        log.info("%s ready for job %s", self.name, self.job_id)
+        while not self.should_exit.is_set() and self._job_wants_work():
+            held = queue.lease(self.engine, self.job_id, self.name, self.lease_ttl, job["max_retries"])
+            if held is None:
+                self.should_exit.wait(self.poll)
+                continue
+            self._run_batch(held)
+        log.info("%s exits", self.name)
+        return 0
+
+    def _record_load_failure(self, message: str) -> None:
+        log.error("%s", message)
+        with write_transaction(self.engine) as connection:
+            records.set_values(connection, self.job_id, error=message)
+            records.add_event(connection, self.job_id, f"{self.name} could not load the handler: {message}")
+
+    def _job_wants_work(self) -> bool:
+        """False once the job is stopping or over, or (drain-and-exit) nothing is left to lease."""
+        if os.getppid() != self._parent:
+            return False
+        job = records.get(self.engine, self.job_id)
+        if job["stop_request"] or JobState(job["state"]).is_terminal:
+            return False
+        return job["state"] != JobState.running or queue.read_progress(self.engine, self.job_id).has_work
+
+    def _run_batch(self, held: Lease) -> None:
+        with LeaseKeeper(self.engine, held, self.lease_ttl, self.should_exit) as keeper:
+            table = codec.decode(held.payload)
+            try:
+                scored = self._score(held, table)
+                outcome = self._write(held, table, scored)
+            except BatchFailed as exc:
+                log.warning("batch %d failed (attempt %d): %s", held.seq, held.attempt, exc.error)
+                queue.fail(self.engine, held, exc.error)
+                return
+        if keeper.lost or not queue.complete(self.engine, held, outcome):
+            log.warning("batch %d: lease lost while running; another worker redoes it", held.seq)
+            return
+        log.info("batch %d done: %d rows, %d dead-lettered", held.seq, outcome.ok_rows, outcome.failed_rows)
+
+    def _score(self, held: Lease, table: pa.Table) -> Scored:
+        if held.mode is Mode.dead:
+            error = f"not run: the worker died on this batch every time ({held.last_error})"
+            return Scored(errors=dict.fromkeys(range(table.num_rows), error))
+        if held.mode is Mode.rows:
+            log.info("batch %d failed %d times; running its rows one by one", held.seq, held.failures)
+        return score(self.handler, table.to_pylist(), held.mode)
+
+    def _write(self, held: Lease, table: pa.Table, scored: Scored) -> Outcome:
+        try:
+            return self._write_parts(held, table, scored)
+        except OSError as exc:
+            raise BatchFailed(f"writing the batch's output failed: {describe(exc)}") from exc
+
+    def _write_parts(self, held: Lease, table: pa.Table, scored: Scored) -> Outcome:
+        part = failed_part = dead_payload = None
+        if scored.ok:
+            rows = output_table(table, scored, self.job["id_column"])
+            part = self.folder.write(
+                part_name(held.seq, held.attempt, self.job["format"]), encode(rows, self.job["format"]), rows.num_rows
+            )
+        if scored.errors:
+            numbers = [held.row_number(i) for i in range(table.num_rows)]
+            letters, dead = dead_letters(table, scored, numbers, self.sources[held.source_index])
+            failed_part = self.folder.write(failed_name(held.seq, held.attempt), encode_records(letters), len(letters))
+            dead_payload = codec.encode(dead)
+        return Outcome(len(scored.ok), len(scored.errors), part, failed_part, dead_payload)
+
+
+def run_hook(engine: Engine, job_id: str) -> int:
+    """Call the handler's on_job_complete(job) once, with the job as JobInfo; record how it went."""
+    from shipyard.jobs.service import info
+
+    job = records.get(engine, job_id)
+    state, message = "done", "on_job_complete ran"
+    try:
+        _, ref = handler_ref(job)
+        if callable(getattr(import_handler_class(ref), "on_job_complete", None)):
+            load_handler(job).instance.on_job_complete(info(engine, job_id))
+        else:
+            message = ""
+    except Exception as exc:  # the user's hook: whatever it raises is reported, the job's state stays
+        log.exception("on_job_complete failed")
+        state, message = "failed", f"on_job_complete raised {describe(exc)}"
+    with write_transaction(engine) as connection:
+        records.set_values(connection, job_id, hook_state=state)
+        if message:
+            records.add_event(connection, job_id, message)
+    return 0 if state == "done" else 1
+
+
+def _drain_on_signal(worker_exit: threading.Event) -> None:
+    def handle(sig: int, frame: FrameType | None) -> None:
+        worker_exit.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shipyard.jobs.worker")
+    parser.add_argument("--job", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--lease-ttl", type=float, default=30.0)
+    parser.add_argument("--hook", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s {args.name}: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    engine = create_store_engine(Settings.from_env().database_url)
+    try:
+        if args.hook:
+            return run_hook(engine, args.job)
+        worker = Worker(engine, args.job, args.name, args.lease_ttl)
+        _drain_on_signal(worker.should_exit)
+        return worker.run()
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
