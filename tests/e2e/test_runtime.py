@@ -1,0 +1,237 @@
+"""Whole-system scenarios: CLI → daemon → gateway → replica processes, on real loopback sockets."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import signal
+import time
+
+import httpx
+
+from tests.e2e.conftest import Daemon, Load, shipyard
+
+ECHO = """
+- name: echo
+  handler: handlers.py:Echo
+  concurrency: {max_concurrency: 4}
+"""
+
+TWO_AND_A_SPLITTER = """
+- name: stable
+  handler: handlers.py:Echo
+  concurrency: {max_concurrency: 4}
+- name: candidate
+  handler: handlers.py:Echo
+  config: {variant: b}
+  concurrency: {max_concurrency: 4}
+- name: shadowed
+  handler: handlers.py:Slow
+  config: {seconds: 0.02}
+  concurrency: {max_concurrency: 4}
+- name: front
+  kind: TrafficSplitter
+  apis:
+    - {name: stable, weight: 70}
+    - {name: candidate, weight: 30}
+    - {name: shadowed, weight: 100, shadow: true}
+"""
+
+
+def test_two_apis_and_a_splitter_with_a_shadow(daemon: Daemon) -> None:
+    project = daemon.project(TWO_AND_A_SPLITTER)
+    deployed = daemon.deploy(project)
+    assert deployed.returncode == 0, deployed.stderr
+    assert "front: live" in deployed.stdout
+    with httpx.Client(base_url=daemon.gateway) as http:
+        for api in ("stable", "candidate"):
+            assert http.post(f"/{api}", json={"x": 1}).json() == {"echo": {"x": 1}}
+        answers = [http.post("/front", json={"n": n}) for n in range(60)]
+        assert all(a.status_code == 200 for a in answers)
+        assert all(a.json() == {"echo": {"n": n}} for n, a in enumerate(answers))
+        metrics = http.get("/metrics").text
+    assert 'shipyard_gateway_requests_total{api="front",code="200"} 60.0' in metrics
+
+    def compared() -> bool:
+        shadows = daemon.client.get("front")["shadows"]
+        return bool(shadows) and shadows[0]["compared"] + shadows[0]["failed"] >= 60
+
+    daemon.wait_for(compared, what="shadow comparisons recorded")
+    shadow = daemon.client.get("front")["shadows"][0]
+    assert shadow["shadow"] == "shadowed"
+    assert shadow["compared"] > 0
+    assert shadow["agreement"] == 0.0  # Slow answers {"slept": ...}, never the echo
+    assert shadow["shadow_mean_ms"] > shadow["primary_mean_ms"]
+    shown = shipyard("get", "front")
+    assert "SHADOW" in shown.stdout and "shadowed" in shown.stdout
+
+    again = daemon.deploy(project, "--no-wait")
+    assert again.returncode == 0
+    assert again.stdout.count("unchanged") == 4
+
+
+def test_killed_replica_comes_back(daemon: Daemon) -> None:
+    assert daemon.deploy(daemon.project(ECHO)).returncode == 0
+    [replica] = daemon.client.get("echo")["replicas"]
+    os.kill(replica["pid"], signal.SIGKILL)
+
+    def restarted() -> bool:
+        found = daemon.client.get("echo")
+        current = found["replicas"]
+        return found["status"] == "live" and current[0]["pid"] != replica["pid"] and current[0]["restarts"] == 1
+
+    daemon.wait_for(restarted, what="replica restarted")
+    events = [e["kind"] for e in daemon.client.get("echo")["events"]]
+    assert "crashed" in events and "restarting" in events
+    assert httpx.post(f"{daemon.gateway}/echo", json=1).json() == {"echo": 1}
+
+
+def test_scales_up_under_load_and_back_down(daemon: Daemon) -> None:
+    spec = """
+    - name: busy
+      handler: handlers.py:Slow
+      config: {seconds: 0.1}
+      concurrency: {max_concurrency: 1, max_queue_length: 50}
+      autoscaling: {min_replicas: 1, max_replicas: 3, target_in_flight: 1, window: 2s,
+                    upscale_stabilization: 0s, downscale_stabilization: 3s}
+    """
+    assert daemon.deploy(daemon.project(spec)).returncode == 0
+    with Load(f"{daemon.gateway}/busy", {}, workers=6) as load:
+        daemon.wait_for(lambda: daemon.client.get("busy")["ready"] == 3, timeout=40, what="3 ready replicas")
+    assert load.errors == []
+    assert set(load.codes) == {200}
+    daemon.wait_for(lambda: daemon.client.get("busy")["desired"] == 1, timeout=40, what="scale back to 1")
+    scaled = [e["message"] for e in daemon.client.get("busy")["events"] if e["kind"] == "scaled"]
+    assert any("scale 1 →" in message for message in scaled)
+    assert any("→ 1" in message and "average in-flight" in message for message in scaled)
+
+
+def test_rolling_update_under_load_fails_no_request(daemon: Daemon) -> None:
+    spec = """
+    - name: echo
+      handler: handlers.py:Echo
+      config: {release: {release}}
+      concurrency: {max_concurrency: 8}
+      autoscaling: {min_replicas: 2, max_replicas: 2}
+      update_strategy: {max_surge: 1, max_unavailable: 0}
+    """
+    project = daemon.project(spec.replace("{release}", "1"))
+    assert daemon.deploy(project).returncode == 0
+    before = {r["id"] for r in daemon.client.get("echo")["replicas"]}
+    with Load(f"{daemon.gateway}/echo", {"x": 1}, workers=6) as load:
+        time.sleep(1.0)
+        (project / "shipyard.yaml").write_text(spec.replace("{release}", "2"))
+        updated = daemon.deploy(project)
+        assert updated.returncode == 0, updated.stderr
+        assert "rolling out" in updated.stdout
+        time.sleep(1.0)
+    after = {r["id"] for r in daemon.client.get("echo")["replicas"]}
+    assert not before & after
+    assert load.errors == []
+    assert load.codes[200] >= 2000, load.codes
+    assert set(load.codes) == {200}, load.codes
+
+
+def test_broken_update_leaves_the_old_version_serving(daemon: Daemon) -> None:
+    project = daemon.project(ECHO)
+    assert daemon.deploy(project).returncode == 0
+    (project / "shipyard.yaml").write_text(ECHO.replace("Echo", "BrokenInit"))
+    broken = daemon.deploy(project, "--timeout", "60")
+    assert broken.returncode == 1
+    assert "cannot open weights.bin" in broken.stderr
+    assert "Traceback" not in broken.stderr
+    found = daemon.client.get("echo")
+    assert found["status"] == "update stalled"
+    assert "cannot open weights.bin" in found["message"]
+    assert httpx.post(f"{daemon.gateway}/echo", json=2).json() == {"echo": 2}
+    (project / "shipyard.yaml").write_text(ECHO)
+    fixed = daemon.deploy(project)
+    assert fixed.returncode == 0, fixed.stderr
+    assert daemon.client.get("echo")["status"] == "live"
+
+
+def test_daemon_killed_and_restarted_adopts_its_replicas(daemon: Daemon) -> None:
+    spec = ECHO + "  autoscaling: {min_replicas: 2, max_replicas: 2}\n"
+    assert daemon.deploy(daemon.project(spec)).returncode == 0
+    before = {(r["id"], r["pid"]) for r in daemon.client.get("echo")["replicas"]}
+    os.kill(daemon.pid(), signal.SIGKILL)
+    daemon.wait_for(lambda: not daemon.home.is_locked(), what="daemon gone")
+    assert len(daemon.serve_processes()) == 2  # the replicas outlive it
+    daemon.up()
+    daemon.wait_for(lambda: daemon.client.get("echo")["status"] == "live", what="live again")
+    time.sleep(1.0)  # a few ticks: nothing new may start
+    after = {(r["id"], r["pid"]) for r in daemon.client.get("echo")["replicas"]}
+    assert after == before
+    assert sorted(daemon.serve_processes()) == sorted(pid for _, pid in before)
+    assert httpx.post(f"{daemon.gateway}/echo", json=3).json() == {"echo": 3}
+
+
+def test_full_queue_answers_503_at_once(daemon: Daemon) -> None:
+    spec = """
+    - name: slow
+      handler: handlers.py:Slow
+      config: {seconds: 1.5}
+      concurrency: {max_concurrency: 1, max_queue_length: 1}
+    """
+    assert daemon.deploy(daemon.project(spec)).returncode == 0
+
+    def call(_: int) -> tuple[int, float, str | None]:
+        started = time.monotonic()
+        response = httpx.post(f"{daemon.gateway}/slow", json={}, timeout=30)
+        return response.status_code, time.monotonic() - started, response.headers.get("retry-after")
+
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        results = list(pool.map(call, range(5)))
+    refused = [r for r in results if r[0] == 503]
+    assert sorted(code for code, _, _ in results) == [200, 200, 503, 503, 503]
+    assert all(seconds < 1.0 and retry == "1" for _, seconds, retry in refused)
+
+
+def test_control_api_refuses_requests_without_the_token(daemon: Daemon) -> None:
+    url = daemon.client.url
+    assert httpx.get(f"{url}/v1/status").status_code == 401
+    wrong = httpx.get(f"{url}/v1/apis", headers={"authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert "token" in wrong.json()["error"]["message"]
+    assert httpx.post(f"{url}/v1/shutdown").status_code == 401
+    token = daemon.home.token_file
+    assert token.stat().st_mode & 0o077 == 0
+    assert daemon.client.status()["gateway_url"] == daemon.gateway
+
+
+def test_bad_input_is_one_line_and_deploys_nothing(daemon: Daemon) -> None:
+    project = daemon.project(ECHO.replace("max_concurrency: 4", "max_concurrency: 0"))
+    result = daemon.deploy(project)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "max_concurrency" in result.stderr
+    assert daemon.client.get() == []
+    missing = daemon.deploy(daemon.root / "nowhere")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    unknown = shipyard("get", "ghost")
+    assert unknown.returncode == 1 and "'ghost' is not deployed" in unknown.stderr
+    bad_json = shipyard("predict", "echo", "{nope")
+    assert bad_json.returncode == 2 and "not valid JSON" in bad_json.stderr
+
+
+def test_get_predict_logs_refresh_delete(daemon: Daemon) -> None:
+    assert daemon.deploy(daemon.project(ECHO)).returncode == 0
+    answer = shipyard("predict", "echo", '{"a": 1}')
+    assert json.loads(answer.stdout) == {"echo": {"a": 1}}
+    listed = json.loads(shipyard("get", "-o", "json").stdout)
+    assert [api["name"] for api in listed] == ["echo"] and listed[0]["2xx"] >= 1
+    logs = shipyard("logs", "echo")
+    assert "is ready" in logs.stdout and logs.stdout.startswith("[echo-")
+    [old] = daemon.client.get("echo")["replicas"]
+    refreshed = shipyard("refresh", "echo")
+    assert refreshed.returncode == 0
+    daemon.wait_for(
+        lambda: (
+            [r["id"] for r in daemon.client.get("echo")["replicas"]] not in ([old["id"]], [])
+            and daemon.client.get("echo")["status"] == "live"
+        ),
+        what="refresh done",
+    )
+    assert shipyard("delete", "echo").returncode == 0
+    daemon.wait_for(lambda: not daemon.serve_processes(), what="replicas stopped")
+    assert daemon.client.get() == []
