@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadgen import LoadResult, build_request, load
+
 from serving import PAYLOADS, _median, _pin, ensure_trained
 
 ROOT = Path(__file__).resolve().parents[1]
