@@ -1,0 +1,151 @@
+"""The leased queue on SQLite and PostgreSQL: leases, renewal, expiry, no double lease, dead-letter bookkeeping."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from sqlalchemy import Engine
+
+from shipyard.jobs import codec, queue, records
+from shipyard.jobs.queue import Outcome, Part
+from shipyard.jobs.scoring import ROW_COLUMN
+from shipyard.jobs.states import Mode
+from shipyard.store import create_store_engine, migrate, write_transaction
+
+JOB = "job-1"
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = create_store_engine(database_url)
+    migrate(engine)
+    with write_transaction(engine) as connection:
+        records.insert_job(
+            connection,
+            {
+                "id": JOB,
+                "api": "double",
+                "project": "/p",
+                "spec": {},
+                "inputs": [],
+                "output": "/out",
+                "format": "parquet",
+                "batch_size": 2,
+                "workers": 1,
+                "max_retries": 1,
+            },
+        )
+    yield engine
+    engine.dispose()
+
+
+def _fill(engine: Engine, batches: int) -> None:
+    with write_transaction(engine) as connection:
+        for seq in range(batches):
+            table = pa.table({"id": [seq * 2, seq * 2 + 1]})
+            queue.enqueue(connection, JOB, seq, 0, seq * 2, 2, codec.encode(table))
+
+
+def _done(rows: int = 2, failed: int = 0) -> Outcome:
+    return Outcome(rows, failed, Part("part", rows, "sha256:x", 1) if rows else None)
+
+
+def test_lease_hands_out_batches_in_order_once(engine: Engine) -> None:
+    _fill(engine, 2)
+    first = queue.lease(engine, JOB, "w1", ttl=30, max_retries=1)
+    second = queue.lease(engine, JOB, "w2", ttl=30, max_retries=1)
+    assert first is not None and second is not None
+    assert (first.seq, second.seq) == (0, 1)
+    assert codec.decode(first.payload).column("id").to_pylist() == [0, 1]
+    assert (first.attempt, first.mode) == (1, Mode.batch)
+    assert queue.lease(engine, JOB, "w3", ttl=30, max_retries=1) is None
+
+
+def test_an_expired_lease_is_taken_over_and_counts_as_a_failure(engine: Engine) -> None:
+    _fill(engine, 1)
+    held = queue.lease(engine, JOB, "w1", ttl=10, max_retries=1, now=1000)
+    assert held is not None
+    assert queue.lease(engine, JOB, "w2", ttl=10, max_retries=1, now=1009) is None
+    taken = queue.lease(engine, JOB, "w2", ttl=10, max_retries=1, now=1011)
+    assert taken is not None and taken.attempt == 2 and taken.failures == 1
+    assert "lease of w1 expired" in (taken.last_error or "")
+    assert not queue.renew(engine, held, ttl=10, now=1012)
+    assert not queue.complete(engine, held, _done(), now=1012), "a lost lease must not mark the batch done"
+    assert queue.complete(engine, taken, _done(), now=1012)
+    assert queue.read_progress(engine, JOB).batches_done == 1
+
+
+def test_renewal_keeps_the_lease(engine: Engine) -> None:
+    _fill(engine, 1)
+    held = queue.lease(engine, JOB, "w1", ttl=10, max_retries=1, now=1000)
+    assert held is not None
+    assert queue.renew(engine, held, ttl=10, now=1008)
+    assert queue.lease(engine, JOB, "w2", ttl=10, max_retries=1, now=1015) is None
+    assert queue.lease(engine, JOB, "w2", ttl=10, max_retries=1, now=1019) is not None
+
+
+def test_failures_back_off_then_run_row_by_row_then_dead_letter(engine: Engine) -> None:
+    _fill(engine, 1)
+    held = queue.lease(engine, JOB, "w1", ttl=10, max_retries=1, now=1000)
+    assert held is not None and held.mode is Mode.batch
+    assert queue.fail(engine, held, "boom", now=1000)
+    assert queue.lease(engine, JOB, "w1", ttl=10, max_retries=1, now=1000.1) is None, "backoff"
+    again = queue.lease(engine, JOB, "w1", ttl=10, max_retries=1, now=1001)
+    assert again is not None and again.mode is Mode.batch and again.last_error == "boom"
+    assert queue.fail(engine, again, "boom", now=1001)
+    rows = queue.lease(engine, JOB, "w1", ttl=10, max_retries=1, now=1100)
+    assert rows is not None and rows.mode is Mode.rows
+    crashed = queue.lease(engine, JOB, "w2", ttl=10, max_retries=1, now=1200)
+    assert crashed is not None and crashed.mode is Mode.dead, "the worker died even row by row"
+
+
+def test_dead_letters_are_requeued_as_new_batches_once(engine: Engine) -> None:
+    _fill(engine, 2)
+    first = queue.lease(engine, JOB, "w1", ttl=30, max_retries=1)
+    assert first is not None
+    dead = pa.table({"id": [1], ROW_COLUMN: pa.array([1], pa.int64())})
+    failed = Part("_failed/part-000000-1.jsonl", 1, "sha256:y", 1)
+    queue.complete(engine, first, Outcome(1, 1, Part("p0", 1, "sha256:x", 1), failed, codec.encode(dead)))
+    second = queue.lease(engine, JOB, "w1", ttl=30, max_retries=1)
+    assert second is not None
+    queue.complete(engine, second, _done())
+    progress = queue.read_progress(engine, JOB)
+    assert (progress.batches_done, progress.batches_failed, progress.rows_done, progress.rows_failed) == (2, 1, 3, 1)
+    with write_transaction(engine) as connection:
+        assert queue.requeue_dead(connection, JOB) == (1, 1)
+        assert queue.requeue_dead(connection, JOB) == (0, 0)
+    child = queue.lease(engine, JOB, "w1", ttl=30, max_retries=1)
+    assert child is not None and child.seq == 2 and child.row_number(0) == 1
+    assert codec.decode(child.payload).column_names == ["id"]
+    progress = queue.read_progress(engine, JOB)
+    assert (progress.batches, progress.rows_failed, progress.has_work) == (3, 0, True)
+
+
+def test_no_batch_is_leased_twice_by_competing_processes(engine: Engine, tmp_path: Path) -> None:
+    """Four processes lease as fast as they can; each batch is held by exactly one of them."""
+    _fill(engine, 60)
+    script = textwrap.dedent(f"""
+        import sys
+        from shipyard.jobs import queue
+        from shipyard.jobs.queue import Outcome, Part
+        from shipyard.settings import Settings
+        from shipyard.store import create_store_engine
+        engine = create_store_engine(Settings.from_env().database_url)
+        with open(sys.argv[1], "w") as out:
+            while (held := queue.lease(engine, {JOB!r}, sys.argv[1], ttl=60, max_retries=1)) is not None:
+                out.write(f"{{held.seq}}\\n")
+                assert queue.complete(engine, held, Outcome(2, 0, Part("p", 2, "d", 1)))
+    """)
+    logs = [tmp_path / f"w{i}.log" for i in range(4)]
+    processes = [subprocess.Popen([sys.executable, "-c", script, str(log)]) for log in logs]
+    assert all(process.wait(60) == 0 for process in processes)
+    leased = [int(line) for log in logs for line in log.read_text().split()]
+    assert sorted(leased) == list(range(60))
+    assert sum(1 for log in logs if log.read_text()) >= 2, "the processes should have shared the work"
+    assert queue.read_progress(engine, JOB).batches_done == 60

@@ -1,0 +1,187 @@
+"""Whole jobs with real worker processes: formats, bad rows, crashes of workers and runners, stop, timeout, retry."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+
+from shipyard import jobs
+from shipyard.jobs import JobRequest
+from shipyard.jobs.output import digest
+from tests.jobs.conftest import assert_exactly_once, make_job_project, write_rows
+
+Runner = Callable[..., object]
+
+
+def _submit(project: Path, inputs: list[str], output: Path, **options: object) -> str:
+    request = JobRequest("double", inputs, str(output), str(project), **options)  # type: ignore[arg-type]
+    return jobs.submit(request, start_runner=False).id
+
+
+def _wait_for(predicate: Callable[[], object], timeout: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "csv"])
+def test_a_job_over_files_of_every_format(tmp_path: Path, runner: Runner, fmt: str) -> None:
+    project = make_job_project(tmp_path / "p", batch_size=4, workers=2, config=f"{{marks: {tmp_path / 'marks'}}}")
+    inputs = [
+        str(write_rows(tmp_path / "in" / f"{i}{suffix}", range(i * 10, i * 10 + 10)))
+        for i, suffix in enumerate([".csv", ".jsonl", ".parquet", ".csv", ".jsonl", ".parquet"])
+    ]
+    job_id = _submit(project, inputs, tmp_path / "out", format=fmt)
+    runner(only={job_id})
+    job = jobs.wait(job_id, timeout=90)
+    assert (job.state, job.rows_done, job.rows_failed, job.rows_total) == ("succeeded", 60, 0, 60)
+    rows, failed = assert_exactly_once(tmp_path / "out", range(60))
+    assert failed == []
+    assert all(row["double"] == row["x"] * 2 for row in rows), "predictions sit beside the input columns"
+    manifest = orjson.loads((tmp_path / "out" / "_manifest.json").read_bytes())
+    first = manifest["parts"][0]
+    assert first["path"] == f"part-000000-1.{fmt}"
+    assert digest((tmp_path / "out" / first["path"]).read_bytes()) == first["digest"]
+    per_part = [
+        [row["id"] for row in rows[i : i + p["rows"]]]
+        for i, p in zip(
+            [sum(q["rows"] for q in manifest["parts"][:k]) for k in range(len(manifest["parts"]))],
+            manifest["parts"],
+            strict=True,
+        )
+    ]
+    assert all(ids == sorted(ids) for ids in per_part), "row order within a part follows the input"
+    assert {row["batch"] for row in rows} == {4, 2}, "batches of 4 rows; a file's last batch is smaller"
+    hook = tmp_path / "marks" / "completed.json"
+    _wait_for(hook.exists, what="on_job_complete")  # it runs once the job has ended
+    assert json.loads(hook.read_text()) == {
+        "id": job_id,
+        "state": "succeeded",
+        "rows": 60,
+    }
+
+
+def test_bad_rows_are_dead_lettered_alone_and_retry_reruns_only_them(tmp_path: Path, runner: Runner) -> None:
+    bad_file = tmp_path / "bad.json"
+    bad_file.write_text("[5, 17]")
+    project = make_job_project(
+        tmp_path / "p", batch_size=10, workers=2, max_retries=1, config=f"{{bad_file: {bad_file}}}"
+    )
+    source = write_rows(tmp_path / "in.parquet", range(30))
+    job_id = _submit(project, [str(source)], tmp_path / "out", id_column="id")
+    runner(only={job_id})
+    job = jobs.wait(job_id, timeout=90)
+    assert (job.state, job.rows_done, job.rows_failed, job.batches_failed) == ("completed_with_failures", 28, 2, 2)
+    rows, failed = assert_exactly_once(tmp_path / "out", range(30))
+    assert set(rows[0]) == {"id", "double", "batch"}, "--id-column keeps only the id beside the predictions"
+    assert [(row["id"], row["_row"], row["_error"]) for row in failed] == [
+        (5, 5, "ValueError: cannot score x=5"),
+        (17, 17, "ValueError: cannot score x=17"),
+    ]
+    assert failed[0]["_source"] == str(source)
+    bad_file.write_text("[]")
+    jobs.retry(job_id, start_runner=False)
+    assert not (tmp_path / "out" / "_manifest.json").exists(), "a retried job's folder is incomplete until it ends"
+    runner(only={job_id})
+    job = jobs.wait(job_id, timeout=90)
+    assert (job.state, job.rows_done, job.rows_failed) == ("succeeded", 30, 0)
+    rows, failed = assert_exactly_once(tmp_path / "out", range(30))
+    assert not list((tmp_path / "out" / "_failed").iterdir()), "superseded dead letters are cleaned up"
+
+
+def test_a_handler_without_predict_batch_runs_per_row(tmp_path: Path, runner: Runner) -> None:
+    project = make_job_project(tmp_path / "p", handler="handlers.py:PerRow", batch_size=8, max_retries=0)
+    job_id = _submit(project, [str(write_rows(tmp_path / "in.jsonl", range(20)))], tmp_path / "out", format="jsonl")
+    runner(only={job_id})
+    assert jobs.wait(job_id, timeout=90).state == "completed_with_failures"
+    rows, failed = assert_exactly_once(tmp_path / "out", range(20))
+    assert [row["id"] for row in failed] == [13]
+    assert all(row["prediction"] == row["x"] + 1 for row in rows)
+
+
+def test_sigkill_of_a_worker_mid_batch_loses_and_doubles_nothing(tmp_path: Path, runner: Runner) -> None:
+    marks = tmp_path / "marks"
+    project = make_job_project(tmp_path / "p", batch_size=10, workers=2, config=f"{{sleep: 0.3, marks: {marks}}}")
+    job_id = _submit(project, [str(write_rows(tmp_path / "in.parquet", range(200)))], tmp_path / "out")
+    runner(only={job_id})
+    _wait_for(lambda: marks.exists() and any(marks.iterdir()), what="a worker to start a batch")
+    victim = int(next(marks.iterdir()).name.split("-")[0])
+    os.kill(victim, signal.SIGKILL)
+    job = jobs.wait(job_id, timeout=90)
+    assert (job.state, job.rows_done) == ("succeeded", 200)
+    assert_exactly_once(tmp_path / "out", range(200))
+    events = [event.message for event in jobs.get(job_id).events]
+    assert any("exited with signal SIGKILL" in message for message in events), events
+
+
+def test_sigkill_of_the_runner_mid_job_resumes_on_restart(tmp_path: Path, runner: Runner) -> None:
+    marks = tmp_path / "marks"
+    project = make_job_project(tmp_path / "p", batch_size=10, workers=2, config=f"{{sleep: 0.2, marks: {marks}}}")
+    job_id = _submit(project, [str(write_rows(tmp_path / "in.csv", range(300)))], tmp_path / "out")
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "shipyard", "jobs", "run-scheduler", "--lease-ttl", "3"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(lambda: marks.exists() and len(list(marks.iterdir())) >= 4, what="batches to run")
+        scheduler.send_signal(signal.SIGKILL)
+        scheduler.wait(10)
+        before = jobs.get(job_id)
+        assert not before.is_finished and before.rows_done < 300
+        runner(only={job_id})
+        job = jobs.wait(job_id, timeout=90)
+    finally:
+        if scheduler.poll() is None:
+            scheduler.kill()
+    assert (job.state, job.rows_done) == ("succeeded", 300)
+    assert_exactly_once(tmp_path / "out", range(300))
+    assert any("which stopped" in event.message for event in jobs.get(job_id).events)
+
+
+def test_stop_drains_workers_keeps_parts_and_retry_finishes(tmp_path: Path, runner: Runner) -> None:
+    project = make_job_project(tmp_path / "p", batch_size=5, workers=1, config="{sleep: 0.3}")
+    job_id = _submit(project, [str(write_rows(tmp_path / "in.parquet", range(100)))], tmp_path / "out")
+    runner(only={job_id})
+    _wait_for(lambda: jobs.get(job_id, with_events=False).batches_done >= 2, what="two batches")
+    jobs.stop(job_id)
+    job = jobs.wait(job_id, timeout=60)
+    assert job.state == "stopped" and 0 < job.rows_done < 100
+    parts = sorted((tmp_path / "out").glob("part-*"))
+    assert sum(pq.read_table(p).num_rows for p in parts) == job.rows_done, "finished parts are kept"
+    assert not (tmp_path / "out" / "_manifest.json").exists()
+    jobs.retry(job_id, start_runner=False)
+    runner(only={job_id})
+    assert jobs.wait(job_id, timeout=90).state == "succeeded"
+    assert_exactly_once(tmp_path / "out", range(100))
+
+
+def test_timeout_ends_the_job_as_timed_out(tmp_path: Path, runner: Runner) -> None:
+    project = make_job_project(tmp_path / "p", batch_size=5, workers=1, timeout="1s", config="{sleep: 0.4}")
+    job_id = _submit(project, [str(write_rows(tmp_path / "in.parquet", range(100)))], tmp_path / "out")
+    runner(only={job_id})
+    job = jobs.wait(job_id, timeout=60)
+    assert job.state == "timed_out" and job.rows_done < 100
+    assert "ran longer than its timeout of 1s" in " ".join(event.message for event in jobs.get(job_id).events)
+
+
+def test_a_handler_that_does_not_load_fails_the_job_with_its_error(tmp_path: Path, runner: Runner) -> None:
+    project = make_job_project(tmp_path / "p", handler="handlers.py:Unloadable")
+    job_id = _submit(project, [str(write_rows(tmp_path / "in.csv", range(5)))], tmp_path / "out")
+    runner(only={job_id})
+    job = jobs.wait(job_id, timeout=60)
+    assert job.state == "failed"
+    assert "Unloadable.__init__ raised OSError: weights.bin is missing" in job.reason
