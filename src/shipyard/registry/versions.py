@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from shipyard.registry.errors import AliasNotFound, ModelNotFound, VersionInUse, VersionNotFound
 from shipyard.registry.manifest import Manifest
 from shipyard.registry.refs import ModelRef
-from shipyard.store.tables import model_aliases, model_versions, registered_models
+from shipyard.store.tables import deployments, model_aliases, model_versions, registered_models, releases
 
 
 @dataclass(frozen=True)
@@ -207,10 +207,25 @@ def aliases_of_version(connection: Connection, version_id: int) -> tuple[str, ..
 def delete_version(connection: Connection, name: str, version: int) -> ModelVersion:
     """Delete one version; refused while an alias points at it. Its blobs stay (others may share them)."""
     found = get_version(connection, ModelRef(name, version))
-    if found.aliases:
-        raise VersionInUse(name, version, [f"alias {alias!r}" for alias in found.aliases])
+    users = [f"alias {alias!r}" for alias in found.aliases]
+    users += [
+        f"deployment {api!r} (`shipyard delete {api}` or redeploy it with another model)"
+        for api in _serving(connection, name, version)
+    ]
+    if users:
+        raise VersionInUse(name, version, users)
     connection.execute(model_versions.delete().where(model_versions.c.id == found.id))
     return found
+
+
+def _serving(connection: Connection, name: str, version: int) -> list[str]:
+    """Deployed APIs whose current release serves this version."""
+    query = (
+        select(deployments.c.name)
+        .join(releases, (releases.c.api == deployments.c.name) & (releases.c.version == deployments.c.version))
+        .where(releases.c.model_name == name, releases.c.model_version == version)
+    )
+    return [row.name for row in connection.execute(query)]
 
 
 def _version_query() -> Any:

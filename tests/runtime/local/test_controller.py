@@ -40,9 +40,7 @@ def replica(
     return ReplicaStatus(id=id, api=api, version=version, state=state, **fields)
 
 
-def want(
-    replicas: int, version: str = "v1", surge: int | str = "25%", unavailable: int | str = "25%"
-) -> Desired:
+def want(replicas: int, version: str = "v1", surge: int | str = "25%", unavailable: int | str = "25%") -> Desired:
     strategy = UpdateStrategy(max_surge=surge, max_unavailable=unavailable)
     return Desired((DesiredAPI("iris", version, replicas, strategy),))
 
@@ -161,10 +159,7 @@ class TestHealth:
         assert actions == [Fail("r1", "not ready 10s after it started"), Backoff("r1", 1, NOW + 1)]
 
     def test_a_replica_still_loading_within_the_startup_timeout_is_fine(self) -> None:
-        assert (
-            plan(want(1), observe(replica("r1", STARTING, started_at=NOW - 9)), Timing(startup_timeout=10))
-            == []
-        )
+        assert plan(want(1), observe(replica("r1", STARTING, started_at=NOW - 9)), Timing(startup_timeout=10)) == []
 
     def test_a_hung_replica_of_an_old_version_is_dropped_not_restarted(self) -> None:
         observed = observe(replica("r1", version="v1", healthy_at=NOW - 60), replica("r2", version="v2"))
@@ -275,9 +270,7 @@ class Processes:
 
     def _progress(self, replica: ReplicaStatus, now: float) -> ReplicaStatus:
         if replica.state is STARTING and replica.version in self.broken:
-            return replace(
-                replica, state=ReplicaState.crashed, last_error="ValueError: bad model", exited_at=now
-            )
+            return replace(replica, state=ReplicaState.crashed, last_error="ValueError: bad model", exited_at=now)
         if replica.state in (STARTING, READY):
             return replace(replica, state=READY, healthy_at=now)
         if replica.state is ReplicaState.draining:
@@ -302,9 +295,7 @@ def roll(processes: Processes, desired: Desired, ticks: int) -> list[Observed]:
     ("replicas", "surge", "unavailable"),
     [(4, "25%", "25%"), (4, "50%", 0), (3, 0, 1), (5, 2, "40%"), (1, 1, 0), (1, 0, 1), (10, "30%", "10%")],
 )
-def test_a_rollout_converges_within_its_budgets(
-    replicas: int, surge: int | str, unavailable: int | str
-) -> None:
+def test_a_rollout_converges_within_its_budgets(replicas: int, surge: int | str, unavailable: int | str) -> None:
     processes = Processes(*(replica(f"r{n}") for n in range(1, replicas + 1)))
     desired = want(replicas, "v2", surge=surge, unavailable=unavailable)
     history = roll(processes, desired, ticks=8 * replicas + 5)
@@ -335,9 +326,7 @@ def test_a_broken_rollout_never_touches_the_old_replicas_then_a_fix_completes_it
 def test_a_crash_loop_restarts_later_each_time() -> None:
     processes = Processes(broken=frozenset({"v1"}))
     roll(processes, want(1), ticks=40)
-    gaps = [
-        later - earlier for earlier, later in zip(processes.restarts, processes.restarts[1:], strict=False)
-    ]
+    gaps = [later - earlier for earlier, later in zip(processes.restarts, processes.restarts[1:], strict=False)]
     assert len(gaps) >= 3
     assert gaps == sorted(gaps)
     assert gaps[-1] >= 4 * gaps[0]

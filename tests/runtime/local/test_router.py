@@ -33,9 +33,7 @@ def chi_square(observed: Mapping[Any, int], expected: dict[str, float], draws: i
 
 class TestWeightedChoice:
     def test_each_api_gets_its_share(self) -> None:
-        split = splitter(
-            {"name": "a", "weight": 50}, {"name": "b", "weight": 30}, {"name": "c", "weight": 20}
-        )
+        split = splitter({"name": "a", "weight": 50}, {"name": "b", "weight": 30}, {"name": "c", "weight": 20})
         rng = random.Random(7)
         counts = Counter(split.route(rng).primary for _ in range(DRAWS))
         # 13.8 is the 99.9th percentile of chi-square with 2 degrees of freedom
@@ -72,9 +70,7 @@ class TestShadows:
         assert {route.primary for route in routes} == {"live"}
 
     def test_a_shadow_is_never_a_primary(self) -> None:
-        split = splitter(
-            {"name": "live", "weight": 100}, {"name": "candidate", "weight": 100, "shadow": True}
-        )
+        split = splitter({"name": "live", "weight": 100}, {"name": "candidate", "weight": 100, "shadow": True})
         route = split.route(Scripted([0.99, 0.5]))
         assert route == Route("live", ("candidate",))
 

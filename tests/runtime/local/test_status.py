@@ -40,10 +40,7 @@ def test_a_failing_new_version_stalls_the_update_and_says_why() -> None:
     )
     status = summarize(DESIRED, [replica("a", version="v1"), replica("b", version="v1"), failing])
     assert (status.phase, status.ready, status.up_to_date) == (Phase.stalled, 2, 0)
-    assert (
-        status.message
-        == "version v2 replica c crash-looping after 3 restart(s): exited with code 1: bad weights"
-    )
+    assert status.message == "version v2 replica c crash-looping after 3 restart(s): exited with code 1: bad weights"
 
 
 def test_a_failing_version_with_nothing_else_is_crash_looping() -> None:

@@ -124,9 +124,7 @@ def test_the_control_loop_restarts_a_killed_replica_then_rolls_out_without_losin
     victim = next(iter(supervisor.replicas.values()))
     assert victim.process is not None
     os.kill(victim.process.pid, signal.SIGKILL)
-    seen = reconcile(
-        supervisor, v1, lambda o: states(o) == [ReplicaState.ready] * 2 and victim.status.restarts == 1
-    )
+    seen = reconcile(supervisor, v1, lambda o: states(o) == [ReplicaState.ready] * 2 and victim.status.restarts == 1)
     crashed = [r for o in seen for r in o.replicas if r.state is ReplicaState.crashed]
     assert crashed
     assert crashed[0].id == victim.status.id

@@ -220,16 +220,6 @@ def set_replicas(connection: Connection, name: str, count: int) -> None:
     connection.execute(update(deployments).where(deployments.c.name == name).values(replicas=count))
 
 
-def deployments_using_model(connection: Connection, model: str, version: int) -> list[str]:
-    """APIs whose current release serves `model` version `version`."""
-    query = (
-        select(deployments.c.name)
-        .join(releases, (releases.c.api == deployments.c.name) & (releases.c.version == deployments.c.version))
-        .where(releases.c.model_name == model, releases.c.model_version == version)
-    )
-    return [row.name for row in connection.execute(query)]
-
-
 # -- replicas ------------------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,85 @@
+"""The runtime's rows: what a deploy changes, refresh versions, deletes, and the registry's in-use check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from shipyard.registry import VersionInUse, open_registry, register_model
+from shipyard.runtime.local import state
+from shipyard.runtime.local.release import prepare
+from shipyard.settings import get_settings
+from shipyard.store import create_store_engine, migrate, write_transaction
+from tests.serving.conftest import make_project
+
+SPEC = """
+- name: echo
+  handler: handlers.py:Echo
+  autoscaling: {min_replicas: 2, max_replicas: 4}
+- name: split
+  kind: TrafficSplitter
+  apis: [{name: echo, weight: 100}]
+"""
+
+
+@pytest.fixture
+def engine() -> Engine:
+    found = create_store_engine(get_settings().database_url)
+    migrate(found)
+    return found
+
+
+def record(engine: Engine, project: Path) -> dict[str, state.Outcome]:
+    with write_transaction(engine) as connection:
+        return {
+            r.name: state.record_release(connection, r, "spec.yaml", str(project), 1.0)
+            for r in prepare(project).releases
+        }
+
+
+def test_deploy_outcomes(engine: Engine, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", SPEC)
+    assert record(engine, project) == {"echo": state.Outcome.created, "split": state.Outcome.created}
+    assert record(engine, project) == {"echo": state.Outcome.unchanged, "split": state.Outcome.unchanged}
+    (project / "shipyard.yaml").write_text(SPEC.replace("max_replicas: 4", "max_replicas: 5"))
+    assert record(engine, project)["echo"] is state.Outcome.updated
+    (project / "shipyard.yaml").write_text(SPEC.replace("handlers.py:Echo", "handlers.py:Slow"))
+    assert record(engine, project)["echo"] is state.Outcome.rolling
+    with write_transaction(engine) as connection:
+        assert state.get_deployment(connection, "echo").replicas == 2  # init = min_replicas
+
+
+def test_refresh_keeps_the_release_and_a_redeploy_keeps_the_refresh(engine: Engine, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", SPEC)
+    record(engine, project)
+    with write_transaction(engine) as connection:
+        before = state.get_deployment(connection, "echo").version
+        refreshed = state.refresh(connection, "echo", 2.0)
+        assert refreshed == f"{before}+1"
+        assert state.get_release(connection, "echo", refreshed).project == "spec.yaml"
+    assert record(engine, project)["echo"] is state.Outcome.unchanged
+
+
+def test_delete_refuses_an_api_behind_a_splitter(engine: Engine, tmp_path: Path) -> None:
+    record(engine, make_project(tmp_path / "p", SPEC))
+    with write_transaction(engine) as connection, pytest.raises(state.APIInUse, match="splitter"):
+        state.delete_deployment(connection, "echo")
+    with write_transaction(engine) as connection:
+        state.delete_deployment(connection, "split")
+        state.delete_deployment(connection, "echo")
+        assert state.list_deployments(connection) == []
+        with pytest.raises(state.APINotFound, match="'echo' is not deployed"):
+            state.get_deployment(connection, "echo")
+
+
+def test_a_deployed_model_version_cannot_be_deleted(engine: Engine, tmp_path: Path) -> None:
+    weights = tmp_path / "model"
+    weights.mkdir()
+    (weights / "w.bin").write_bytes(b"w")
+    register_model("iris", weights)
+    spec = "- name: iris\n  handler: handlers.py:Echo\n  model: models:/iris:1\n"
+    record(engine, make_project(tmp_path / "p", spec))
+    with open_registry() as registry, pytest.raises(VersionInUse, match="deployment 'iris'"):
+        registry.delete("iris", 1)
