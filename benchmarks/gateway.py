@@ -58,12 +58,14 @@ def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     return process, env
 
 
-def project(root: Path, replicas: int) -> Path:
+def project(root: Path, replicas: int, max_concurrency: int | None) -> Path:
     target = root / "iris"
     if not target.exists():
         shutil.copytree(ROOT / "examples" / "iris", target, ignore=shutil.ignore_patterns("__pycache__"))
     spec = (ROOT / "examples" / "iris" / "shipyard.yaml").read_text()
     scaling = f"  autoscaling: {{min_replicas: {replicas}, max_replicas: {replicas}}}\n"
+    if max_concurrency is not None:
+        spec = spec.replace("concurrency: {", f"concurrency: {{max_concurrency: {max_concurrency}, ")
     (target / "shipyard.yaml").write_text(spec.rstrip("\n") + "\n" + scaling)
     return target
 
@@ -104,6 +106,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--max-concurrency", type=int, help="override the example's max_concurrency (default: the example's, 1)"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "gateway.json")
     args = parser.parse_args()
     ensure_trained("iris")
@@ -114,13 +119,13 @@ def main() -> None:
     client = Client()
     try:
         gateway_port = int(env["SHIPYARD_GATEWAY_PORT"])
-        [replica] = deploy(client, project(scratch, 1), 1)
+        [replica] = deploy(client, project(scratch, 1, args.max_concurrency), 1)
         os.sched_setaffinity(int(str(replica["pid"])), {0})
         targets = {"direct": (int(str(replica["port"])), "/predict"), "gateway": (gateway_port, "/iris/predict")}
         with concurrent.futures.ProcessPoolExecutor(1, initializer=_pin, initargs=(1,)) as pool:
             print("measuring one replica, direct and through the gateway ...", file=sys.stderr, flush=True)
             one = measure(targets, [1, 64], args.seconds, args.rounds, pool)
-            deploy(client, project(scratch, 2), 2)
+            deploy(client, project(scratch, 2, args.max_concurrency), 2)
             print("measuring two replicas through the gateway ...", file=sys.stderr, flush=True)
             two = measure({"gateway-2-replicas": targets["gateway"]}, [64], args.seconds, args.rounds, pool)
     finally:
