@@ -8,8 +8,9 @@ its own and only the rows that raise are dead-lettered.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ import pyarrow as pa
 from shipyard.jobs.states import Mode
 from shipyard.serving.handler import BoundHandler
 
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 ROW_COLUMN = "__shipyard_row"
 """In a batch's stored dead letters: each row's number in its source, so a retry keeps naming it."""
 
@@ -53,12 +55,12 @@ def score(handler: BoundHandler, records: list[dict[str, Any]], mode: Mode) -> S
         raise BatchFailed(describe(exc)) from exc
     if len(results) != len(records):
         raise BatchFailed(f"predict_batch returned {len(results)} results for {len(records)} rows")
-    return _collect(enumerate(results))
+    return _collect(results)
 
 
 def _call(handler: BoundHandler, records: list[dict[str, Any]]) -> list[Any]:
     if handler.predict_batch is not None:
-        empty: list[Mapping[str, str]] = [{} for _ in records]
+        empty: list[Mapping[str, str]] = [_NO_HEADERS] * len(records)
         return list(handler.predict_batch(records, empty, empty))
     return [handler.predict(record, None, None) for record in records]
 
@@ -74,8 +76,11 @@ def _one_by_one(handler: BoundHandler, records: list[dict[str, Any]]) -> Scored:
 
 
 def _collect(outcomes: Any) -> Scored:
+    if isinstance(outcomes, list) and not any(isinstance(result, BaseException) for result in outcomes):
+        return Scored(list(range(len(outcomes))), outcomes)  # the common case, without a loop per row
     scored = Scored()
-    for index, result in outcomes:
+    pairs = enumerate(outcomes) if isinstance(outcomes, list) else outcomes
+    for index, result in pairs:
         if isinstance(result, BaseException):
             scored.errors[index] = describe(result)
         else:
@@ -86,20 +91,25 @@ def _collect(outcomes: Any) -> Scored:
 
 def output_table(inputs: pa.Table, scored: Scored, id_column: str | None) -> pa.Table:
     """The rows that worked: the input's columns (or only the id column) beside the prediction columns."""
-    base = inputs.select([id_column]) if id_column else inputs
-    table = base.take(pa.array(scored.ok, pa.int64()))
-    rows = [result if isinstance(result, dict) else {"prediction": result} for result in scored.results]
-    for key in _keys(rows):
+    table = inputs.select([id_column]) if id_column else inputs
+    if len(scored.ok) != table.num_rows:
+        table = table.take(pa.array(scored.ok, pa.int64()))
+    for key, values in _columns(scored.results).items():
         name = f"{key}_result" if key in table.column_names else key
-        table = table.append_column(name, _column([row.get(key) for row in rows]))
+        table = table.append_column(name, _column(values))
     return table
 
 
-def _keys(rows: Sequence[dict[str, Any]]) -> list[str]:
+def _columns(results: list[Any]) -> dict[str, list[Any]]:
+    """Results as columns: a dict's keys become columns, anything else is `prediction`."""
+    first = results[0] if results else None
+    if isinstance(first, dict) and all(type(r) is dict and r.keys() == first.keys() for r in results):
+        return {str(key): [r[key] for r in results] for key in first}  # the common case: same keys
+    rows = [result if isinstance(result, dict) else {"prediction": result} for result in results]
     keys: dict[str, None] = {}
     for row in rows:
-        keys.update(dict.fromkeys(str(key) for key in row))
-    return list(keys)
+        keys.update(dict.fromkeys(row))
+    return {str(key): [row.get(key) for row in rows] for key in keys}
 
 
 def _column(values: list[Any]) -> pa.Array:

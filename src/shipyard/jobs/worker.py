@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -106,7 +107,7 @@ class Worker:
                 self.should_exit.wait(self.poll)
                 continue
             self._run_batch(held)
-        log.info("%s exits", self.name)
+        log.info("%s exits (peak memory %d MB)", self.name, peak_memory_mb())
         return 0
 
     def _record_load_failure(self, message: str) -> None:
@@ -166,6 +167,10 @@ class Worker:
             failed_part = self.folder.write(failed_name(held.seq, held.attempt), encode_records(letters), len(letters))
             dead_payload = codec.encode(dead)
         return Outcome(len(scored.ok), len(scored.errors), part, failed_part, dead_payload)
+
+
+def peak_memory_mb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # Linux reports KiB
 
 
 def run_hook(engine: Engine, job_id: str) -> int:
