@@ -138,21 +138,26 @@ class Lane:
             backend.upstream.close()
 
     async def _wait(self) -> Backend:
-        waiter: asyncio.Future[Backend] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Backend] = loop.create_future()
         self._account()
         self._waiters.append(waiter)
+        timer = loop.call_later(self.route.timeout, self._expire, waiter)  # cheaper than a wait_for task
         try:
-            return await asyncio.wait_for(waiter, self.route.timeout)
-        except TimeoutError:
-            raise Overloaded(self.route.name, f"had no free replica within {self.route.timeout:g}s") from None
+            return await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self.release(waiter.result())  # the client left just as a slot came: give it back
             raise
         finally:
+            timer.cancel()
             if waiter in self._waiters:
                 self._account()
                 self._waiters.remove(waiter)
+
+    def _expire(self, waiter: asyncio.Future[Backend]) -> None:
+        if not waiter.done():
+            waiter.set_exception(Overloaded(self.route.name, f"had no free replica within {self.route.timeout:g}s"))
 
     def _dispatch(self) -> None:
         while self._waiters:

@@ -9,9 +9,10 @@ tick with the ready replicas and takes back what the gateway measured.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _REQUEST_ID = b"x-request-id"
+_ID_PREFIX = secrets.token_hex(12)  # unique per process; the counter makes ids unique within it
+_ID_COUNTER = itertools.count()
 _JSON = b"application/json"
 
 
@@ -310,7 +313,7 @@ async def _read_request(scope: Scope, receive: Receive, path: bytes) -> _Request
     headers = list(scope["headers"])
     request_id = next((value for name, value in headers if name == _REQUEST_ID), None)
     if request_id is None:
-        request_id = uuid.uuid4().hex.encode()
+        request_id = f"{_ID_PREFIX}{next(_ID_COUNTER):08x}".encode()
         headers.append((_REQUEST_ID, request_id))
     query = scope.get("query_string") or b""
     target = (path + (b"?" + query if query else b"")).decode("latin-1")

@@ -117,14 +117,16 @@ class Upstream:
     async def request(self, method: str, target: str, headers: Headers, body: bytes, timeout: float) -> Response:
         connection = await self._connection()
         data = _encode(method, target, self._host_header, headers, body)
+        waiter = connection.send(data)
+        # one timer, not asyncio.wait_for: wait_for wraps every request in a task of its own
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, waiter, timeout)
         try:
-            response = await asyncio.wait_for(connection.send(data), timeout)
-        except TimeoutError:
-            connection.close()
-            raise UpstreamTimeout(timeout) from None
+            response = await waiter
         except BaseException:
             connection.close()
             raise
+        finally:
+            timer.cancel()
         self._release(connection)
         return response
 
@@ -153,6 +155,11 @@ class Upstream:
         for connection in self._idle:
             connection.close()
         self._idle.clear()
+
+
+def _expire(waiter: asyncio.Future[Response], timeout: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(UpstreamTimeout(timeout))
 
 
 _HOP_BY_HOP = frozenset(
