@@ -66,21 +66,21 @@ def _call(handler: BoundHandler, records: list[dict[str, Any]]) -> list[Any]:
 
 
 def _one_by_one(handler: BoundHandler, records: list[dict[str, Any]]) -> Scored:
-    outcomes: list[tuple[int, Any]] = []
-    for index, record in enumerate(records):
+    results: list[Any] = []
+    for record in records:
         try:
-            outcomes.append((index, _call(handler, [record])[0]))
+            results.append(_call(handler, [record])[0])
         except Exception as exc:  # this row is bad; the others still run
-            outcomes.append((index, exc))
-    return _collect(outcomes)
+            results.append(exc)
+    return _collect(results)
 
 
-def _collect(outcomes: Any) -> Scored:
-    if isinstance(outcomes, list) and not any(isinstance(result, BaseException) for result in outcomes):
-        return Scored(list(range(len(outcomes))), outcomes)  # the common case, without a loop per row
+def _collect(results: list[Any]) -> Scored:
+    """Split results into the rows that worked and the rows whose result is an exception."""
+    if not any(isinstance(result, BaseException) for result in results):
+        return Scored(list(range(len(results))), results)  # the common case, without a loop per row
     scored = Scored()
-    pairs = enumerate(outcomes) if isinstance(outcomes, list) else outcomes
-    for index, result in pairs:
+    for index, result in enumerate(results):
         if isinstance(result, BaseException):
             scored.errors[index] = describe(result)
         else:

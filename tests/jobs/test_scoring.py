@@ -1,0 +1,69 @@
+"""Scoring one batch: batch failures, per-row exceptions, row-by-row isolation, and results as columns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from shipyard.jobs.scoring import ROW_COLUMN, BatchFailed, dead_letters, output_table, score
+from shipyard.jobs.states import Mode, backoff, final_state, mode_for
+from shipyard.serving.handler import bind
+from tests.jobs.handlers import Doubler, PerRow
+
+RECORDS = [{"id": i, "x": i} for i in range(5)]
+
+
+def test_a_raising_batch_fails_whole_then_row_by_row_isolates_the_bad_rows() -> None:
+    handler = bind(Doubler({"bad": [3]}, None))
+    with pytest.raises(BatchFailed, match="ValueError: cannot score x=3"):
+        score(handler, RECORDS, Mode.batch)
+    scored = score(handler, RECORDS, Mode.rows)
+    assert scored.ok == [0, 1, 2, 4]
+    assert scored.errors == {3: "ValueError: cannot score x=3"}
+    assert handler.instance.batch_sizes == [5, 1, 1, 1, 1, 1], "rows mode calls predict_batch with one row"
+
+
+def test_exceptions_returned_as_results_fail_only_their_rows() -> None:
+    class Partial:
+        def predict_batch(self, payloads: list[Any]) -> list[Any]:
+            return [ValueError("bad row") if p["x"] == 1 else p["x"] for p in payloads]
+
+    scored = score(bind(Partial()), RECORDS[:3], Mode.batch)
+    assert (scored.ok, scored.results, scored.errors) == ([0, 2], [0, 2], {1: "ValueError: bad row"})
+
+
+def test_wrong_result_count_fails_the_batch() -> None:
+    class Short:
+        def predict_batch(self, payloads: list[Any]) -> list[Any]:
+            return payloads[1:]
+
+    with pytest.raises(BatchFailed, match="returned 4 results for 5 rows"):
+        score(bind(Short()), RECORDS, Mode.batch)
+
+
+def test_results_become_columns_beside_the_inputs_in_order() -> None:
+    inputs = pa.Table.from_pylist(RECORDS)
+    scored = score(bind(PerRow({}, None)), RECORDS, Mode.batch)
+    table = output_table(inputs, scored, None)
+    assert table.column_names == ["id", "x", "prediction"]
+    assert table.column("prediction").to_pylist() == [1, 2, 3, 4, 5]
+    clash = score(bind(Doubler({}, None)), RECORDS, Mode.batch)
+    clash.results = [{"x": r["double"], "extra": [1, 2]} for r in clash.results]
+    assert output_table(inputs, clash, None).column_names == ["id", "x", "x_result", "extra"], "clash → _result"
+    assert output_table(inputs, clash, "id").column_names == ["id", "x", "extra"], "only the id column is kept"
+
+
+def test_dead_letters_carry_the_error_source_and_row_number() -> None:
+    inputs = pa.Table.from_pylist(RECORDS)
+    scored = score(bind(Doubler({"bad": [2]}, None)), RECORDS, Mode.rows)
+    letters, table = dead_letters(inputs, scored, [100, 101, 102, 103, 104], "in.csv")
+    assert letters == [{"id": 2, "x": 2, "_error": "ValueError: cannot score x=2", "_source": "in.csv", "_row": 102}]
+    assert table.column(ROW_COLUMN).to_pylist() == [102]
+
+
+def test_retry_policy() -> None:
+    assert [mode_for(f, max_retries=2) for f in range(5)] == [Mode.batch] * 3 + [Mode.rows, Mode.dead]
+    assert [backoff(f) for f in (1, 2, 3, 10)] == [0.5, 1.0, 2.0, 30.0]
+    assert (final_state(0), final_state(1)) == ("succeeded", "completed_with_failures")
