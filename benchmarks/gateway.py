@@ -1,7 +1,8 @@
 """The gateway's overhead: the iris example served by one replica, loaded (a) straight and (b) through the gateway.
 
-One daemon in a scratch SHIPYARD_HOME runs the example; the replica is pinned to core 0 and the load
-generator to core 1 (the gateway, in the daemon, floats: that is its real cost on a 2-core machine).
+One daemon in a scratch SHIPYARD_HOME runs the example; the replica is pinned to core 0, the load generator
+and the daemon (which holds the gateway) to core 1, so the replica has the same core to itself in both
+measurements and the gateway's cost shows as what it takes from the load generator's core.
 Rounds alternate between direct and gateway so drift hits both alike; each figure is the median round.
 Then the API is scaled to 2 replicas and the gateway's requests/s measured again.
 
@@ -35,6 +36,12 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def pin_process(pid: int, cores: set[int]) -> None:
+    """Pin every thread of a running process (sched_setaffinity on a pid moves only its main thread)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cores)
 
 
 def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
@@ -120,7 +127,8 @@ def main() -> None:
     try:
         gateway_port = int(env["SHIPYARD_GATEWAY_PORT"])
         [replica] = deploy(client, project(scratch, 1, args.max_concurrency), 1)
-        os.sched_setaffinity(int(str(replica["pid"])), {0})
+        pin_process(int(str(replica["pid"])), {0})
+        pin_process(daemon.pid, {1})  # the gateway shares the load generator's core, never the replica's
         targets = {"direct": (int(str(replica["port"])), "/predict"), "gateway": (gateway_port, "/iris/predict")}
         with concurrent.futures.ProcessPoolExecutor(1, initializer=_pin, initargs=(1,)) as pool:
             print("measuring one replica, direct and through the gateway ...", file=sys.stderr, flush=True)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from shipyard.runtime.local.admission import APIRoute, Lane, Overloaded
+from shipyard.runtime.local.admission import PIPELINE, APIRoute, Lane, Overloaded
 
 
 def route(replicas: int, *, limit: int = 1, queue: int = 2, expecting: bool = False, timeout: float = 5) -> APIRoute:
@@ -20,16 +20,19 @@ def test_least_in_flight_within_the_per_replica_limit() -> None:
     lane = Lane(route(2, limit=2), random.Random(0))
     first, second = lane.try_admit(), lane.try_admit()
     assert first is not None and second is not None and first.id != second.id
-    assert lane.try_admit() is not None and lane.try_admit() is not None
-    assert lane.try_admit() is None  # 2 replicas x max_concurrency 2
-    assert lane.in_flight == 4
+    taken = [lane.try_admit() for _ in range(2 * 2 * PIPELINE - 2)]
+    assert all(backend is not None for backend in taken)
+    assert lane.try_admit() is None  # 2 replicas x max_concurrency 2 x PIPELINE
+    assert lane.in_flight == 2 * 2 * PIPELINE
+    assert {b.id: b.in_flight for b in lane.backends.values()} == {"r0": 2 * PIPELINE, "r1": 2 * PIPELINE}
 
 
 def test_queue_holds_max_queue_length_per_ready_replica_then_refuses_at_once() -> None:
     async def scenario() -> None:
         lane = Lane(route(1, queue=2), random.Random(0))
-        busy = lane.try_admit()
-        assert busy is not None
+        held = [lane.try_admit() for _ in range(PIPELINE)]
+        busy = held[0]
+        assert busy is not None and all(held)
         waiting = [asyncio.ensure_future(lane.admit()) for _ in range(2)]
         await asyncio.sleep(0)
         assert lane.queued == 2
@@ -40,6 +43,9 @@ def test_queue_holds_max_queue_length_per_ready_replica_then_refuses_at_once() -
         assert handed.id == "r0" and not waiting[1].done()
         lane.release(handed)
         lane.release(await waiting[1])
+        for backend in held[1:]:
+            assert backend is not None
+            lane.release(backend)
         assert (lane.in_flight, lane.queued) == (0, 0)
 
     asyncio.run(scenario())
@@ -65,8 +71,8 @@ def test_a_removed_replica_finishes_its_requests_but_gets_no_new_ones() -> None:
     remaining = {"r0", "r1"} - {taken.id}
     lane.update(APIRoute("api", 1, 2, 5, {r: f"http://127.0.0.1:{10000 + int(r[1])}" for r in remaining}))
     assert taken.id in lane.backends and not lane.backends[taken.id].is_routable
-    other = lane.try_admit()
-    assert other is not None and other.id in remaining
+    others = [lane.try_admit() for _ in range(PIPELINE)]
+    assert all(other is not None and other.id in remaining for other in others)
     assert lane.try_admit() is None
     lane.release(taken)
     assert taken.id not in lane.backends

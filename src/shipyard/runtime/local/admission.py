@@ -1,6 +1,8 @@
-"""Admission for one API in the gateway: at most `max_concurrency` in flight per replica, a bounded queue.
+"""Admission for one API in the gateway: a bounded number in flight per replica, a bounded queue.
 
-A request takes the ready replica with the fewest requests in flight. When every replica is full it
+A request takes the ready replica with the fewest requests in flight. Each replica is sent at most
+`max_concurrency` requests to predict plus as many again waiting in its own queue (`PIPELINE`), so a
+replica's next request is already there when a prediction ends instead of one gateway round trip later. When every replica is full it
 waits in the API's queue, which holds `max_queue_length` per ready replica; beyond that, or when no
 replica is ready or coming, it is refused at once (the caller answers 503 with Retry-After). A freed
 slot goes to the oldest waiter. Lives on the gateway's event loop, so it needs no locks.
@@ -19,6 +21,12 @@ from shipyard.errors import ShipyardError
 from shipyard.runtime.local.router import least_in_flight
 from shipyard.runtime.local.upstream import Upstream
 from shipyard.runtime.local.window import Window
+
+
+PIPELINE = 2
+"""Requests sent to a replica per prediction slot. At 1, a replica with `max_concurrency: 1` idles for a whole
+gateway round trip after every prediction: measured on 2 cores with iris, 0.63x the direct throughput at
+concurrency 64, against 1.02x at 2. The replica's own admission (slots + queue) still bounds what it holds."""
 
 
 class Overloaded(ShipyardError):
@@ -112,7 +120,7 @@ class Lane:
 
     def try_admit(self, exclude: Collection[str] = ()) -> Backend | None:
         counts = {b.id: b.in_flight for b in self._routable() if b.id not in exclude}
-        chosen = least_in_flight(counts, self._rng, self.route.max_concurrency)
+        chosen = least_in_flight(counts, self._rng, self.route.max_concurrency * PIPELINE)
         if chosen is None:
             return None
         backend = self.backends[chosen]
