@@ -32,6 +32,8 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/gateway.py
+	$(BIN)/python benchmarks/jobs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
