@@ -97,7 +97,8 @@ def _detail(found: dict[str, Any]) -> str:
         lines += [f"why: {found['message']}", ""]
     model = found.get("model")
     if model:
-        lines.append(f"model: {model['ref']} → {model['name']}:{model['version']} {model['digest']}")
+        pinned = f" → {model['name']}:{model['version']}" if model["name"] else ""
+        lines.append(f"model: {model['ref']}{pinned} {model['digest'] or ''}".rstrip())
     if found.get("replicas"):
         rows = [
             [r["id"], r["version"], r["state"], str(r["restarts"]), r["last_error"] or "-"] for r in found["replicas"]

@@ -66,3 +66,19 @@ def test_gateway_paths_are_reserved(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="'metrics' is a path the gateway keeps"):
         prepare(project)
+
+
+def test_a_model_in_the_project_is_pinned_by_its_digest_and_must_stay_inside(tmp_path: Path) -> None:
+    from shipyard.errors import PathOutsideProject
+    from shipyard.registry.manifest import build_manifest
+
+    project = make_project(tmp_path / "p", SPEC.replace("config: {greeting: hi}", "model: weights/"))
+    (project / "weights").mkdir()
+    (project / "weights" / "w.bin").write_bytes(b"\x00\x01")
+    echo = prepare(project).releases[0]
+    assert echo.model is not None and echo.model.name is None
+    assert echo.model.digest == build_manifest(project / "weights").digest
+    (project / "shipyard.yaml").write_text(SPEC.replace("config: {greeting: hi}", "model: ../outside/"))
+    (tmp_path / "outside").mkdir()
+    with pytest.raises(PathOutsideProject, match="outside the project directory"):
+        prepare(project)

@@ -2,10 +2,10 @@
 
 A request takes the ready replica with the fewest requests in flight. Each replica is sent at most
 `max_concurrency` requests to predict plus as many again waiting in its own queue (`PIPELINE`), so a
-replica's next request is already there when a prediction ends instead of one gateway round trip later. When every replica is full it
-waits in the API's queue, which holds `max_queue_length` per ready replica; beyond that, or when no
-replica is ready or coming, it is refused at once (the caller answers 503 with Retry-After). A freed
-slot goes to the oldest waiter. Lives on the gateway's event loop, so it needs no locks.
+replica's next request is already there when a prediction ends instead of one gateway round trip later.
+When every replica is full a request waits in the API's queue, which holds `max_queue_length` per ready
+replica; beyond that, or when no replica is ready or coming, it is refused at once (the caller answers
+503 with Retry-After). A freed slot goes to the oldest waiter. Lives on the gateway's event loop, so it needs no locks.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from shipyard.errors import ShipyardError
 from shipyard.runtime.local.router import least_in_flight
 from shipyard.runtime.local.upstream import Upstream
 from shipyard.runtime.local.window import Window
-
 
 PIPELINE = 2
 """Requests sent to a replica per prediction slot. At 1, a replica with `max_concurrency: 1` idles for a whole

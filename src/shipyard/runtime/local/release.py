@@ -21,7 +21,8 @@ from typing import Any
 
 import yaml
 
-from shipyard.errors import ConfigError, ShipyardError
+from shipyard.errors import ConfigError, PathOutsideProject, ShipyardError
+from shipyard.registry.manifest import build_manifest
 from shipyard.spec import Project, RealtimeAPI, TrafficSplitter, load
 from shipyard.spec.loader import SPEC_FILENAMES
 
@@ -142,11 +143,13 @@ def _pin_model(project: Project, api: RealtimeAPI) -> PinnedModel | None:
         return PinnedModel(resolved.name, resolved.version, resolved.digest)
     directory = Path(project.directory).resolve()
     path = (directory / api.model).resolve()
-    if not path.is_relative_to(directory) or not path.exists():
+    if not path.is_relative_to(directory):
+        raise PathOutsideProject(f"{api.name}.model", api.model, str(directory))
+    if not path.exists():
         raise ConfigError(
             [f"{project.source}: {api.name}.model: {api.model!r} does not exist in {directory}; fix the path"]
         )
-    return PinnedModel(None, None, None)
+    return PinnedModel(None, None, build_manifest(path).digest)
 
 
 def files_digest(directory: Path) -> str:
