@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from shipyard.errors import ConfigError, ShipyardError
 from shipyard.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from shipyard.jobs.service import JobRequest
+    from shipyard.jobs.view import JobInfo
 
 _SETTLED = ("live",)
 _FAILED = ("update stalled", "crash-looping")
@@ -167,6 +172,36 @@ class Client:
                 return
             time.sleep(poll)
 
+    # -- batch jobs (run by the daemon's job runner) ---------------------------------------------------------
+
+    def submit_job(self, request: JobRequest) -> JobInfo:
+        """Queue a batch job; local paths in `request` must be absolute (see `shipyard.jobs.sdk`)."""
+        return _job(self._call("POST", "/v1/jobs", json=asdict(request)))
+
+    def list_jobs(self, api: str | None = None, limit: int = 100) -> list[JobInfo]:
+        params: dict[str, Any] = {"limit": limit} | ({"api": api} if api else {})
+        return [_job(found) for found in self._call("GET", "/v1/jobs", params=params)["jobs"]]
+
+    def get_job(self, job_id: str) -> JobInfo:
+        return _job(self._call("GET", f"/v1/jobs/{job_id}"))
+
+    def stop_job(self, job_id: str) -> JobInfo:
+        return _job(self._call("POST", f"/v1/jobs/{job_id}/stop"))
+
+    def retry_job(self, job_id: str) -> JobInfo:
+        return _job(self._call("POST", f"/v1/jobs/{job_id}/retry"))
+
+    def job_logs(self, job_id: str, *, follow: bool = False, poll: float = 0.5) -> Iterator[str]:
+        """The job's log lines; with `follow`, keeps yielding new ones until the job ends."""
+        offset = 0
+        while True:
+            found = self._call("GET", f"/v1/jobs/{job_id}/logs", params={"offset": offset})
+            offset = found["offset"]
+            yield from found["lines"]
+            if not follow or found["finished"]:
+                return
+            time.sleep(poll)
+
     # -- transport ------------------------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -185,6 +220,33 @@ class Client:
 
             self._token = Home(self.settings.home).read_token()
         return self._token or ""
+
+
+def daemon_serves(home: Path) -> bool:
+    """Whether a live daemon holds SHIPYARD_HOME `home` (its lock is held while it runs)."""
+    from shipyard.runtime.local.home import Home
+
+    return Home(home).is_locked()
+
+
+def local_daemon(settings: Settings | None = None) -> Client | None:
+    """A client of the daemon that serves this SHIPYARD_HOME (or of SHIPYARD_URL's); None when none runs."""
+    from shipyard.runtime.local.home import Home
+
+    settings = settings or get_settings()
+    if settings.url is not None:
+        return Client()
+    home = Home(settings.home)
+    address = home.read_address()
+    if address is None or not home.is_locked():
+        return None
+    return Client(address.url)
+
+
+def _job(data: dict[str, Any]) -> JobInfo:
+    from shipyard.jobs.view import JobInfo
+
+    return JobInfo.from_dict(data)
 
 
 def _local_url(settings: Settings) -> str:

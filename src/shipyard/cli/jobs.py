@@ -1,12 +1,14 @@
 """`shipyard jobs ...`: submit batch jobs over files, watch them, stop, retry, read their logs.
 
-Talks to the store directly. `submit` returns at once and starts a detached runner
-(`shipyard jobs run-scheduler --until-idle`) unless one runs; `submit --wait` runs the job in the
+Through `shipyard.jobs`: the daemon's control API when a daemon serves this SHIPYARD_HOME (its runner
+runs every job; `--wait` only watches), else the store directly: `submit` then starts a detached runner
+(`shipyard jobs run-scheduler --until-idle`) unless one runs, and `submit --wait` runs the job in the
 foreground with a progress bar instead (Ctrl-C hands it to a detached runner and returns).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -146,6 +148,29 @@ def submit(
 
 
 def _run_foreground(job_id: str) -> Any:
+    """Show the job's progress until it ends: the daemon's runner runs it when a daemon is up, else a
+    runner in this process does (Ctrl-C then hands the job to a detached runner)."""
+    from shipyard.jobs.sdk import is_daemon_hosted
+
+    return _watch(job_id) if is_daemon_hosted() else _run_here(job_id)
+
+
+def _watch(job_id: str) -> Any:
+    from shipyard import jobs as sdk
+
+    console = Console(stderr=True)
+    with _progress(console) as bar:
+        task = bar.add_task(job_id, total=None, failed=0, state="pending", rows="", rate="")
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops the watching, not the job
+            sdk.wait(job_id, on_change=lambda job: _advance(bar, task, job))
+        final = sdk.get(job_id)
+        _advance(bar, task, final)
+    if not final.is_finished:
+        click.echo(f"job {job_id} continues in the daemon; `shipyard jobs stop {job_id}` stops it", err=True)
+    return final
+
+
+def _run_here(job_id: str) -> Any:
     from shipyard import jobs as sdk
     from shipyard.jobs.service import ensure_runner
     from shipyard.settings import Settings

@@ -5,17 +5,8 @@ job = jobs.submit(jobs.JobRequest("iris-batch", inputs=["data/*.parquet"], outpu
 jobs.wait(job.id)
 """
 
-from shipyard.jobs.service import (
-    JobRequest,
-    get,
-    list_jobs,
-    logs,
-    retry,
-    run_scheduler,
-    stop,
-    submit,
-    wait,
-)
+from shipyard.jobs.sdk import get, list_jobs, logs, retry, stop, submit, wait
+from shipyard.jobs.service import JobRequest, run_scheduler
 from shipyard.jobs.states import JobState
 from shipyard.jobs.view import JobInfo
 

@@ -1,7 +1,7 @@
-"""The jobs SDK: submit, get, list, stop, retry, logs, wait, and the runner's composition root.
+"""Jobs over the store: submit, get, list, stop, retry, logs, wait, and the standalone runner's composition root.
 
-These functions talk to the store directly, so they work with no daemon. When the daemon exists, it
-hosts a `JobRunner` and these same functions stay valid (the daemon only adds a transport).
+These functions talk to the store directly, so they work with no daemon; the daemon's control API calls
+them too. `shipyard.jobs` (sdk.py) picks the transport: the daemon when one serves this home, else these.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +68,33 @@ class JobRequest:
 
 
 def submit(request: JobRequest, start_runner: bool = True) -> JobInfo:
-    """Check everything that can be checked now (spec, handler, model, inputs, output), then queue the job."""
+    """Check everything that can be checked now (spec, handler, model, inputs, output), then queue the job;
+    with `start_runner`, start a detached runner unless one (or the daemon) runs for this home."""
+    job = enqueue(request, import_handler=True)
+    if start_runner:
+        ensure_runner(Settings.from_env())
+    return job
+
+
+def check_handler(request: JobRequest) -> None:
+    """Import the BatchAPI's handler class, which runs the user's module: the caller does this in its own
+    process before handing the job to the daemon, which never imports user code."""
     from shipyard.serving.handler import HandlerRef, import_handler_class
+
+    project = load(request.project)
+    api = _batch_api(project, request)
+    import_handler_class(HandlerRef(api.handler, Path(project.directory)))
+
+
+def enqueue(request: JobRequest, import_handler: bool) -> JobInfo:
+    """Validate the request against its project and inputs, and record the job as pending in the store."""
     from shipyard.serving.replica import resolve_model
 
     settings = Settings.from_env()
     project = load(request.project)
     api = _batch_api(project, request)
-    import_handler_class(HandlerRef(api.handler, Path(project.directory)))
+    if import_handler:
+        check_handler(request)
     model = resolve_model(project, api)
     job_id = f"{api.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
     inputs = list(request.inputs) + _items_file(settings.home, job_id, request.items)
@@ -111,9 +130,22 @@ def submit(request: JobRequest, start_runner: bool = True) -> JobInfo:
                 "model_digest": model.digest,
             },
         )
-    if start_runner:
-        ensure_runner(settings)
     return get(job_id, settings)
+
+
+def absolute(request: JobRequest) -> JobRequest:
+    """The request with every local path made absolute, so that another process (the daemon) reads the
+    same files whatever its working directory."""
+
+    def local(text: str) -> str:
+        return text if "://" in text else str(Path(text).expanduser().absolute())
+
+    return replace(
+        request,
+        project=str(Path(request.project).expanduser().resolve()),
+        inputs=[local(text) for text in request.inputs],
+        output=local(request.output) if request.output else "",
+    )
 
 
 def _batch_api(project: Project, request: JobRequest) -> BatchAPI:
@@ -197,31 +229,25 @@ def log_path(job_id: str, settings: Settings | None = None) -> Path:
 def logs(job_id: str, follow: bool = False, settings: Settings | None = None) -> Iterator[str]:
     """The job's log lines (its workers' output and the runner's notes); `follow` until the job ends."""
     settings = settings or Settings.from_env()
-    path = log_path(job_id, settings)
     position = 0
     while True:
-        if path.exists():
-            with open(path, "rb") as handle:
-                handle.seek(position)
-                chunk = handle.read()
-            complete = chunk[: chunk.rfind(b"\n") + 1]
-            position += len(complete)
-            yield from complete.decode(errors="replace").splitlines()
+        lines, position = read_log(job_id, position, settings)
+        yield from lines
         if not follow or get(job_id, settings, with_events=False).is_finished:
             return
         time.sleep(0.5)
 
 
-def wait(job_id: str, timeout: float | None = None, on_change: Callable[[JobInfo], None] | None = None) -> JobInfo:
-    """Poll until the job ends (or `timeout` seconds pass); returns its last state."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        current = get(job_id, with_events=False)
-        if on_change is not None:
-            on_change(current)
-        if current.is_finished or (deadline is not None and time.monotonic() > deadline):
-            return current
-        time.sleep(0.5)
+def read_log(job_id: str, position: int = 0, settings: Settings | None = None) -> tuple[list[str], int]:
+    """The complete lines of the job's log from byte `position` on, and the position after them."""
+    path = log_path(job_id, settings)
+    if not path.exists():
+        return [], position
+    with open(path, "rb") as handle:
+        handle.seek(position)
+        chunk = handle.read()
+    complete = chunk[: chunk.rfind(b"\n") + 1]
+    return complete.decode(errors="replace").splitlines(), position + len(complete)
 
 
 # -- changing ---------------------------------------------------------------------------------------------
@@ -286,9 +312,12 @@ def run_scheduler(
 
 
 def ensure_runner(settings: Settings) -> None:
-    """Start a detached `shipyard jobs run-scheduler --until-idle` unless one already runs for this home."""
+    """Start a detached `shipyard jobs run-scheduler --until-idle` unless a runner already runs for this
+    home: a standalone one, or the daemon's (which claims every job in its store)."""
+    from shipyard.client import daemon_serves
+
     pid_file = settings.home / "jobs" / RUNNER_PID
-    if pid_file.exists() and records.pid_alive(_read_pid(pid_file)):
+    if daemon_serves(settings.home) or (pid_file.exists() and records.pid_alive(_read_pid(pid_file))):
         return
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     with open(pid_file.parent / "runner.log", "ab") as out:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from shipyard.jobs.queue import Progress
@@ -67,6 +67,14 @@ class JobInfo:
         data = asdict(self)
         data.update(duration=self.duration, rate=self.rate, eta=self.eta)
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobInfo:
+        """The inverse of `to_dict` (its derived fields are recomputed, not read): a job the daemon sent."""
+        names = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in names}
+        values["events"] = [Event(**event) for event in data.get("events") or []]
+        return cls(**values)
 
 
 def job_info(row: dict[str, Any], progress: Progress, events: list[Event] | None = None) -> JobInfo:

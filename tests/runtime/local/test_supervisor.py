@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from shipyard.runtime.local.controller import plan
-from shipyard.runtime.local.supervisor import Release, Supervisor
+from shipyard.runtime.local.supervisor import Release, Supervisor, is_replica_command
 from shipyard.runtime.local.types import (
     Desired,
     DesiredAPI,
@@ -158,3 +158,13 @@ def test_a_hung_replica_loses_its_traffic_at_once_and_is_replaced(supervisor: Su
     assert len(errors) == 1
     assert (errors.pop() or "").startswith("stopped answering health checks")
     assert set(supervisor.ready("echo")) == {replica.status.id}
+
+
+def test_the_stray_sweep_takes_replicas_of_snapshots_and_never_a_job_worker() -> None:
+    snapshots = b"/home/u/.shipyard/releases"
+    replica = [b"python", b"-m", b"shipyard", b"serve", snapshots + b"/ab12/iris-v1.yaml", b"--port", b"5000"]
+    other_home = [b"python", b"-m", b"shipyard", b"serve", b"/tmp/elsewhere/releases/ab12/iris-v1.yaml"]
+    worker = [b"python", b"-m", b"shipyard.jobs.worker", b"--job", b"serve", b"--name", snapshots + b"/w"]
+    assert is_replica_command(replica, snapshots)
+    assert not is_replica_command(other_home, snapshots)
+    assert not is_replica_command(worker, snapshots)

@@ -1,4 +1,4 @@
-"""The control API on 127.0.0.1: deploy, get, delete, refresh, logs, shutdown. Every request needs the token.
+"""The control API on 127.0.0.1: deploy, get, delete, refresh, logs, jobs, shutdown. Every request needs the token.
 
 Handlers change desired state in the store and then only `notify` the daemon's loop; processes are
 touched by the loop alone. Errors are `{"error": {"type", "message"}}` (plus `problems` for a bad spec).
@@ -26,8 +26,10 @@ from shipyard import __version__
 from shipyard.errors import BadRequest, ConfigError, ShipyardError
 from shipyard.runtime.local import release as releases
 from shipyard.runtime.local import state, views
+from shipyard.runtime.local.control_jobs import job_routes
 from shipyard.runtime.local.daemon import Daemon, Shutdown, Wake
 from shipyard.runtime.local.home import Home
+from shipyard.settings import Settings
 from shipyard.store import read_transaction, write_transaction
 
 _TAIL_BYTES = 64 * 1024
@@ -42,6 +44,7 @@ class Context:
     url: str
     gateway_url: str
     started_at: float
+    settings: Settings
 
 
 class _TokenRequired(BaseHTTPMiddleware):
@@ -71,6 +74,7 @@ def build_app(context: Context) -> Starlette:
         Route("/v1/apis/{name}/refresh", api.refresh, methods=["POST"]),
         Route("/v1/apis/{name}/logs", api.logs, methods=["POST"]),
         Route("/v1/shutdown", api.shutdown, methods=["POST"]),
+        *job_routes(context.engine, context.settings),
     ]
     return Starlette(
         routes=routes,

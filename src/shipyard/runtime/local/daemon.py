@@ -98,6 +98,7 @@ class Daemon:
         home: Home,
         options: Options,
         clock: Callable[[], float] = time.time,
+        on_stop: Callable[[], None] = lambda: None,
     ) -> None:
         self._engine = engine
         self._supervisor = supervisor
@@ -105,6 +106,7 @@ class Daemon:
         self._home = home
         self._options = options
         self._clock = clock
+        self._on_stop = on_stop
         self._events: queue.Queue[DaemonEvent] = queue.Queue()
         self._scalers: dict[str, Scaler] = {}
         self._phases: dict[str, Phase] = {}
@@ -162,6 +164,7 @@ class Daemon:
         log.info("adopted %d running replica(s); stopped %d unknown one(s)", adopted, len(strays))
 
     def stop(self) -> None:
+        self._on_stop()  # hosted work (the job runner) drains at the same time as the replicas
         self._exchange(RouteTable())
         self._supervisor.close(self._options.drain_timeout)
         self._save_replicas()

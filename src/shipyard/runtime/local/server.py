@@ -29,6 +29,7 @@ from shipyard.runtime.local.control import Context, build_app
 from shipyard.runtime.local.daemon import Daemon, Options, Shutdown, release_finder
 from shipyard.runtime.local.gateway import Gateway, Report, RouteTable
 from shipyard.runtime.local.home import Address, Home
+from shipyard.runtime.local.jobs_host import JobsHost
 from shipyard.runtime.local.supervisor import Supervisor
 from shipyard.settings import Settings
 from shipyard.store import create_store_engine, migrate
@@ -96,10 +97,11 @@ def _serve(
         return asyncio.run_coroutine_threadsafe(update(), loop).result(timeout=30)
 
     supervisor = Supervisor(release_finder(engine), home.logs)
-    daemon = Daemon(engine, supervisor, exchange, home, options.daemon)
+    jobs = JobsHost(engine, settings.home)
+    daemon = Daemon(engine, supervisor, exchange, home, options.daemon, on_stop=jobs.should_exit.set)
     url = f"http://{options.host}:{control_socket.getsockname()[1]}"
     gateway_url = f"http://{options.gateway_host}:{gateway_socket.getsockname()[1]}"
-    context = Context(engine, daemon, home, home.token(), url, gateway_url, time.time())
+    context = Context(engine, daemon, home, home.token(), url, gateway_url, time.time(), settings)
     control = _Server(_config(build_app(context), options.log_level))
     front = _Server(_config(gateway, options.log_level))
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -121,6 +123,7 @@ def _serve(
             await asyncio.sleep(0.01)
         home.write_address(Address(os.getpid(), url, gateway_url, context.started_at))
         threading.Thread(target=control_loop, name="control-loop", daemon=True).start()
+        jobs.start()
         log.info("control API on %s, gateway on %s", url, gateway_url)
         await servers
 
@@ -128,6 +131,7 @@ def _serve(
         loop.run_until_complete(main())
     finally:
         daemon.notify(Shutdown("servers stopped"))
+        jobs.stop()
         loop.close()
     return 1 if failed.is_set() else 0
 

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,6 +45,7 @@ _LOG_LINE = re.compile(r"^\S+ \S+ (ERROR|CRITICAL) (?P<message>.+)$")
 _TAIL_BYTES = 16_384
 _PORT_TAKEN = "address already in use"
 _PROBE_THREADS = 8
+_JOB_WORKER = b"shipyard.jobs.worker"
 
 
 class Process(Protocol):
@@ -364,10 +365,17 @@ def stray_replicas(snapshots: Path, known: Iterable[int]) -> list[int]:
             arguments = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        is_ours = b"serve" in arguments and any(argument.startswith(marker) for argument in arguments)
-        if is_ours and is_running(int(entry.name)):
+        if is_replica_command(arguments, marker) and is_running(int(entry.name)):
             found.append(int(entry.name))
     return found
+
+
+def is_replica_command(arguments: Sequence[bytes], snapshots: bytes) -> bool:
+    """A `shipyard serve` of a release snapshot; never a batch-job worker, which the job runner owns (a
+    worker left by a killed daemon finishes its batch, and the next daemon's runner continues the job)."""
+    if _JOB_WORKER in arguments:
+        return False
+    return b"serve" in arguments and any(argument.startswith(snapshots) for argument in arguments)
 
 
 def _free_port() -> int:

@@ -1,0 +1,104 @@
+"""The control API's batch-job routes: submit, list, get, stop, retry, logs.
+
+They change jobs in the store only; the daemon's job runner (a thread, see `jobs_host.py`) notices on
+its next tick. The daemon never imports a handler: the caller checked it in its own process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import fields
+from typing import Any
+
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from shipyard.errors import BadRequest
+from shipyard.jobs import records, service
+from shipyard.jobs.service import JobRequest
+from shipyard.settings import Settings
+
+_FIELDS = frozenset(f.name for f in fields(JobRequest))
+
+
+def job_routes(engine: Engine, settings: Settings) -> list[Route]:
+    api = _JobHandlers(engine, settings)
+    return [
+        Route("/v1/jobs", api.submit, methods=["POST"]),
+        Route("/v1/jobs", api.list_jobs, methods=["GET"]),
+        Route("/v1/jobs/{id}", api.get_job, methods=["GET"]),
+        Route("/v1/jobs/{id}/stop", api.stop, methods=["POST"]),
+        Route("/v1/jobs/{id}/retry", api.retry, methods=["POST"]),
+        Route("/v1/jobs/{id}/logs", api.logs, methods=["GET"]),
+    ]
+
+
+def job_request(body: Any) -> JobRequest:
+    """A JobRequest from a JSON body; local paths must be absolute (the daemon's cwd is not the caller's)."""
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object with the job's fields")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise BadRequest(f"unknown job field(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELDS))}")
+    if not isinstance(body.get("api"), str) or not body["api"]:
+        raise BadRequest("a job needs 'api': the name of a BatchAPI in the project")
+    project = body.get("project")
+    if not isinstance(project, str) or not os.path.isabs(project):
+        raise BadRequest(f"a job needs an absolute project path in 'project', got {project!r}")
+    return JobRequest(**body)
+
+
+class _JobHandlers:
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+
+    async def submit(self, request: Request) -> JSONResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise BadRequest("the request body must be a JSON object with the job's fields") from None
+        job = await run_in_threadpool(service.enqueue, job_request(body), False)
+        return JSONResponse(job.to_dict(), status_code=201)
+
+    async def list_jobs(self, request: Request) -> JSONResponse:
+        api = request.query_params.get("api") or None
+        limit = _int_param(request, "limit", 100)
+        found = await run_in_threadpool(self._list, api, limit)
+        return JSONResponse({"jobs": found})
+
+    def _list(self, api: str | None, limit: int) -> list[dict[str, Any]]:
+        rows = records.find(self.engine, api, limit)
+        return [service.info(self.engine, row["id"]).to_dict() for row in rows]
+
+    async def get_job(self, request: Request) -> JSONResponse:
+        job = await run_in_threadpool(service.info, self.engine, request.path_params["id"], True)
+        return JSONResponse(job.to_dict())
+
+    async def stop(self, request: Request) -> JSONResponse:
+        job = await run_in_threadpool(service.stop, request.path_params["id"], self.settings)
+        return JSONResponse(job.to_dict())
+
+    async def retry(self, request: Request) -> JSONResponse:
+        job = await run_in_threadpool(service.retry, request.path_params["id"], False, self.settings)
+        return JSONResponse(job.to_dict())
+
+    async def logs(self, request: Request) -> JSONResponse:
+        job_id = request.path_params["id"]
+        offset = _int_param(request, "offset", 0)
+        lines, position = await run_in_threadpool(service.read_log, job_id, offset, self.settings)
+        finished = (await run_in_threadpool(service.info, self.engine, job_id)).is_finished
+        return JSONResponse({"lines": lines, "offset": position, "finished": finished})
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    if not text.isdigit():
+        raise BadRequest(f"query parameter {name!r} must be a whole number >= 0, got {text!r}")
+    return int(text)
+
