@@ -1,4 +1,4 @@
-"""The daemon's control loop: observe → autoscale → plan → apply, once per tick, with events recorded.
+"""The daemon's control loop: follow aliases → observe → autoscale → plan → apply, once per tick, with events.
 
 In uvicorn's shape: `run()` loops until told to exit; signal handlers and control-API calls only put
 an event on the queue (`notify`), which wakes the loop early. The loop keeps no state that is not in
@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from shipyard.runtime.local import state
 from shipyard.runtime.local.admission import APIRoute
+from shipyard.runtime.local.aliases import AliasFollower
 from shipyard.runtime.local.controller import plan
 from shipyard.runtime.local.gateway import Report, RouteTable, Traffic
 from shipyard.runtime.local.home import Home
@@ -109,6 +110,7 @@ class Daemon:
         self._on_stop = on_stop
         self._events: queue.Queue[DaemonEvent] = queue.Queue()
         self._scalers: dict[str, Scaler] = {}
+        self._aliases = AliasFollower(engine)
         self._phases: dict[str, Phase] = {}
         self._saved: list[ReplicaRecord] | None = None
         self._traffic: Mapping[str, Traffic] = {}
@@ -171,8 +173,11 @@ class Daemon:
 
     def reconcile(self) -> None:
         deployments = self._deployments()
+        moved = self._aliases.follow(deployments, self._clock())
+        if moved:
+            deployments = self._deployments()
         observed = self._supervisor.observe()
-        events = self._autoscale(deployments, observed.now)
+        events = moved + self._autoscale(deployments, observed.now)
         desired = _desired(deployments)
         actions = plan(desired, observed, self._options.timing)
         leaving = {action.replica for action in actions if isinstance(action, _LEAVING)}

@@ -14,7 +14,7 @@ import hashlib
 import json
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,9 +103,25 @@ def _realtime_release(project: Project, api: RealtimeAPI, files: str) -> Release
     check_handler(project, api)
     spec = api.model_dump(mode="json", by_alias=True, exclude_unset=True)
     model = _pin_model(project, api)
-    versioned = {key: value for key, value in spec.items() if key not in _VERSION_IGNORES}
-    version = _digest({"files": files, "spec": versioned, "model": model.digest if model else None})
+    version = release_version(spec, files, model.digest if model else None)
     return Release(api.name, api.kind, version, spec, api.model, model, files)
+
+
+def release_version(spec: dict[str, Any], files: str, model_digest: str | None) -> str:
+    versioned = {key: value for key, value in spec.items() if key not in _VERSION_IGNORES}
+    return _digest({"files": files, "spec": versioned, "model": model_digest})
+
+
+def repinned(name: str, spec: dict[str, Any], spec_file: Path, model: PinnedModel, written: Collection[str]) -> Release:
+    """The release of the same frozen project with its model pinned to another version, with its spec file
+    written beside `spec_file`. `written` names the spec files the daemon put in that snapshot, which are
+    not project files; the version is then the one a deploy of that project would get for this model."""
+    files = files_digest(spec_file.parent, skip=frozenset(written))
+    release = Release(
+        name, "RealtimeAPI", release_version(spec, files, model.digest), spec, spec["model"], model, files
+    )
+    _write_spec(release, spec_file.parent)
+    return release
 
 
 def check_handler(project: Project, api: RealtimeAPI) -> None:
@@ -152,12 +168,12 @@ def _pin_model(project: Project, api: RealtimeAPI) -> PinnedModel | None:
     return PinnedModel(None, None, build_manifest(path).digest)
 
 
-def files_digest(directory: Path) -> str:
-    """sha256 over every file's relative path and content (the spec file itself excepted)."""
+def files_digest(directory: Path, skip: frozenset[str] = frozenset()) -> str:
+    """sha256 over every file's relative path and content (the spec file itself, and `skip`, excepted)."""
     total = hashlib.sha256()
     for path in _project_files(directory):
         relative = path.relative_to(directory).as_posix()
-        if relative in _NOT_IN_DIGEST:
+        if relative in _NOT_IN_DIGEST or relative in skip:
             continue
         total.update(relative.encode() + b"\0" + _file_digest(path).encode() + b"\n")
     return total.hexdigest()
@@ -200,12 +216,20 @@ def snapshot(release: Release, project: Project, releases_root: Path) -> Path:
     target = releases_root / release.files_digest[:16]
     if not target.is_dir():
         _copy_project(source, target)
-    spec_file = target / f"{release.name}-{release.version}.yaml"
+    return _write_spec(release, target)
+
+
+def _write_spec(release: Release, folder: Path) -> Path:
+    spec_file = folder / spec_file_name(release.name, release.version)
     if not spec_file.exists():
-        staging = target / f".{spec_file.name}.{uuid.uuid4().hex}"
+        staging = folder / f".{spec_file.name}.{uuid.uuid4().hex}"
         staging.write_text(yaml.safe_dump([pinned_spec(release)], sort_keys=False))
         staging.rename(spec_file)
     return spec_file
+
+
+def spec_file_name(api: str, version: str) -> str:
+    return f"{api}-{version}.yaml"
 
 
 def pinned_spec(release: Release) -> dict[str, Any]:

@@ -117,7 +117,7 @@ def get_deployment(connection: Connection, name: str) -> Deployment:
 
 def record_release(connection: Connection, release: Release, project: str, source: str, now: float) -> Outcome:
     """Make `release` the desired state of its API; the outcome says what changes."""
-    _insert_release(connection, release, project)
+    insert_release(connection, release, project)
     row = connection.execute(select(deployments).where(deployments.c.name == release.name)).first()
     if row is None:
         replicas = _initial_replicas(release)
@@ -147,7 +147,7 @@ def _deployment_values(release: Release, source: str, now: float) -> dict[str, A
     }
 
 
-def _insert_release(connection: Connection, release: Release, project: str) -> None:
+def insert_release(connection: Connection, release: Release, project: str) -> None:
     exists = connection.execute(
         select(releases.c.api).where(releases.c.api == release.name, releases.c.version == release.version)
     ).first()
