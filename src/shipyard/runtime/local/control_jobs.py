@@ -101,4 +101,3 @@ def _int_param(request: Request, name: str, default: int) -> int:
     if not text.isdigit():
         raise BadRequest(f"query parameter {name!r} must be a whole number >= 0, got {text!r}")
     return int(text)
-
