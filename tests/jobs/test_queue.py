@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,20 +131,29 @@ def test_dead_letters_are_requeued_as_new_batches_once(engine: Engine) -> None:
 def test_no_batch_is_leased_twice_by_competing_processes(engine: Engine, tmp_path: Path) -> None:
     """Four processes lease as fast as they can; each batch is held by exactly one of them."""
     _fill(engine, 60)
+    go = tmp_path / "go"
     script = textwrap.dedent(f"""
-        import sys
+        import pathlib, sys, time
         from shipyard.jobs import queue
         from shipyard.jobs.queue import Outcome, Part
         from shipyard.settings import Settings
         from shipyard.store import create_store_engine
         engine = create_store_engine(Settings.from_env().database_url)
+        pathlib.Path(sys.argv[1] + ".ready").touch()
+        while not pathlib.Path({str(go)!r}).exists():  # start together, however slowly each one started
+            time.sleep(0.01)
         with open(sys.argv[1], "w") as out:
             while (held := queue.lease(engine, {JOB!r}, sys.argv[1], ttl=60, max_retries=1)) is not None:
                 out.write(f"{{held.seq}}\\n")
+                time.sleep(0.01)  # hold it a moment, as a worker scoring it would: others lease meanwhile
                 assert queue.complete(engine, held, Outcome(2, 0, Part("p", 2, "d", 1)))
     """)
     logs = [tmp_path / f"w{i}.log" for i in range(4)]
     processes = [subprocess.Popen([sys.executable, "-c", script, str(log)]) for log in logs]
+    deadline = time.monotonic() + 60
+    while not all(Path(f"{log}.ready").exists() for log in logs) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()
     assert all(process.wait(60) == 0 for process in processes)
     leased = [int(line) for log in logs for line in log.read_text().split()]
     assert sorted(leased) == list(range(60))
