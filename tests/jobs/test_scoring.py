@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
+import skops.io
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
 
-from shipyard.jobs.scoring import ROW_COLUMN, BatchFailed, dead_letters, output_table, score
+from shipyard.jobs.scoring import (
+    ROW_COLUMN,
+    BatchFailed,
+    dead_letters,
+    feature_matrix,
+    output_table,
+    score,
+    score_table,
+)
 from shipyard.jobs.states import Mode, backoff, final_state, mode_for
+from shipyard.serving.builtin.sklearn import SklearnHandler
 from shipyard.serving.handler import bind
 from tests.jobs.handlers import Doubler, PerRow
 
@@ -67,3 +80,55 @@ def test_retry_policy() -> None:
     assert [mode_for(f, max_retries=2) for f in range(5)] == [Mode.batch] * 3 + [Mode.rows, Mode.dead]
     assert [backoff(f) for f in (1, 2, 3, 10)] == [0.5, 1.0, 2.0, 30.0]
     assert (final_state(0), final_state(1)) == ("succeeded", "completed_with_failures")
+
+
+@pytest.fixture(scope="module")
+def iris_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = load_iris()
+    folder = tmp_path_factory.mktemp("iris")
+    estimator = LogisticRegression(max_iter=500).fit(data.data * 10, data.target_names[data.target])
+    skops.io.dump(estimator, folder / "model.skops")
+    return folder
+
+
+FEATURES = ["a", "b", "c", "d"]
+
+
+def _iris_inputs() -> pa.Table:
+    X, _ = load_iris(return_X_y=True)
+    return pa.table(
+        {
+            "id": pa.array(range(len(X)), pa.int64()),
+            "a": pa.array(X[:, 0], pa.float64()),
+            "b": pa.array(X[:, 1], pa.float32()),
+            "c": pa.array((X[:, 2] * 10).round().astype("int32")),
+            "d": pa.array((X[:, 3] * 10).round().astype("int64")),
+        }
+    )
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+@pytest.mark.parametrize("features", [FEATURES, ["c", "d", "c", "d"]], ids=["mixed", "integers"])
+def test_builtin_columnar_path_equals_the_records_path(iris_dir: Path, method: str, features: list[str]) -> None:
+    handler = bind(SklearnHandler({"method": method}, str(iris_dir), feature_names=features))
+    inputs = _iris_inputs()
+    matrix = feature_matrix(inputs, features)
+    assert matrix is not None, "plain numbers without nulls take the columnar path"
+    by_records = output_table(inputs, score(handler, inputs.to_pylist(), Mode.batch), None)
+    by_matrix = output_table(inputs, score_table(handler, inputs, Mode.batch, columnar=True), None)
+    assert by_matrix.equals(by_records)
+    assert by_matrix.schema == by_records.schema
+
+
+def test_columnar_path_falls_back_to_records_for_nulls_strings_and_missing_columns(iris_dir: Path) -> None:
+    inputs = _iris_inputs()
+    nulls = inputs.set_column(1, "a", pa.array([None, *inputs.column("a").to_pylist()[1:]], pa.float64()))
+    text = inputs.set_column(1, "a", pa.array([str(v) for v in inputs.column("a").to_pylist()]))
+    for table in (nulls, text, inputs.drop_columns(["d"]), inputs.slice(0, 0)):
+        assert feature_matrix(table, FEATURES) is None
+    assert feature_matrix(inputs, None) is None
+    handler = bind(SklearnHandler({}, str(iris_dir), feature_names=FEATURES))
+    with pytest.raises(BatchFailed, match="BadRequest: the model rejected the input"):
+        score_table(handler, nulls, Mode.batch, columnar=True)  # the records path's own verdict
+    missing = score_table(handler, inputs.drop_columns(["d"]), Mode.batch, columnar=True)
+    assert len(missing.errors) == inputs.num_rows and "lacks the feature(s) d" in missing.errors[0]

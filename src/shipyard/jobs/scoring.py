@@ -4,6 +4,10 @@ In `batch` mode all rows go to one `predict_batch` call (or `predict` per row wh
 `predict_batch`); if that raises, the whole batch failed and is retried. A result that *is* an exception
 (built-in handlers answer a malformed row that way) fails only its row. In `rows` mode every row runs on
 its own and only the rows that raise are dead-lettered.
+
+A built-in handler skips the records altogether when the batch's feature columns are plain numbers
+without nulls: they become one matrix, of the dtype the records' values would have given, and its
+predictions one column. Same estimator call, same values, no Python object per row.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -39,11 +44,64 @@ class Scored:
     ok: list[int] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)
     errors: dict[int, str] = field(default_factory=dict)
+    columns: dict[str, list[Any]] | None = None
+    """The results already as columns (the columnar path), instead of one result per row."""
+
+
+@runtime_checkable
+class MatrixHandler(Protocol):
+    """A built-in handler that scores a feature matrix directly (see `SklearnHandler.predict_matrix`)."""
+
+    features: list[str] | None
+
+    def predict_matrix(self, matrix: np.ndarray) -> list[Any]: ...
 
 
 def describe(exc: BaseException) -> str:
     message = getattr(exc, "message", None) or str(exc)
     return f"{type(exc).__name__}: {message}"
+
+
+def score_table(handler: BoundHandler, table: pa.Table, mode: Mode, columnar: bool = False) -> Scored:
+    """`score` over a batch's table; with `columnar` (built-in handlers only), by matrix when it can."""
+    instance = handler.instance
+    if columnar and mode is Mode.batch and isinstance(instance, MatrixHandler):
+        matrix = feature_matrix(table, instance.features)
+        if matrix is not None:
+            return _by_matrix(instance, matrix)
+    return score(handler, table.to_pylist(), mode)
+
+
+def feature_matrix(table: pa.Table, features: list[str] | None) -> np.ndarray | None:
+    """The feature columns as one matrix, int64 if all are integers else float64 (as np.asarray makes of
+    the records' values); None unless each is a distinct column of plain numbers without nulls."""
+    names = table.column_names
+    if not features or not table.num_rows or len(set(names)) != len(names) or not set(features) <= set(names):
+        return None
+    columns = [table.column(name) for name in features]
+    if any(column.null_count or not _is_plain_number(column.type) for column in columns):
+        return None
+    dtype = np.int64 if all(pa.types.is_integer(column.type) for column in columns) else np.float64
+    matrix = np.empty((table.num_rows, len(columns)), dtype=dtype)
+    for index, column in enumerate(columns):
+        matrix[:, index] = column.to_numpy()
+    return matrix
+
+
+def _is_plain_number(kind: pa.DataType) -> bool:
+    if pa.types.is_unsigned_integer(kind):
+        return bool(kind.bit_width < 64)  # a uint64 may not fit the int64 that Python ints become
+    return bool(pa.types.is_signed_integer(kind) or kind in (pa.float32(), pa.float64()))
+
+
+def _by_matrix(handler: MatrixHandler, matrix: np.ndarray) -> Scored:
+    try:
+        values = handler.predict_matrix(matrix)
+    except Exception as exc:  # as in batch mode: the batch failed and is retried (then row by row)
+        raise BatchFailed(describe(exc)) from exc
+    if len(values) != len(matrix):
+        raise BatchFailed(f"the model returned {len(values)} predictions for {len(matrix)} rows")
+    return Scored(list(range(len(values))), columns={"prediction": values})
 
 
 def score(handler: BoundHandler, records: list[dict[str, Any]], mode: Mode) -> Scored:
@@ -94,7 +152,8 @@ def output_table(inputs: pa.Table, scored: Scored, id_column: str | None) -> pa.
     table = inputs.select([id_column]) if id_column else inputs
     if len(scored.ok) != table.num_rows:
         table = table.take(pa.array(scored.ok, pa.int64()))
-    for key, values in _columns(scored.results).items():
+    columns = scored.columns if scored.columns is not None else _columns(scored.results)
+    for key, values in columns.items():
         name = f"{key}_result" if key in table.column_names else key
         table = table.append_column(name, _column(values))
     return table

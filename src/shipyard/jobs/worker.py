@@ -27,7 +27,7 @@ from shipyard.errors import ShipyardError
 from shipyard.jobs import codec, queue, records
 from shipyard.jobs.output import OutputFolder, encode, encode_records, failed_name, part_name
 from shipyard.jobs.queue import Lease, Outcome
-from shipyard.jobs.scoring import BatchFailed, Scored, dead_letters, describe, output_table, score
+from shipyard.jobs.scoring import BatchFailed, Scored, dead_letters, describe, output_table, score_table
 from shipyard.jobs.states import EXIT_LOAD_FAILED, JobState, Mode
 from shipyard.serving.handler import BoundHandler, HandlerRef, construct, import_handler_class
 from shipyard.settings import Settings
@@ -100,6 +100,7 @@ class Worker:
         self.handler = handler
         self.folder = OutputFolder(job["output"])
         self.sources = [source["url"] for source in job["inputs"]]
+        self.is_builtin = handler_ref(job)[0].is_builtin_handler
         log.info("%s ready for job %s", self.name, self.job_id)
         while not self.should_exit.is_set() and self._job_wants_work():
             held = queue.lease(self.engine, self.job_id, self.name, self.lease_ttl, job["max_retries"])
@@ -146,7 +147,7 @@ class Worker:
             return Scored(errors=dict.fromkeys(range(table.num_rows), error))
         if held.mode is Mode.rows:
             log.info("batch %d failed %d times; running its rows one by one", held.seq, held.failures)
-        return score(self.handler, table.to_pylist(), held.mode)
+        return score_table(self.handler, table, held.mode, columnar=self.is_builtin)
 
     def _write(self, held: Lease, table: pa.Table, scored: Scored) -> Outcome:
         try:

@@ -114,6 +114,12 @@ class SklearnHandler:
             offset += len(rows)
         return results
 
+    def predict_matrix(self, matrix: np.ndarray) -> list[Any]:
+        """Batch jobs' columnar path: for records whose feature values are `matrix`'s rows, the value of
+        each record's `{"prediction": value}` from predict_batch, from the same single estimator call."""
+        predictions = self._run(matrix)
+        return predictions.tolist() if isinstance(predictions, np.ndarray) else list(predictions)
+
     def _run(self, matrix: Any) -> Any:
         try:
             return self._call(np.asarray(matrix))
