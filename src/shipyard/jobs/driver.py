@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ class JobDriver:
     job_id: str
     home: Path
     options: DriverOptions = field(default_factory=DriverOptions)
+    wake: threading.Event = field(default_factory=threading.Event)
+    """Set when one of its worker processes exits, so the runner steps at once instead of at its tick."""
     workers: list[WorkerProcess] = field(default_factory=list)
     enqueuer: Enqueuer | None = None
     crashes: int = 0
@@ -73,6 +76,7 @@ class JobDriver:
             return
         if state is JobState.pending:
             self._start(job)
+            self._enqueue(job)  # split and start the workers now: their imports overlap the splitting
         elif job["stop_request"]:
             self._stop(job)
         elif self._timed_out(job):
@@ -142,6 +146,7 @@ class JobDriver:
         if dead:
             reason += f", {dead} rows dead-lettered under {job['output'].rstrip('/')}/_failed/"
         self._end(state, reason)
+        self._after_end(records.get(self.engine, self.job_id))  # no tick's wait between the end and the hook
 
     def _request_stop(self, state: JobState, reason: str) -> None:
         with write_transaction(self.engine) as connection:
@@ -209,7 +214,12 @@ class JobDriver:
             process = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(), cwd=job["project"]
             )
+        threading.Thread(target=self._watch, args=(process,), name=f"watch-{name}", daemon=True).start()
         return WorkerProcess(name, process, hook)
+
+    def _watch(self, process: subprocess.Popen[bytes]) -> None:
+        process.wait()
+        self.wake.set()
 
     def _reap(self, job: dict[str, Any]) -> None:
         for worker in [w for w in self.workers if w.process.poll() is not None]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from shipyard.jobs.driver import DriverOptions, JobDriver
 from shipyard.jobs.records import RunnerIdentity
 
 log = logging.getLogger("shipyard.jobs.runner")
+_EXIT_POLL = 0.05
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class JobRunner:
         self.options = options or RunnerOptions()
         self.identity = RunnerIdentity.current()
         self.drivers: dict[str, JobDriver] = {}
+        self.wake = threading.Event()
+        """A worker exited (its batches are done, or it crashed): tick now rather than at the next tick."""
 
     def run(self, should_exit: threading.Event | None = None, on_tick: Callable[[], None] | None = None) -> None:
         should_exit = should_exit or threading.Event()
@@ -56,10 +60,21 @@ class JobRunner:
                     on_tick()
                 if self.options.burst and self.is_idle():
                     return
-                if should_exit.wait(self.options.tick):
+                if self._sleep(should_exit):
                     return
         finally:
             self.shutdown()
+
+    def _sleep(self, should_exit: threading.Event) -> bool:
+        """Wait one tick, or less if a worker exits; True once `should_exit` is set."""
+        deadline = time.monotonic() + self.options.tick
+        while not should_exit.is_set():
+            remaining = deadline - time.monotonic()
+            # two events to wait on: poll should_exit in short slices while waiting for a wake-up
+            if remaining <= 0 or self.wake.wait(min(remaining, _EXIT_POLL)):
+                break
+        self.wake.clear()
+        return should_exit.is_set()
 
     def tick(self) -> None:
         for job_id in records.claim(self.engine, self.identity, self.options.hold, self._only()):
@@ -68,7 +83,8 @@ class JobRunner:
         for job_id in held:
             driver = self.drivers.get(job_id)
             if driver is None:
-                driver = self.drivers[job_id] = JobDriver(self.engine, job_id, self.home, self.options.driver)
+                driver = JobDriver(self.engine, job_id, self.home, self.options.driver, self.wake)
+                self.drivers[job_id] = driver
             driver.step()
             if driver.finished:
                 records.disown(self.engine, self.identity, job_id)
