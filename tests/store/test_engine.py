@@ -55,3 +55,22 @@ def test_bad_urls_are_explained_without_passwords(url: str, message: str) -> Non
 
 def test_redact_hides_the_password() -> None:
     assert redact("postgresql+psycopg://u:secret@h:5432/db") == "postgresql+psycopg://u:***@h:5432/db"
+
+
+def test_a_write_transaction_takes_the_sqlite_write_lock_up_front(tmp_path: Path) -> None:
+    """Two writers queue on the lock rather than both reading before either writes (promotions rely on it)."""
+    import sqlite3
+
+    database = tmp_path / "x.db"
+    engine = create_store_engine(f"sqlite:///{database}")
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE t (x INTEGER)"))
+        with write_transaction(engine) as connection:
+            connection.execute(text("SELECT count(*) FROM t"))  # reads only, yet holds the write lock
+            other = sqlite3.connect(database, timeout=0, isolation_level=None)
+            with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
+    finally:
+        engine.dispose()

@@ -13,7 +13,7 @@ from shipyard.registry.approvals import approvers
 from shipyard.registry.audit import Action, AuditEntry, record
 from shipyard.registry.errors import ForceWithoutReason, PromotionRefused
 from shipyard.registry.refs import ModelRef, check_alias
-from shipyard.registry.versions import ModelVersion, get_version
+from shipyard.registry.versions import ModelVersion, get_version, lock_model
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ def promote(connection: Connection, policies: Policies, request: PromotionReques
     check_alias(request.alias)
     if request.force and not request.reason.strip():
         raise ForceWithoutReason()
+    lock_model(connection, request.ref.name)
     candidate = get_version(connection, request.ref)
     current = holder(connection, candidate.name, request.alias)
     evidence = _evidence(approvers(connection, candidate, request.alias))

@@ -174,6 +174,7 @@ class Registry:
 
     def delete(self, name: str, version: int, actor: str | None = None) -> versions.ModelVersion:
         with write_transaction(self.engine) as connection:
+            versions.lock_model(connection, name)
             deleted = versions.delete_version(connection, name, version)
             audit.record(
                 connection,
@@ -191,6 +192,7 @@ class Registry:
         check_alias(alias)
         who = approver or current_user()
         with write_transaction(self.engine) as connection:
+            versions.lock_model(connection, _ref(ref).name)
             found = versions.get_version(connection, _ref(ref))
             approvals.approve(connection, found, alias, who, comment)
             audit.record(

@@ -138,6 +138,20 @@ def model_id(connection: Connection, name: str) -> int:
     return int(found)
 
 
+def lock_model(connection: Connection, name: str) -> int:
+    """The model's id, holding its row lock until the transaction ends.
+
+    Promotions, approvals and deletions of one model take this lock first, so each reads the aliases and
+    approvals that the one before it left (PostgreSQL: SELECT ... FOR UPDATE; SQLite: the write lock
+    that every write transaction takes up front already serialises them).
+    """
+    query = select(registered_models.c.id).where(registered_models.c.name == name).with_for_update()
+    found = connection.execute(query).scalar()
+    if found is None:
+        raise ModelNotFound(name)
+    return int(found)
+
+
 def get_version(connection: Connection, ref: ModelRef) -> ModelVersion:
     """The version `ref` names: by number, by alias, or the newest when it names neither."""
     owner = model_id(connection, ref.name)
