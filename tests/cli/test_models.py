@@ -126,3 +126,46 @@ def test_verify_download_and_delete(database_url: str, model_dir: Path, tmp_path
     )
     assert run("delete", "iris:2").stdout.startswith("deleted iris:2 sha256:")
     assert [v["version"] for v in json.loads(run("versions", "iris", "-o", "json").stdout)] == [1]
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        ("corrupt-db", ["list"], "cannot open the database sqlite:///"),
+        ("home-is-a-file", ["list"], "cannot be created (a file is in the way)"),
+        ("unknown-protocol", ["list"], "artifact store nope://bucket: Protocol not known: nope"),
+        ("artifacts-is-a-file", ["register", "m", "MODEL"], "a file is in the way of a folder it needs"),
+        ("", ["register", "m", "/dev/null"], "model path '/dev/null' is neither a regular file nor a folder"),
+    ],
+)
+def test_environment_problems_are_one_line(
+    setup: str, args: list[str], message: str, model_dir: Path, tmp_path: Path, shipyard_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    if setup == "corrupt-db":
+        (shipyard_home / "shipyard.db").write_text("not a database" * 100)
+    elif setup == "home-is-a-file":
+        (tmp_path / "file").write_text("x")
+        monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "file"))
+    elif setup == "unknown-protocol":
+        monkeypatch.setenv("SHIPYARD_ARTIFACTS", "nope://bucket")
+    elif setup == "artifacts-is-a-file":
+        (tmp_path / "file").write_text("x")
+        monkeypatch.setenv("SHIPYARD_ARTIFACTS", str(tmp_path / "file"))
+    result = run(*[str(model_dir) if arg == "MODEL" else arg for arg in args])
+    assert result.exit_code == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert message in result.stderr
+
+
+def test_register_profiles_parquet_decimals(database_url: str, model_dir: Path, tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"price": pa.array([Decimal("1.25"), None], pa.decimal128(4, 2))}), tmp_path / "t.parquet")
+    result = run("register", "m", str(model_dir), "--data", str(tmp_path / "t.parquet"))
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(run("show", "m:1", "-o", "json").stdout)
+    assert shown["profile"]["columns"]["price"]["type"] == "number"

@@ -22,23 +22,64 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def reports_errors(command: F) -> F:
-    """Turn Shipyard errors into one-line messages and exit codes; --debug shows the traceback."""
+    """Turn errors into one-line messages and exit codes; --debug shows the traceback.
+
+    Shipyard's own errors say what to do. As a last resort, an OSError or a database error that no layer
+    below turned into one is still reported in one line, never as a traceback.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except ShipyardError as exc:
-            if logging.getLogger("shipyard").isEnabledFor(logging.DEBUG):
-                logging.getLogger("shipyard.cli").debug("traceback", exc_info=True)
+            _log_traceback()
             code = 2 if isinstance(exc, USAGE_ERRORS) else 1
             if isinstance(exc, ConfigError):
                 for line in exc.problems:
                     click.echo(f"error: {line}", err=True)
                 sys.exit(code)
             fail(exc.message, code)
+        except BrokenPipeError:  # the reader of our output went away (`shipyard ... | head`): nothing to say
+            sys.exit(1)
+        except OSError as exc:
+            _log_traceback()
+            fail(f"{os_error_text(exc)}; {_DEBUG_HINT}")
+        except Exception as exc:
+            if not _is_database_error(exc):
+                raise
+            _log_traceback()
+            fail(f"database error: {database_error_text(exc)}; {_DEBUG_HINT}")
 
     return wrapper  # type: ignore[return-value]
+
+
+_DEBUG_HINT = "run with --debug for the traceback"
+
+
+def _log_traceback() -> None:
+    if logging.getLogger("shipyard").isEnabledFor(logging.DEBUG):
+        logging.getLogger("shipyard.cli").debug("traceback", exc_info=True)
+
+
+def os_error_text(exc: OSError) -> str:
+    """`cannot use '/x/y': Permission denied (PermissionError)`, from any OSError."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    target = f"cannot use {exc.filename!r}: " if exc.filename else ""
+    return f"{target}{what} ({type(exc).__name__})"
+
+
+def _is_database_error(exc: Exception) -> bool:
+    # sqlalchemy is not imported here (most commands never load it); if it was never loaded, this is not its error
+    errors = sys.modules.get("sqlalchemy.exc")
+    return errors is not None and isinstance(exc, errors.SQLAlchemyError)
+
+
+def database_error_text(exc: Exception) -> str:
+    """The driver's own first line: never the SQL statement or its parameters, which may hold secrets."""
+    original = getattr(exc, "orig", None)
+    text = str(original if original is not None else exc).strip().splitlines()
+    return " ".join(text[0].split()) if text else type(exc).__name__
 
 
 def configure_logging(level: str, debug: bool) -> None:

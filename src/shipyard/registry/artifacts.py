@@ -7,8 +7,10 @@ read hashes the bytes as they stream and refuses a blob whose digest does not ma
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ import fsspec
 from shipyard.registry.errors import (
     ArtifactIntegrityError,
     ArtifactMissing,
+    ArtifactStoreUnavailable,
     UnsafeManifestPath,
     UploadChanged,
 )
@@ -38,8 +41,19 @@ class ArtifactStore:
     """Blobs at `<location>/blobs/sha256/<2 hex>/<64 hex>`."""
 
     def __init__(self, location: str) -> None:
-        self.location = location
-        fs, root = fsspec.core.url_to_fs(location)
+        self.location = shown_location(location)
+        try:
+            fs, root = fsspec.core.url_to_fs(location)
+        except ImportError as exc:  # fsspec names the package to install: "Install s3fs to access S3"
+            raise ArtifactStoreUnavailable(
+                self.location, str(exc).splitlines()[0], "install that package, or set SHIPYARD_ARTIFACTS to a folder"
+            ) from exc
+        except ValueError as exc:
+            raise ArtifactStoreUnavailable(
+                self.location,
+                str(exc).splitlines()[0],
+                "set SHIPYARD_ARTIFACTS to a folder or an fsspec URL such as s3://bucket/path or gs://bucket/path",
+            ) from exc
         self._fs: Any = fs
         self._root = root.rstrip("/")
 
@@ -65,16 +79,27 @@ class ArtifactStore:
     def _put(self, local: Path, entry: FileEntry) -> None:
         final = self.blob_path(entry.sha256)
         temporary = f"{final}.tmp-{uuid.uuid4().hex}"
-        self._fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
         try:
+            self._fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
             with open(local, "rb") as reader, self._fs.open(temporary, "wb") as writer:
                 actual = _copy_hashing(reader, writer)
             if actual != entry.sha256:
                 raise UploadChanged(str(local), entry.sha256, actual)
             self._fs.mv(temporary, final)
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
         finally:
-            if self._fs.exists(temporary):
-                self._fs.rm(temporary)
+            with contextlib.suppress(OSError):
+                if self._fs.exists(temporary):
+                    self._fs.rm(temporary)
+
+    def _unwritable(self, exc: OSError) -> ArtifactStoreUnavailable:
+        where = f" ({exc.filename})" if exc.filename else ""
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            problem = f"a file is in the way of a folder it needs{where}"
+        else:
+            problem = f"cannot be written: {exc.strerror or exc}{where}"
+        return ArtifactStoreUnavailable(self.location, problem, "set SHIPYARD_ARTIFACTS to a folder you can write")
 
     def materialize(self, manifest: Manifest, destination: str | os.PathLike[str]) -> None:
         """Write the model's files under `destination`, each verified while it is copied."""
@@ -102,8 +127,19 @@ class ArtifactStore:
     def _open_blob(self, entry: FileEntry) -> IO[bytes]:
         try:
             return self._fs.open(self.blob_path(entry.sha256), "rb")  # type: ignore[no-any-return]
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise ArtifactMissing(entry.path, entry.sha256, self.location) from None
+        except OSError as exc:
+            raise ArtifactStoreUnavailable(
+                self.location,
+                f"cannot be read: {exc.strerror or exc}",
+                "check SHIPYARD_ARTIFACTS and your access to it",
+            ) from exc
+
+
+def shown_location(location: str) -> str:
+    """The store's URL fit for messages: a password in it (`s3://key:secret@bucket`) is hidden."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/:@]*):[^/@]*@", r"\1:***@", location)
 
 
 def _copy_hashing(reader: IO[bytes], writer: IO[bytes] | None) -> str:

@@ -82,6 +82,23 @@ class ArtifactIntegrityError(ShipyardError):
         )
 
 
+class ArtifactStoreUnavailable(ShipyardError):
+    """The artifact store cannot be opened or written (missing fsspec package, unknown protocol, a file in
+    the way, no permission)."""
+
+    status_code = 503
+
+    def __init__(self, location: str, problem: str, remedy: str) -> None:
+        super().__init__(f"artifact store {location}: {problem}; {remedy}")
+
+
+class UnreadablePath(ShipyardError):
+    status_code = 400
+
+    def __init__(self, what: str, path: str, problem: str) -> None:
+        super().__init__(f"{what} {path!r} {problem}; pass a regular file or a folder that you can read")
+
+
 class UploadChanged(ShipyardError):
     status_code = 409
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.errors import ShipyardError
+from shipyard.registry.errors import UnreadablePath
 from shipyard.registry.manifest import build_manifest, file_sha256
 
 _SKIPPED_SOURCE_DIRS = {
@@ -55,14 +56,13 @@ def data_digest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The digest of a data file (its sha256) or folder (the digest of its manifest)."""
     target = Path(path)
     if target.is_file():
-        return {
-            "path": str(target.resolve()),
-            "digest": "sha256:" + file_sha256(target),
-            "size": target.stat().st_size,
-            "files": 1,
-        }
+        try:
+            digest = file_sha256(target)
+        except OSError as exc:
+            raise UnreadablePath("training data", str(target), f"cannot be read ({exc.strerror or exc})") from exc
+        return {"path": str(target.resolve()), "digest": "sha256:" + digest, "size": target.stat().st_size, "files": 1}
     if target.is_dir():
-        manifest = build_manifest(target)
+        manifest = build_manifest(target, "training data")
         return {
             "path": str(target.resolve()),
             "digest": manifest.digest,
@@ -89,7 +89,7 @@ def code_info(folder: Path | None) -> dict[str, Any]:
 
 def source_digest(folder: Path) -> str:
     """The manifest digest of a source tree, leaving out VCS, cache and virtualenv folders."""
-    manifest = build_manifest(folder)
+    manifest = build_manifest(folder, "code folder")
     kept = tuple(entry for entry in manifest.files if not _SKIPPED_SOURCE_DIRS & set(entry.path.split("/")))
     return type(manifest)(kept).digest
 

@@ -251,8 +251,6 @@ def _ref(ref: str | ModelRef) -> ModelRef:
 
 
 def _model_manifest(path: str | os.PathLike[str]) -> Manifest:
-    if not Path(path).exists():
-        raise BadModelInput(f"model path {str(path)!r} does not exist; pass the model file or folder to register")
     manifest = build_manifest(path)
     if not manifest.files:
         raise BadModelInput(f"model folder {str(path)!r} holds no files; pass the folder your training wrote")

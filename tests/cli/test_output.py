@@ -1,0 +1,45 @@
+"""How every command reports errors: one line on stderr, the right exit code, no traceback."""
+
+from __future__ import annotations
+
+import click
+import pytest
+import sqlalchemy.exc
+from click.testing import CliRunner
+
+from shipyard.cli.output import reports_errors
+
+
+def command_raising(error: BaseException) -> click.Command:
+    @click.command()
+    @reports_errors
+    def failing() -> None:
+        raise error
+
+    return failing
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (
+            PermissionError(13, "Permission denied", "/srv/models/w.bin"),
+            "error: cannot use '/srv/models/w.bin': Permission denied (PermissionError); run with --debug",
+        ),
+        (IsADirectoryError(21, "Is a directory"), "error: Is a directory (IsADirectoryError); run with --debug"),
+        (
+            sqlalchemy.exc.OperationalError("SELECT * FROM t WHERE x = ?", ("s3cret",), Exception("disk I/O error")),
+            "error: database error: disk I/O error; run with --debug for the traceback",
+        ),
+    ],
+)
+def test_last_resort_errors_are_one_line(error: Exception, line: str) -> None:
+    result = CliRunner().invoke(command_raising(error), [])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [line.split("; run")[0] + "; run with --debug for the traceback"]
+    assert "s3cret" not in result.stderr
+
+
+def test_other_exceptions_are_not_swallowed() -> None:
+    result = CliRunner().invoke(command_raising(KeyError("bug")), [])
+    assert isinstance(result.exception, KeyError)
