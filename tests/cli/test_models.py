@@ -86,6 +86,10 @@ def test_governed_promotion(database_url: str, model_dir: Path, shipyard_home: P
     dry = run("promote", "iris:1", "--to", "production", "--dry-run")
     assert dry.exit_code == 1
     assert "would be refused; nothing changed" in dry.stdout
+    assert f"policy: aliases.production of {shipyard_home / 'policies.yaml'}" in dry.stdout
+    unlisted = run("promote", "iris:1", "--to", "staging", "--dry-run")
+    assert "policy: no policy for alias 'staging' in" in unlisted.stdout
+    assert ": allowed by default" in unlisted.stdout
     refused = run("promote", "iris:1", "--to", "production")
     assert refused.exit_code == 1
     assert refused.stderr.strip().splitlines() == [
@@ -108,7 +112,7 @@ def test_bad_policy_file_is_reported_with_position(database_url: str, model_dir:
     run("register", "iris", str(model_dir))
     result = run("promote", "iris:1", "--to", "production", "--policies", str(policy))
     assert result.exit_code == 2
-    assert f"error: {policy}:4: aliases.production.require.0: CEL expression" in result.stderr
+    assert f"error: {policy}:4:36: aliases.production.require.0: CEL expression" in result.stderr
 
 
 def test_verify_download_and_delete(database_url: str, model_dir: Path, tmp_path: Path, shipyard_home: Path) -> None:

@@ -166,6 +166,12 @@ def test_promotion_allowed_and_refused_is_audited(
     assert entries[0].reason == "first release"
     assert entries[0].actor == "ana"
     assert entries[1].details["approvals"] == {"required": 1, "approvers": ["bo"]}
+    policy_file = shipyard_home / "policies.yaml"
+    assert entries[1].details["policy_file"] == {
+        "path": str(policy_file), "digest": "sha256:" + file_sha256(policy_file),
+    }  # fmt: skip
+    assert entries[1].details["policy"] == f"aliases.production of {policy_file}"
+    assert entries[1].details["candidate_digest"] == registry.get("iris:2").digest
     second_rule = entries[1].details["rules"][1]
     assert second_rule["passed"] is False
     assert second_rule["values"] == {
@@ -173,6 +179,15 @@ def test_promotion_allowed_and_refused_is_audited(
         "candidate.metrics.accuracy": 0.93,
         "current.metrics.accuracy": 0.95,
     }
+
+
+def test_a_promotion_no_policy_governs_says_so_in_the_audit_log(registry: Registry, model_dir: Path) -> None:
+    registry.register("iris", model_dir)
+    outcome = registry.promote("iris:1", "staging")
+    assert outcome.applied
+    assert outcome.verdict.policy == "no policy for alias 'staging' (no policy file): allowed by default"
+    entry = registry.history("iris")[-1]
+    assert (entry.details["policy"], entry.details["policy_file"]) == (outcome.verdict.policy, None)
 
 
 def test_dry_run_changes_nothing(registry: Registry, model_dir: Path, shipyard_home: Path) -> None:

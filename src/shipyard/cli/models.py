@@ -373,6 +373,9 @@ def _exit_if_refused(outcome: PromotionOutcome) -> None:
 
 def _print_outcome(outcome: PromotionOutcome) -> None:
     verdict = outcome.verdict
+    click.echo(f"policy: {verdict.policy}")
+    if verdict.denial:
+        click.echo(f"denied: {verdict.denial}")
     if verdict.rules:
         table = Table("RULE", "RESULT", "VALUES")
         for rule in verdict.rules:

@@ -86,7 +86,7 @@ def promote(connection: Connection, policies: Policies, request: PromotionReques
         request.dry_run,
     )
     if not request.dry_run:
-        _log(connection, outcome, request)
+        _log(connection, outcome, request, _policy_record(policies, candidate))
         if outcome.applied:
             set_alias(connection, candidate, request.alias, request.actor)
     return outcome
@@ -115,7 +115,15 @@ def policy_view(version: ModelVersion) -> dict[str, Any]:
     }
 
 
-def _log(connection: Connection, outcome: PromotionOutcome, request: PromotionRequest) -> None:
+def _policy_record(policies: Policies, candidate: ModelVersion) -> dict[str, Any]:
+    """Which policy file judged the attempt (path and digest, so a later edit of it is visible), and what."""
+    return {
+        "policy_file": {"path": policies.source, "digest": policies.digest} if policies.source else None,
+        "candidate_digest": candidate.digest,
+    }
+
+
+def _log(connection: Connection, outcome: PromotionOutcome, request: PromotionRequest, extra: dict[str, Any]) -> None:
     action = Action.PROMOTE if outcome.applied else Action.PROMOTE_REFUSED
     verdict = outcome.verdict.to_dict()
     record(
@@ -130,6 +138,12 @@ def _log(connection: Connection, outcome: PromotionOutcome, request: PromotionRe
             allowed=outcome.verdict.allowed,
             forced=outcome.forced,
             reason=request.reason,
-            details={"rules": verdict["rules"], "approvals": verdict["approvals"]},
+            details={
+                "policy": verdict["policy"],
+                "denied": verdict["denied"],
+                "rules": verdict["rules"],
+                "approvals": verdict["approvals"],
+                **extra,
+            },
         ),
     )
