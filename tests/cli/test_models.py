@@ -9,6 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from shipyard.cli.main import cli
+from shipyard.registry import Registry
+from shipyard.registry.identity import os_identity
 
 
 @pytest.fixture
@@ -96,14 +98,23 @@ def test_governed_promotion(database_url: str, model_dir: Path, shipyard_home: P
         "error: promotion of iris:1 to 'production' refused by policy: needs 1 approval(s), has 0; "
         "fix these, or use --force --reason TEXT"
     ]
-    self_approval = run("approve", "iris:1", "--alias", "production", "--user", "ana")
-    assert (self_approval.exit_code, "cannot approve it" in self_approval.stderr) == (1, True)
-    assert run("approve", "iris:1", "--alias", "production", "--user", "bo").exit_code == 0
+    # the registrant's own OS account cannot approve, whatever name it claims
+    self_approval = run("approve", "iris:1", "--alias", "production", "--user", "bob")
+    assert self_approval.exit_code == 1
+    assert f"'{os_identity()}' registered iris:1 and cannot approve it" in self_approval.stderr
+    with Registry.from_env(identity="bo@lab") as colleague:  # someone else, on their machine
+        colleague.approve("iris:1", "production")
     promoted = run("promote", "iris:1", "--to", "production", "-o", "json")
     assert promoted.exit_code == 0
     assert json.loads(promoted.stdout)["verdict"]["rules"][0]["values"] == {"candidate.metrics.accuracy": 0.95}
-    actions = [entry["action"] for entry in json.loads(run("history", "iris", "-o", "json").stdout)]
-    assert actions == ["register", "promote_refused", "approve", "promote"]
+    history = json.loads(run("history", "iris", "-o", "json").stdout)
+    assert [(e["action"], e["actor"], e["claimed_user"]) for e in history] == [
+        ("register", os_identity(), "ana"),
+        ("promote_refused", os_identity(), None),
+        ("approve", "bo@lab", None),
+        ("promote", os_identity(), None),
+    ]
+    assert f"{os_identity()} (for ana)" in run("history", "iris").stdout
 
 
 def test_bad_policy_file_is_reported_with_position(database_url: str, model_dir: Path, tmp_path: Path) -> None:
@@ -173,3 +184,17 @@ def test_register_profiles_parquet_decimals(database_url: str, model_dir: Path, 
     assert result.exit_code == 0, result.stderr
     shown = json.loads(run("show", "m:1", "-o", "json").stdout)
     assert shown["profile"]["columns"]["price"]["type"] == "number"
+
+
+def test_tables_are_never_cut_when_stdout_is_not_a_terminal(
+    database_url: str, model_dir: Path, shipyard_home: Path
+) -> None:
+    metric = "accuracy_on_the_rather_long_named_holdout_set_of_may"
+    rule = f"candidate.metrics.{metric} >= 0.999 && candidate.metrics.{metric} >= 0.5"
+    (shipyard_home / "policies.yaml").write_text(f"aliases:\n  production:\n    require: ['{rule}']\n")
+    run("register", "iris", str(model_dir), "--metric", f"{metric}=0.9")
+    dry = run("promote", "iris:1", "--to", "production", "--dry-run")
+    assert rule in dry.stdout
+    assert f"candidate.metrics.{metric}=0.9" in dry.stdout
+    digest = json.loads(run("show", "iris:1", "-o", "json").stdout)["digest"]
+    assert digest in run("show", "iris:1").stdout

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from shipyard.registry import (
     resolve_model_ref,
 )
 from shipyard.registry.errors import ForceWithoutReason, SelfApproval
+from shipyard.registry.identity import os_identity, os_login, same_person
 from shipyard.registry.manifest import build_manifest, file_sha256
 
 POLICY = """\
@@ -45,7 +47,7 @@ def test_register_records_everything(registry: Registry, model_dir: Path, tmp_pa
     (tmp_path / "train.csv").write_text("x,y\n1,a\n2,b\n")
     version = registry.register(
         "iris", model_dir, metrics={"accuracy": 0.93}, params={"depth": 3}, tags={"owner": "ana"},
-        data=[tmp_path / "train.csv"], description="first", created_by="ana", parent_run_id="run-1",
+        data=[tmp_path / "train.csv"], description="first", parent_run_id="run-1",
     )  # fmt: skip
     assert (version.ref, version.digest) == ("iris:1", build_manifest(model_dir).digest)
     again = registry.get("models:/iris:1")
@@ -55,7 +57,7 @@ def test_register_records_everything(registry: Registry, model_dir: Path, tmp_pa
     assert again.lineage["parent_run_id"] == "run-1"
     assert again.profile is not None
     assert again.profile["columns"]["y"]["frequencies"] == {"a": 0.5, "b": 0.5}
-    assert again.created_by == "ana"
+    assert again.created_by == os_identity()
     assert again.created_at.tzinfo is not None
 
 
@@ -139,20 +141,21 @@ def test_concurrent_registration_gets_distinct_consecutive_numbers(
 
 
 def test_promotion_allowed_and_refused_is_audited(
-    registry: Registry, model_dir: Path, tmp_path: Path, shipyard_home: Path
+    registry: Registry, as_user: Callable[[str], Registry], model_dir: Path, tmp_path: Path, shipyard_home: Path
 ) -> None:
     write_policy(shipyard_home)
     data = tmp_path / "train.csv"
     data.write_text("x\n1\n")
-    registry.register("iris", model_dir, metrics={"accuracy": 0.95}, data=[data], created_by="ana")
-    registry.register("iris", model_dir, metrics={"accuracy": 0.93}, data=[data], created_by="ana")
-    registry.approve("iris:1", "production", approver="bo", comment="looked at the eval")
-    first = registry.promote("iris:1", "production", actor="ana", reason="first release")
+    ana, bo = as_user("ana@lab"), as_user("bo@lab")
+    ana.register("iris", model_dir, metrics={"accuracy": 0.95}, data=[data])
+    ana.register("iris", model_dir, metrics={"accuracy": 0.93}, data=[data])
+    bo.approve("iris:1", "production", comment="looked at the eval")
+    first = ana.promote("iris:1", "production", reason="first release")
     assert (first.applied, first.from_version) == (True, None)
     assert registry.get("iris@production").version == 1
 
-    registry.approve("iris:2", "production", approver="bo")
-    refused = registry.promote("iris:2", "production", actor="ana")
+    bo.approve("iris:2", "production")
+    refused = ana.promote("iris:2", "production")
     assert not refused.applied
     assert [rule.passed for rule in refused.verdict.rules] == [True, False, True]
     assert registry.get("iris@production").version == 1
@@ -164,8 +167,8 @@ def test_promotion_allowed_and_refused_is_audited(
         ("promote", 1, None, True), ("promote_refused", 2, 1, False),
     ]  # fmt: skip
     assert entries[0].reason == "first release"
-    assert entries[0].actor == "ana"
-    assert entries[1].details["approvals"] == {"required": 1, "approvers": ["bo"]}
+    assert entries[0].actor == "ana@lab"
+    assert entries[1].details["approvals"] == {"required": 1, "approvers": ["bo@lab"]}
     policy_file = shipyard_home / "policies.yaml"
     assert entries[1].details["policy_file"] == {
         "path": str(policy_file), "digest": "sha256:" + file_sha256(policy_file),
@@ -209,35 +212,69 @@ def test_force_needs_a_reason_and_is_recorded(registry: Registry, model_dir: Pat
     registry.register("iris", model_dir, metrics={"accuracy": 0.1})
     with pytest.raises(ForceWithoutReason):
         registry.promote("iris:1", "production", force=True)
-    outcome = registry.promote("iris:1", "production", force=True, reason="hotfix", actor="ops")
+    outcome = registry.promote("iris:1", "production", force=True, reason="hotfix", on_behalf_of="ops")
     assert (outcome.applied, outcome.forced, outcome.verdict.allowed) == (True, True, False)
     last = registry.history("iris")[-1]
-    assert (last.action, last.forced, last.allowed, last.reason, last.actor) == (
-        "promote",
-        True,
-        False,
-        "hotfix",
-        "ops",
-    )
+    assert (last.action, last.forced, last.allowed, last.reason) == ("promote", True, False, "hotfix")
+    assert (last.actor, last.claimed_user) == (os_identity(), "ops")
 
 
-def test_approval_flow(registry: Registry, model_dir: Path, shipyard_home: Path) -> None:
+def test_approval_flow(
+    registry: Registry, as_user: Callable[[str], Registry], model_dir: Path, shipyard_home: Path
+) -> None:
     write_policy(shipyard_home, "aliases:\n  production:\n    approvals: 2\n")
-    registry.register("iris", model_dir, created_by="ana")
-    with pytest.raises(SelfApproval, match="'ana' registered iris:1 and cannot approve it"):
-        registry.approve("iris:1", "production", approver="ana")
-    registry.approve("iris:1", "production", approver="bo")
+    ana, bo, cy = as_user("ana@lab"), as_user("bo@lab"), as_user("cy@desk")
+    ana.register("iris", model_dir)
+    with pytest.raises(SelfApproval, match="'ana@lab' registered iris:1 and cannot approve it"):
+        ana.approve("iris:1", "production")
+    bo.approve("iris:1", "production")
     assert not registry.promote("iris:1", "production").applied
-    with pytest.raises(Exception, match="'bo' has already approved iris:1"):
-        registry.approve("iris:1", "production", approver="bo")
-    registry.approve("iris:1", "staging", approver="cy")  # an approval counts for its own alias only
+    with pytest.raises(Exception, match="'bo@lab' has already approved iris:1"):
+        bo.approve("iris:1", "production")
+    cy.approve("iris:1", "staging")  # an approval counts for its own alias only
     assert not registry.promote("iris:1", "production").applied
-    registry.approve("iris:1", "production", approver="cy")
-    outcome = registry.promote("iris:1", "production", actor="ana")
+    cy.approve("iris:1", "production")
+    outcome = ana.promote("iris:1", "production")
     assert outcome.applied
-    assert outcome.verdict.approvers == ("bo", "cy")
+    assert outcome.verdict.approvers == ("bo@lab", "cy@desk")
     approvals = [(e.actor, e.alias) for e in registry.history("iris") if e.action == "approve"]
-    assert approvals == [("bo", "production"), ("cy", "staging"), ("cy", "production")]
+    assert approvals == [("bo@lab", "production"), ("cy@desk", "staging"), ("cy@desk", "production")]
+
+
+def test_a_claimed_name_never_replaces_the_os_account(
+    registry: Registry, as_user: Callable[[str], Registry], model_dir: Path, shipyard_home: Path
+) -> None:
+    write_policy(shipyard_home, "aliases:\n  production:\n    approvals: 1\n")
+    registry.register("iris", model_dir, on_behalf_of="ana")
+    with pytest.raises(SelfApproval, match=f"'{os_identity()}' registered iris:1 and cannot approve it"):
+        registry.approve("iris:1", "production", on_behalf_of="bob")  # the registrant's own account, claiming bob
+    assert not registry.promote("iris:1", "production").applied  # so the registrant alone cannot satisfy it
+    as_user("bo@lab").approve("iris:1", "production", on_behalf_of="the review board")
+    with pytest.raises(Exception, match="'bo@lab' has already approved"):
+        as_user("bo@lab").approve("iris:1", "production", on_behalf_of="someone else")
+    assert registry.promote("iris:1", "production").applied
+    entries = registry.history("iris")
+    assert [(e.action, e.actor, e.claimed_user) for e in entries] == [
+        ("register", os_identity(), "ana"),
+        ("promote_refused", os_identity(), None),
+        ("approve", "bo@lab", "the review board"),
+        ("promote", os_identity(), None),
+    ]
+
+
+def test_identities_recorded_without_a_host_match_by_login() -> None:
+    assert same_person("ana@lab", "ana@lab")
+    assert not same_person("ana@lab", "ana@desk")
+    assert same_person("ana", "ana@desk")  # recorded by an older Shipyard
+    assert not same_person("ana", "bo")
+
+
+def test_the_os_account_comes_from_the_user_id_not_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pwd
+
+    monkeypatch.setenv("USER", "somebody-else")
+    monkeypatch.setenv("LOGNAME", "somebody-else")
+    assert os_login() == pwd.getpwuid(os.geteuid()).pw_name
 
 
 def test_delete_refused_while_an_alias_points_at_it(registry: Registry, model_dir: Path) -> None:
@@ -247,7 +284,7 @@ def test_delete_refused_while_an_alias_points_at_it(registry: Registry, model_di
     with pytest.raises(VersionInUse, match="model 'iris' version 1 is in use by alias 'production'"):
         registry.delete("iris", 1)
     registry.promote("iris:2", "production")
-    registry.delete("iris", 1, actor="ana")
+    registry.delete("iris", 1, on_behalf_of="ana")
     assert [v.version for v in registry.list_versions("iris")] == [2]
     assert registry.history("iris")[-1].action == "delete"
     registry.register("iris", model_dir)

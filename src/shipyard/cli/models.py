@@ -13,10 +13,9 @@ from typing import Any
 
 import click
 import orjson
-from rich.console import Console
 from rich.table import Table
 
-from shipyard.cli.output import reports_errors
+from shipyard.cli.output import print_table, reports_errors
 from shipyard.registry import ModelRef, ModelVersion, PromotionOutcome, Registry, open_registry, parse_ref
 from shipyard.registry.errors import InvalidModelRef, InvalidName
 
@@ -28,7 +27,11 @@ _OUTPUT = click.option(
     show_default=True,
     help="table for people, json for scripts.",
 )
-_USER = click.option("--user", help="Who is acting, for the audit log (default: the OS user).")
+_USER = click.option(
+    "--user",
+    metavar="NAME",
+    help="Whom you act for; recorded beside your OS account, which stays the actor (and the approver).",
+)
 
 
 @contextmanager
@@ -39,10 +42,6 @@ def _registry() -> Iterator[Registry]:
 
 def _emit_json(data: Any) -> None:
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
-
-
-def _print(table: Table) -> None:
-    Console(soft_wrap=True).print(table)
 
 
 def _ref(_ctx: click.Context, param: click.Parameter, value: str) -> ModelRef:
@@ -126,7 +125,7 @@ def register(
             description=description,
             flavor=flavor,
             parent_run_id=parent_run_id,
-            created_by=user,
+            on_behalf_of=user,
         )
     if output == "json":
         _emit_json(version.to_dict(full=False))
@@ -171,7 +170,7 @@ def list_(output: str) -> None:
     for model in found:
         aliases = ", ".join(f"{alias}→{version}" for alias, version in model.aliases.items())
         table.add_row(model.name, str(model.versions), str(model.latest or "-"), aliases or "-")
-    _print(table)
+    print_table(table)
 
 
 @models.command()
@@ -188,7 +187,7 @@ def show(ref: ModelRef, output: str) -> None:
     table = Table("FIELD", "VALUE", show_header=False)
     for key, value in _summary_rows(version):
         table.add_row(key, value)
-    _print(table)
+    print_table(table)
 
 
 def _summary_rows(version: ModelVersion) -> Iterator[tuple[str, str]]:
@@ -244,7 +243,7 @@ def versions(name: str, output: str) -> None:
             f"{version.created_at:%Y-%m-%d %H:%M}",
             version.created_by,
         )
-    _print(table)
+    print_table(table)
 
 
 @models.command()
@@ -292,13 +291,13 @@ def history(name: str, output: str) -> None:
     with _registry() as registry:
         entries = registry.history(name)
     if output == "json":
-        _emit_json([entry.to_dict() for entry in entries])
+        _emit_json([entry.to_dict() | {"claimed_user": entry.claimed_user} for entry in entries])
         return
     table = Table("WHEN", "WHO", "ACTION", "VERSION", "ALIAS", "FROM", "FORCED", "REASON")
     for entry in entries:
         table.add_row(
             f"{entry.at:%Y-%m-%d %H:%M:%S}" if entry.at else "-",
-            entry.actor,
+            entry.actor + (f" (for {entry.claimed_user})" if entry.claimed_user else ""),
             str(entry.action),
             _dash(entry.version),
             entry.alias or "-",
@@ -306,7 +305,7 @@ def history(name: str, output: str) -> None:
             "yes" if entry.forced else "-",
             entry.reason or "-",
         )
-    _print(table)
+    print_table(table)
 
 
 def _dash(value: int | None) -> str:
@@ -321,7 +320,7 @@ def delete(ref: ModelRef, user: str | None) -> None:
     """Delete one version; refused while an alias points at it."""
     assert ref.version is not None
     with _registry() as registry:
-        deleted = registry.delete(ref.name, ref.version, actor=user)
+        deleted = registry.delete(ref.name, ref.version, on_behalf_of=user)
     click.echo(f"deleted {deleted.ref} {deleted.digest}")
 
 
@@ -354,7 +353,7 @@ def promote(
         raise click.UsageError("--force skips the governance rules and needs --reason TEXT saying why")
     with _registry() as registry:
         outcome = registry.promote(
-            ref, alias, actor=user, reason=reason, dry_run=dry_run, force=force, policies=policies
+            ref, alias, on_behalf_of=user, reason=reason, dry_run=dry_run, force=force, policies=policies
         )
     if output == "json":
         _emit_json(outcome.to_dict())
@@ -382,7 +381,7 @@ def _print_outcome(outcome: PromotionOutcome) -> None:
             result = "[green]pass[/green]" if rule.passed else f"[red]FAIL[/red] {rule.error or ''}".rstrip()
             values = ", ".join(f"{key}={value!r}" for key, value in rule.values.items())
             table.add_row(rule.expression, result, values or "-")
-        _print(table)
+        print_table(table)
     if verdict.approvals_required:
         names = ", ".join(verdict.approvers) or "none"
         click.echo(f"approvals: {len(verdict.approvers)} of {verdict.approvals_required} ({names})")
@@ -403,5 +402,5 @@ def _print_outcome(outcome: PromotionOutcome) -> None:
 def approve(ref: ModelRef, alias: str, comment: str, user: str | None) -> None:
     """Approve a version for an alias (the approver must not be the registrant)."""
     with _registry() as registry:
-        registry.approve(ref, alias, approver=user, comment=comment)
+        registry.approve(ref, alias, comment=comment, on_behalf_of=user)
     click.echo(f"approved {ref} for {alias!r}")

@@ -6,11 +6,14 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from shipyard.errors import ConfigError, HandlerLoadError, PathOutsideProject, ShipyardError
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 F = TypeVar("F", bound=Callable[..., Any])
 USAGE_ERRORS = (ConfigError, HandlerLoadError, PathOutsideProject)
@@ -80,6 +83,22 @@ def database_error_text(exc: Exception) -> str:
     original = getattr(exc, "orig", None)
     text = str(original if original is not None else exc).strip().splitlines()
     return " ".join(text[0].split()) if text else type(exc).__name__
+
+
+_UNLIMITED_WIDTH = 100_000
+
+
+def print_table(table: Table) -> None:
+    """A table on stdout that never cuts a value: in a terminal, long values fold onto more lines; when
+    stdout is not a terminal (a pipe, a file, a CI log) the table is as wide as its widest row."""
+    from rich.console import Console  # imported here: most commands print no table
+
+    for column in table.columns:
+        column.overflow = "fold"
+    if sys.stdout.isatty():
+        Console(soft_wrap=True).print(table)
+    else:
+        Console(width=_UNLIMITED_WIDTH, soft_wrap=True).print(table)
 
 
 def configure_logging(level: str, debug: bool) -> None:

@@ -124,8 +124,9 @@ class SelfApproval(ShipyardError):
 
     def __init__(self, name: str, version: int, user: str) -> None:
         super().__init__(
-            f"{user!r} registered {name}:{version} and cannot approve it; ask someone else to run "
-            f"`shipyard models approve {name}:{version} --alias ALIAS`"
+            f"{user!r} registered {name}:{version} and cannot approve it (approvals count operating-system "
+            f"accounts, whatever --user says); ask someone else to run `shipyard models approve "
+            f"{name}:{version} --alias ALIAS` from their own account"
         )
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 from shipyard.governance import Policies, Verdict, evaluate
 from shipyard.registry.aliases import holder, set_alias
 from shipyard.registry.approvals import approvers
-from shipyard.registry.audit import Action, AuditEntry, record
+from shipyard.registry.audit import Action, AuditEntry, claimed, record
 from shipyard.registry.errors import ForceWithoutReason, PromotionRefused
 from shipyard.registry.refs import ModelRef, check_alias
 from shipyard.registry.versions import ModelVersion, get_version, lock_model
@@ -55,9 +55,12 @@ class PromotionRequest:
     ref: ModelRef
     alias: str
     actor: str
+    """The identity acting (an OS account, see identity.py)."""
     reason: str = ""
     dry_run: bool = False
     force: bool = False
+    on_behalf_of: str | None = None
+    """A name the actor gave with --user, recorded beside the actor."""
 
 
 def promote(connection: Connection, policies: Policies, request: PromotionRequest) -> PromotionOutcome:
@@ -144,6 +147,7 @@ def _log(connection: Connection, outcome: PromotionOutcome, request: PromotionRe
                 "rules": verdict["rules"],
                 "approvals": verdict["approvals"],
                 **extra,
+                **claimed(request.actor, request.on_behalf_of),
             },
         ),
     )

@@ -7,7 +7,6 @@ a registration leaves either no version or a complete one.
 
 from __future__ import annotations
 
-import getpass
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,6 +25,7 @@ from shipyard.registry.artifacts import ArtifactStore, safe_join
 from shipyard.registry.audit import Action, AuditEntry
 from shipyard.registry.checkout import Difference, checkout
 from shipyard.registry.errors import ArtifactIntegrityError, ArtifactMissing
+from shipyard.registry.identity import os_identity
 from shipyard.registry.lineage import capture_lineage
 from shipyard.registry.manifest import Manifest, build_manifest
 from shipyard.registry.profile import profile_data
@@ -52,19 +52,27 @@ class ResolvedModel:
 
 
 class Registry:
-    def __init__(self, engine: Engine, artifacts: ArtifactStore, home: Path) -> None:
+    """The registry, acting as `identity`: by default the OS account running this process (identity.py).
+
+    Every method that changes something records `identity` as the actor; an `on_behalf_of` name is kept
+    beside it in the audit log and never replaces it.
+    """
+
+    def __init__(self, engine: Engine, artifacts: ArtifactStore, home: Path, identity: str | None = None) -> None:
         self.engine = engine
         self.artifacts = artifacts
         self.home = home
+        self.identity = identity or os_identity()
         migrate(engine)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Registry:
-        return cls(create_store_engine(settings.database_url), ArtifactStore(settings.artifacts), settings.home)
+    def from_settings(cls, settings: Settings, identity: str | None = None) -> Registry:
+        engine = create_store_engine(settings.database_url)
+        return cls(engine, ArtifactStore(settings.artifacts), settings.home, identity)
 
     @classmethod
-    def from_env(cls) -> Registry:
-        return cls.from_settings(Settings.from_env())
+    def from_env(cls, identity: str | None = None) -> Registry:
+        return cls.from_settings(Settings.from_env(), identity)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -90,13 +98,13 @@ class Registry:
         description: str = "",
         flavor: str | None = None,
         parent_run_id: str | None = None,
-        created_by: str | None = None,
+        on_behalf_of: str | None = None,
     ) -> versions.ModelVersion:
         check_name(name)
         manifest = _model_manifest(path)
         new = versions.NewVersion(
             manifest=manifest,
-            created_by=created_by or current_user(),
+            created_by=self.identity,
             flavor=flavor or guess_flavor(manifest),
             description=description,
             metrics=_metrics(metrics or {}),
@@ -115,7 +123,8 @@ class Registry:
                     name,
                     new.created_by,
                     version=created.version,
-                    details={"digest": created.digest, "files": len(manifest.files), "size": manifest.size},
+                    details={"digest": created.digest, "files": len(manifest.files), "size": manifest.size}
+                    | audit.claimed(self.identity, on_behalf_of),
                 ),
             )
         return created
@@ -172,7 +181,7 @@ class Registry:
 
     # -- changes -----------------------------------------------------------------------------------
 
-    def delete(self, name: str, version: int, actor: str | None = None) -> versions.ModelVersion:
+    def delete(self, name: str, version: int, on_behalf_of: str | None = None) -> versions.ModelVersion:
         with write_transaction(self.engine) as connection:
             versions.lock_model(connection, name)
             deleted = versions.delete_version(connection, name, version)
@@ -181,23 +190,31 @@ class Registry:
                 AuditEntry(
                     Action.DELETE,
                     name,
-                    actor or current_user(),
+                    self.identity,
                     version=version,
-                    details={"digest": deleted.digest},
+                    details={"digest": deleted.digest} | audit.claimed(self.identity, on_behalf_of),
                 ),
             )
         return deleted
 
-    def approve(self, ref: str | ModelRef, alias: str, approver: str | None = None, comment: str = "") -> None:
+    def approve(self, ref: str | ModelRef, alias: str, comment: str = "", on_behalf_of: str | None = None) -> None:
         check_alias(alias)
-        who = approver or current_user()
+        who = self.identity
         with write_transaction(self.engine) as connection:
             versions.lock_model(connection, _ref(ref).name)
             found = versions.get_version(connection, _ref(ref))
             approvals.approve(connection, found, alias, who, comment)
             audit.record(
                 connection,
-                AuditEntry(Action.APPROVE, found.name, who, version=found.version, alias=alias, reason=comment),
+                AuditEntry(
+                    Action.APPROVE,
+                    found.name,
+                    who,
+                    version=found.version,
+                    alias=alias,
+                    reason=comment,
+                    details=audit.claimed(who, on_behalf_of),
+                ),
             )
 
     def promote(
@@ -205,7 +222,7 @@ class Registry:
         ref: str | ModelRef,
         alias: str,
         *,
-        actor: str | None = None,
+        on_behalf_of: str | None = None,
         reason: str = "",
         dry_run: bool = False,
         force: bool = False,
@@ -213,7 +230,9 @@ class Registry:
     ) -> promotion.PromotionOutcome:
         """Evaluate the policy and move the alias when it allows; check `.applied` on the outcome."""
         rules = policies if isinstance(policies, Policies) else self.policies(policies)
-        request = promotion.PromotionRequest(_ref(ref), alias, actor or current_user(), reason, dry_run, force)
+        request = promotion.PromotionRequest(
+            _ref(ref), alias, self.identity, reason, dry_run, force, on_behalf_of=on_behalf_of
+        )
         with write_transaction(self.engine) as connection:
             return promotion.promote(connection, rules, request)
 
@@ -232,13 +251,6 @@ def open_registry(settings: Settings | None = None) -> Iterator[Registry]:
         yield registry
     finally:
         registry.close()
-
-
-def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def guess_flavor(manifest: Manifest) -> str | None:
