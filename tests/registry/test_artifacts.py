@@ -145,3 +145,37 @@ def test_a_file_in_the_way_of_the_store_is_one_clear_error(tmp_path: Path) -> No
         store.upload(source, build_manifest(source))
     with pytest.raises(ArtifactMissing):
         store.check(build_manifest(source).files[0])
+
+
+def test_uploading_again_repairs_a_damaged_blob(tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "store"))
+    source = model(tmp_path / "m")
+    manifest = build_manifest(source)
+    store.upload(source, manifest)
+    weights = next(entry for entry in manifest.files if entry.path == "weights.bin")
+    Path(store.blob_path(weights.sha256)).write_bytes(b"bit rot")
+    report = store.upload(source, manifest)
+    assert (report.stored, report.reused, report.repaired) == (1, 2, 1)
+    assert store.check(weights) == weights.sha256
+    checkout(store, manifest, tmp_path / "cache")  # loads again
+
+
+def test_stale_temporary_files_are_swept_and_fresh_ones_kept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from shipyard.registry.artifacts import STALE_AFTER
+
+    store = ArtifactStore(str(tmp_path / "store"))
+    source = model(tmp_path / "m")
+    manifest = build_manifest(source)
+    weights = next(entry for entry in manifest.files if entry.path == "weights.bin")
+    folder = Path(store.blob_path(weights.sha256)).parent
+    folder.mkdir(parents=True)
+    stale, fresh = folder / f"{weights.sha256}.tmp-dead", folder / f"{weights.sha256}.tmp-live"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"in flight")
+    old = time.time() - STALE_AFTER - 60
+    os.utime(stale, (old, old))
+    store.upload(source, manifest)
+    assert (stale.exists(), fresh.exists()) == (False, True)

@@ -361,3 +361,15 @@ def test_crash_during_upload_leaves_no_version(database_url: str, tmp_path: Path
         assert all(file_sha256(p) == p.name for p in stored)  # a blob under its final name is whole
         assert register_model("big", model).version == 1
         assert build_manifest(registry.resolve("big:1").path).digest == build_manifest(model).digest
+
+
+def test_registering_again_repairs_a_damaged_blob(registry: Registry, model_dir: Path) -> None:
+    version = registry.register("iris", model_dir)
+    entry = version.manifest.files[0]
+    Path(registry.artifacts.blob_path(entry.sha256)).write_bytes(b"bit rot")
+    with pytest.raises(ArtifactIntegrityError, match="register the model again"):
+        registry.resolve("iris:1")
+    registry.register("iris", model_dir)
+    assert registry.verify("iris:1")[1] == []
+    assert build_manifest(registry.resolve("iris:1").path).digest == version.digest
+    assert registry.history("iris")[-1].details["repaired_blobs"] == 1

@@ -113,7 +113,7 @@ class Registry:
             lineage=capture_lineage(data, code, parent_run_id),
             profile=profile_data(data),
         )
-        self.artifacts.upload(path, manifest)
+        uploaded = self.artifacts.upload(path, manifest)
         with write_transaction(self.engine) as connection:
             created = versions.create_version(connection, name, new)
             audit.record(
@@ -124,6 +124,7 @@ class Registry:
                     new.created_by,
                     version=created.version,
                     details={"digest": created.digest, "files": len(manifest.files), "size": manifest.size}
+                    | ({"repaired_blobs": uploaded.repaired} if uploaded.repaired else {})
                     | audit.claimed(self.identity, on_behalf_of),
                 ),
             )
