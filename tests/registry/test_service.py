@@ -373,3 +373,37 @@ def test_registering_again_repairs_a_damaged_blob(registry: Registry, model_dir:
     assert registry.verify("iris:1")[1] == []
     assert build_manifest(registry.resolve("iris:1").path).digest == version.digest
     assert registry.history("iris")[-1].details["repaired_blobs"] == 1
+
+
+def test_a_tampered_version_record_is_refused(registry: Registry, model_dir: Path, tmp_path: Path) -> None:
+    from sqlalchemy import update
+
+    from shipyard.registry.errors import DamagedVersionRecord
+    from shipyard.registry.manifest import FileEntry, Manifest
+    from shipyard.store import write_transaction
+    from shipyard.store.tables import model_versions
+
+    version = registry.register("iris", model_dir)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "weights.bin").write_bytes(b"something else entirely")
+    registry.register("wine", other)  # a blob the tampered manifest can point at
+    swapped = Manifest(tuple(
+        FileEntry(e.path, file_sha256(other / "weights.bin"), 23) if e.path == "weights.bin" else e
+        for e in version.manifest.files
+    ))  # fmt: skip
+    with write_transaction(registry.engine) as connection:
+        connection.execute(
+            update(model_versions).where(model_versions.c.id == version.id).values(manifest=swapped.to_json().decode())
+        )
+    message = rf"the record of iris:1 is damaged or was altered: it names digest {version.digest}, but its file "
+    message += rf"manifest hashes to {swapped.digest}"
+    for attempt in (
+        lambda: registry.verify("iris:1"),
+        lambda: registry.resolve("iris:1"),
+        lambda: registry.get("iris"),
+    ):
+        with pytest.raises(DamagedVersionRecord, match=message):
+            attempt()
+    registry.delete("iris", 1)  # the damaged record can still be removed
+    assert registry.list_versions("iris") == []

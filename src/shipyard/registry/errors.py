@@ -109,6 +109,19 @@ class UploadChanged(ShipyardError):
         )
 
 
+class DamagedVersionRecord(ShipyardError):
+    """A version's stored manifest does not hash to the digest stored beside it: the row was altered."""
+
+    status_code = 500
+
+    def __init__(self, name: str, version: int, recorded: str, found: str) -> None:
+        super().__init__(
+            f"the record of {name}:{version} is damaged or was altered: it names digest {recorded}, but its "
+            f"file manifest hashes to {found}; it is not used. Restore the database from a backup, or delete "
+            f"the version (`shipyard models delete {name}:{version}`) and register the model again"
+        )
+
+
 class UnsafeManifestPath(ShipyardError):
     status_code = 500
 
