@@ -407,3 +407,17 @@ def test_a_tampered_version_record_is_refused(registry: Registry, model_dir: Pat
             attempt()
     registry.delete("iris", 1)  # the damaged record can still be removed
     assert registry.list_versions("iris") == []
+
+
+def test_a_failed_download_leaves_nothing_behind(registry: Registry, model_dir: Path, tmp_path: Path) -> None:
+    version = registry.register("iris", model_dir)
+    damaged = next(entry for entry in version.manifest.files if entry.path == "weights.bin")
+    Path(registry.artifacts.blob_path(damaged.sha256)).write_bytes(b"bit rot")
+    out = tmp_path / "downloads" / "iris"
+    with pytest.raises(ArtifactIntegrityError, match="'weights.bin'"):
+        registry.download("iris:1", out)
+    assert not out.exists()
+    assert list((tmp_path / "downloads").iterdir()) == []  # no staging folder either
+    registry.register("iris", model_dir)  # repairs the blob
+    registry.download("iris:1", out)
+    assert build_manifest(out).digest == version.digest

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from sqlalchemy import Engine
 from shipyard.errors import ShipyardError
 from shipyard.governance import Policies, load_policies_file
 from shipyard.registry import approvals, audit, promotion, versions
-from shipyard.registry.artifacts import ArtifactStore, safe_join
+from shipyard.registry.artifacts import ArtifactStore, remove_tree, safe_join
 from shipyard.registry.audit import Action, AuditEntry
 from shipyard.registry.checkout import Difference, checkout
 from shipyard.registry.errors import ArtifactIntegrityError, ArtifactMissing
@@ -157,14 +158,26 @@ class Registry:
         return ResolvedModel(found.name, found.version, found.digest, folder)
 
     def download(self, ref: str | ModelRef, destination: str | os.PathLike[str]) -> versions.ModelVersion:
-        """Copy a version's files into `destination` (new or empty), each verified as it is copied."""
+        """Copy a version's files into `destination` (new or empty), each verified as it is copied.
+
+        The files are gathered in a staging folder beside `destination`, which takes its name only once
+        all are there: a failed download leaves `destination` as it was.
+        """
         found = self.get(ref)
         target = Path(destination)
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise BadModelInput(
                 f"download destination {str(target)!r} is not an empty folder; pass a new or empty folder"
             )
-        self.artifacts.materialize(found.manifest, target)
+        staging = target.with_name(f".{target.name}.download-{uuid.uuid4().hex}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.artifacts.materialize(found.manifest, staging)
+            if target.exists():
+                target.rmdir()  # empty, checked above
+            staging.rename(target)
+        finally:
+            remove_tree(staging)
         return found
 
     def verify(self, ref: str | ModelRef) -> tuple[versions.ModelVersion, list[Difference]]:
