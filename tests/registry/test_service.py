@@ -291,6 +291,33 @@ def test_delete_refused_while_an_alias_points_at_it(registry: Registry, model_di
     assert registry.get("iris").version == 3  # numbers are never reused
 
 
+def test_delete_refused_while_a_deployment_serves_it(registry: Registry, model_dir: Path, tmp_path: Path) -> None:
+    """With the runtime's own release records (no daemon needed), on SQLite and PostgreSQL."""
+    from shipyard.runtime.local import state
+    from shipyard.runtime.local.release import prepare
+    from shipyard.store import write_transaction
+    from tests.serving.conftest import make_project
+
+    registry.register("iris", model_dir)
+    registry.register("iris", model_dir)
+    project = make_project(tmp_path / "p", "- name: api\n  handler: handlers.py:Echo\n  model: models:/iris:1\n")
+    with write_transaction(registry.engine) as connection:
+        for release in prepare(project).releases:
+            state.record_release(connection, release, "spec.yaml", str(project), 1.0)
+    with pytest.raises(VersionInUse) as caught:
+        registry.delete("iris", 1)
+    assert caught.value.message == (
+        "model 'iris' version 1 is in use by deployment 'api'; delete deployment 'api' (`shipyard delete API`) "
+        "or redeploy with another model, then delete it"
+    )
+    registry.promote("iris:1", "production")
+    with pytest.raises(VersionInUse, match=r"by alias 'production', deployment 'api'; promote another version to "
+                       r"alias 'production' and delete deployment 'api'"):  # fmt: skip
+        registry.delete("iris", 1)
+    registry.delete("iris", 2)  # the version nothing uses
+    assert [v.version for v in registry.list_versions("iris")] == [1]
+
+
 class _Planted:
     def __init__(self, marker: str) -> None:
         self.marker = marker

@@ -51,10 +51,17 @@ class AliasNotFound(ShipyardError):
 class VersionInUse(ShipyardError):
     status_code = 409
 
-    def __init__(self, name: str, version: int, users: list[str]) -> None:
+    def __init__(self, name: str, version: int, aliases: list[str], deployments: list[str]) -> None:
+        users = [f"alias {alias!r}" for alias in aliases] + [f"deployment {api!r}" for api in deployments]
+        remedies = []
+        if aliases:
+            remedies.append(f"promote another version to {_named('alias', 'aliases', aliases)}")
+        if deployments:
+            named = _named("deployment", "deployments", deployments)
+            remedies.append(f"delete {named} (`shipyard delete API`) or redeploy with another model")
         super().__init__(
-            f"model {name!r} version {version} is in use by {', '.join(users)}; "
-            "promote another version to those aliases first, then delete it"
+            f"model {name!r} version {version} is in use by {', '.join(users)}; {' and '.join(remedies)}, "
+            "then delete it"
         )
 
 
@@ -168,6 +175,10 @@ class PromotionRefused(ShipyardError):
             f"promotion of {name}:{version} to {alias!r} refused by policy: {'; '.join(failures)}; "
             "fix these, or use --force --reason TEXT"
         )
+
+
+def _named(one: str, many: str, names: list[str]) -> str:
+    return f"{one if len(names) == 1 else many} {', '.join(repr(name) for name in names)}"
 
 
 def _digest(value: str) -> str:

@@ -231,13 +231,9 @@ def aliases_of_version(connection: Connection, version_id: int) -> tuple[str, ..
 def delete_version(connection: Connection, name: str, version: int) -> ModelVersion:
     """Delete one version; refused while an alias points at it. Its blobs stay (others may share them)."""
     found = get_version(connection, ModelRef(name, version), checked=False)
-    users = [f"alias {alias!r}" for alias in found.aliases]
-    users += [
-        f"deployment {api!r} (`shipyard delete {api}` or redeploy it with another model)"
-        for api in _serving(connection, name, version)
-    ]
-    if users:
-        raise VersionInUse(name, version, users)
+    serving = _serving(connection, name, version)
+    if found.aliases or serving:
+        raise VersionInUse(name, version, list(found.aliases), serving)
     connection.execute(model_versions.delete().where(model_versions.c.id == found.id))
     return found
 
