@@ -22,7 +22,7 @@ def model_dir(tmp_path: Path) -> Path:
 
 
 def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, ["models", *args], catch_exceptions=False)
+    return CliRunner().invoke(cli, ["models", *args], catch_exceptions=False, prog_name="shipyard")
 
 
 def test_register_prints_ref_and_digest(database_url: str, model_dir: Path, tmp_path: Path) -> None:
@@ -67,17 +67,29 @@ def test_tables_and_json_listings(database_url: str, model_dir: Path) -> None:
         (["show", "nope"], 1, "error: model 'nope' is not registered"),
         (["delete", "iris"], 2, "must name one version, as NAME:VERSION"),
         (["register", "iris", "/no/such/dir"], 2, "does not exist"),
-        (["register", "iris", ".", "--metric", "acc=high"], 2, "'acc=high': 'high' is not a number"),
+        (["register", "iris", ".", "--metric", "acc=high"], 2, "'acc=high': 'high' is not a finite number"),
+        (["register", "iris", ".", "--metric", "accuracy=nan"], 2, "'accuracy=nan': 'nan' is not a finite number"),
+        (["register", "iris", ".", "--metrics-file", "METRICS"], 2, "metric 'f1' in 'METRICS' must be a finite number"),
+        (["register", "bad/name", "."], 2, "model name 'bad/name' is not valid"),
         (["register", "iris", ".", "--tag", "owner"], 2, "'owner' must be KEY=VALUE"),
         (["promote", "iris:1", "--to", "prod", "--force"], 2, "needs --reason"),
-        (["promote", "iris:1", "--to", "Prod"], 1, "alias 'Prod' is not valid"),
+        (["promote", "iris:1", "--to", "Prod"], 2, "alias 'Prod' is not valid"),
+        (["promote", "iris:1", "--to", "latest"], 2, "'latest' always means the newest version"),
+        (["approve", "iris:1", "--alias", "Prod"], 2, "alias 'Prod' is not valid"),
+        (["show"], 2, "Missing argument 'REF' (see `shipyard models show --help`)"),
+        (["history", "nope"], 1, "error: model 'nope' is not registered"),
     ],
 )
-def test_errors_are_one_line_with_exit_codes(database_url: str, args: list[str], code: int, message: str) -> None:
-    result = run(*args)
+def test_errors_are_one_line_with_exit_codes(
+    database_url: str, args: list[str], code: int, message: str, tmp_path: Path
+) -> None:
+    (tmp_path / "m.json").write_text('{"f1": "high"}')
+    message = message.replace("METRICS", str(tmp_path / "m.json"))
+    result = run(*[str(tmp_path / "m.json") if arg == "METRICS" else arg for arg in args])
     assert result.exit_code == code
+    assert result.stderr.startswith("error: ")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
     assert message in result.stderr
-    assert "Traceback" not in result.stderr
 
 
 def test_governed_promotion(database_url: str, model_dir: Path, shipyard_home: Path) -> None:

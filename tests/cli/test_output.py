@@ -43,3 +43,29 @@ def test_last_resort_errors_are_one_line(error: Exception, line: str) -> None:
 def test_other_exceptions_are_not_swallowed() -> None:
     result = CliRunner().invoke(command_raising(KeyError("bug")), [])
     assert isinstance(result.exception, KeyError)
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["serve", ".", "--port", "99999"], "error: Invalid value for '--port': 99999 is not in the range"),
+        (["nope"], "error: No such command 'nope' (see `shipyard --help`)"),
+        (["models", "show"], "error: Missing argument 'REF' (see `shipyard models show --help`)"),
+        (["jobs", "--bogus"], "error: No such option '--bogus' (see `shipyard jobs --help`)"),
+    ],
+)
+def test_usage_errors_of_every_command_are_one_line_exit_2(args: list[str], line: str) -> None:
+    from shipyard.cli.main import cli
+
+    result = CliRunner().invoke(cli, args, prog_name="shipyard")
+    assert result.exit_code == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(line)
+
+
+def test_help_and_version_still_exit_0() -> None:
+    from shipyard.cli.main import cli
+
+    assert CliRunner().invoke(cli, ["--help"], prog_name="shipyard").exit_code == 0
+    assert CliRunner().invoke(cli, ["--version"], prog_name="shipyard").exit_code == 0
+    assert CliRunner().invoke(cli, ["models", "--help"], prog_name="shipyard").exit_code == 0

@@ -74,6 +74,8 @@ def test_versions_count_up_and_list(registry: Registry, model_dir: Path) -> None
 def test_unknown_model_version_alias(registry: Registry, model_dir: Path) -> None:
     with pytest.raises(ModelNotFound, match="model 'nope' is not registered"):
         registry.get("nope")
+    with pytest.raises(ModelNotFound, match="model 'nope' is not registered"):
+        registry.history("nope")
     registry.register("iris", model_dir)
     with pytest.raises(Exception, match="model 'iris' has no version 9"):
         registry.get("iris:9")

@@ -6,6 +6,7 @@ Talks to the store directly (no daemon needed). Human tables by default, `-o jso
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from rich.table import Table
 from shipyard.cli.output import print_table, reports_errors
 from shipyard.registry import ModelRef, ModelVersion, PromotionOutcome, Registry, open_registry, parse_ref
 from shipyard.registry.errors import InvalidModelRef, InvalidName
+from shipyard.registry.refs import check_alias, check_name
 
 _OUTPUT = click.option(
     "-o",
@@ -51,6 +53,27 @@ def _ref(_ctx: click.Context, param: click.Parameter, value: str) -> ModelRef:
         raise click.BadParameter(exc.message, param=param) from None
 
 
+def _name(_ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return check_name(value)
+    except InvalidName as exc:
+        raise click.BadParameter(exc.message, param=param) from None
+
+
+def _alias(_ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return check_alias(value)
+    except InvalidName as exc:
+        raise click.BadParameter(exc.message, param=param) from None
+
+
+def _finite(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError(raw)
+    return value
+
+
 def _pinned(ctx: click.Context, param: click.Parameter, value: str) -> ModelRef:
     ref = _ref(ctx, param, value)
     if ref.version is None:
@@ -70,7 +93,7 @@ def _pairs(
             try:
                 found[key] = convert(raw)
             except ValueError:
-                raise click.BadParameter(f"{item!r}: {raw!r} is not a number", param=param) from None
+                raise click.BadParameter(f"{item!r}: {raw!r} is not a finite number", param=param) from None
         return found
 
     return parse
@@ -82,9 +105,9 @@ def models() -> None:
 
 
 @models.command()
-@click.argument("name")
+@click.argument("name", callback=_name)
 @click.argument("path", type=click.Path(exists=True))
-@click.option("--metric", "metrics", multiple=True, callback=_pairs(float), metavar="K=V", help="A metric (number).")
+@click.option("--metric", "metrics", multiple=True, callback=_pairs(_finite), metavar="K=V", help="A metric (number).")
 @click.option("--metrics-file", type=click.Path(exists=True, dir_okay=False), help="JSON object of metrics.")
 @click.option("--param", "params", multiple=True, callback=_pairs(str), metavar="K=V", help="A training parameter.")
 @click.option("--tag", "tags", multiple=True, callback=_pairs(str), metavar="K=V", help="A tag, e.g. owner=ana.")
@@ -142,6 +165,11 @@ def _metrics_file(path: str | None) -> dict[str, float]:
         raise click.BadParameter(f"{path!r} is not readable JSON: {exc}", param_hint="--metrics-file") from None
     if not isinstance(data, dict):
         raise click.BadParameter(f"{path!r} must hold a JSON object of name: number", param_hint="--metrics-file")
+    for key, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise click.BadParameter(
+                f"metric {key!r} in {path!r} must be a finite number, got {value!r}", param_hint="--metrics-file"
+            )
     return data
 
 
@@ -326,7 +354,7 @@ def delete(ref: ModelRef, user: str | None) -> None:
 
 @models.command()
 @click.argument("ref", callback=_ref)
-@click.option("--to", "alias", required=True, help="The alias to move, e.g. production.")
+@click.option("--to", "alias", required=True, callback=_alias, help="The alias to move, e.g. production.")
 @click.option("--reason", default="", help="Why; recorded in the audit log (required with --force).")
 @click.option("--dry-run", is_flag=True, help="Evaluate the rules and print them; change nothing.")
 @click.option("--force", is_flag=True, help="Skip the rules (needs --reason); recorded as forced.")
@@ -395,7 +423,7 @@ def _print_outcome(outcome: PromotionOutcome) -> None:
 
 @models.command()
 @click.argument("ref", metavar="NAME:VERSION", callback=_pinned)
-@click.option("--alias", required=True, help="The alias this approval is for.")
+@click.option("--alias", required=True, callback=_alias, help="The alias this approval is for.")
 @click.option("--comment", default="", help="What was checked.")
 @_USER
 @reports_errors

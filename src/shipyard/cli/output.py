@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from click.exceptions import NoArgsIsHelpError
 
 from shipyard.errors import ConfigError, HandlerLoadError, PathOutsideProject, ShipyardError
 
@@ -22,6 +23,46 @@ USAGE_ERRORS = (ConfigError, HandlerLoadError, PathOutsideProject)
 def fail(message: str, code: int = 1) -> None:
     click.echo(message if message.startswith("error") else f"error: {message}", err=True)
     sys.exit(code)
+
+
+class OneLineUsageGroup(click.Group):
+    """A command group whose usage errors are one line, `error: ... (see `CMD --help`)`, exit code 2.
+
+    click prints three lines (Usage, Try, Error); here every bad flag, argument or value reads like
+    every other Shipyard error. Everything else click does in standalone mode is kept.
+    """
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, False, **extra)
+        except NoArgsIsHelpError as exc:  # `shipyard` or `shipyard models` alone: the help is the answer
+            click.echo(exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            fail(usage_line(exc), exc.exit_code)
+        except click.ClickException as exc:
+            fail(" ".join(exc.format_message().split()), exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        # without standalone mode click returns the code of `ctx.exit(code)` (--help, --version) as a value
+        sys.exit(result if isinstance(result, int) and not isinstance(result, bool) else 0)
+
+
+def usage_line(exc: click.UsageError) -> str:
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    if exc.ctx is None:
+        return message
+    return f"{message} (see `{exc.ctx.command_path} --help`)"
 
 
 def reports_errors(command: F) -> F:

@@ -146,7 +146,9 @@ class Registry:
             return versions.list_versions(connection, name)
 
     def history(self, name: str) -> list[AuditEntry]:
+        """The model's audit log, oldest first; ModelNotFound for a model never registered."""
         with read_transaction(self.engine) as connection:
+            versions.model_id(connection, name)
             return audit.history(connection, name)
 
     # -- files -------------------------------------------------------------------------------------
