@@ -61,6 +61,14 @@ def test_register_records_everything(registry: Registry, model_dir: Path, tmp_pa
     assert again.created_at.tzinfo is not None
 
 
+@pytest.mark.parametrize("as_given", [str, Path, lambda path: [str(path)]])
+def test_one_data_path_may_be_given_alone(registry: Registry, model_dir: Path, tmp_path: Path, as_given) -> None:
+    (tmp_path / "train.csv").write_text("x\n1\n")
+    version = registry.register("iris", model_dir, data=as_given(tmp_path / "train.csv"))
+    assert [item["path"] for item in version.lineage["data"]] == [str(tmp_path / "train.csv")]
+    assert version.profile is not None and version.profile["files"] == ["train.csv"]
+
+
 def test_versions_count_up_and_list(registry: Registry, model_dir: Path) -> None:
     for _ in range(3):
         registry.register("iris", model_dir)

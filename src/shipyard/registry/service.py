@@ -94,7 +94,7 @@ class Registry:
         metrics: Mapping[str, float] | None = None,
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
-        data: Sequence[str | os.PathLike[str]] = (),
+        data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
         code: str | os.PathLike[str] | None = None,
         description: str = "",
         flavor: str | None = None,
@@ -102,6 +102,7 @@ class Registry:
         on_behalf_of: str | None = None,
     ) -> versions.ModelVersion:
         check_name(name)
+        data = as_paths(data)
         manifest = _model_manifest(path)
         new = versions.NewVersion(
             manifest=manifest,
@@ -276,6 +277,13 @@ def guess_flavor(manifest: Manifest) -> str | None:
 
 def _ref(ref: str | ModelRef) -> ModelRef:
     return ref if isinstance(ref, ModelRef) else parse_ref(ref)
+
+
+def as_paths(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str | os.PathLike[str]]:
+    """One path or several: a single "train.csv" is one file, not a sequence of characters."""
+    if isinstance(data, str | os.PathLike):
+        return [data]
+    return list(data)
 
 
 def _model_manifest(path: str | os.PathLike[str]) -> Manifest:
