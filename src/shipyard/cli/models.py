@@ -234,10 +234,13 @@ def _summary_rows(version: ModelVersion) -> Iterator[tuple[str, str]]:
         "data",
         ", ".join(f"{item['path']} ({item['digest'][:19]})" for item in lineage.get("data", [])) or "-",
     )
-    yield "code", _code(lineage.get("code", {}))
+    yield "code", _code(lineage.get("code", {})) if lineage.get("code_captured", True) else _NO_CODE
     yield "python", lineage.get("python", {}).get("version", "-")
     if version.profile:
         yield "profile", f"{version.profile['rows']} rows, columns: {', '.join(version.profile['columns'])}"
+
+
+_NO_CODE = "not captured (registered outside a git tree without --code DIR)"
 
 
 def _kv(values: dict[str, Any]) -> str:
