@@ -210,3 +210,28 @@ def test_tables_are_never_cut_when_stdout_is_not_a_terminal(
     assert f"candidate.metrics.{metric}=0.9" in dry.stdout
     digest = json.loads(run("show", "iris:1", "-o", "json").stdout)["digest"]
     assert digest in run("show", "iris:1").stdout
+
+
+def test_download_delete_and_approve_speak_json(database_url: str, model_dir: Path, tmp_path: Path) -> None:
+    with Registry.from_env(identity="ana@lab") as colleague:
+        digest = colleague.register("iris", model_dir).digest
+        colleague.register("iris", model_dir)
+    downloaded = json.loads(run("download", "iris:1", str(tmp_path / "out"), "-o", "json").stdout)
+    assert downloaded == {"version": "iris:1", "digest": digest, "path": str((tmp_path / "out").resolve())}
+    approved = json.loads(run("approve", "iris:1", "--alias", "production", "--user", "bo", "-o", "json").stdout)
+    assert approved == {"approved": "iris:1", "alias": "production", "approver": os_identity(), "claimed_user": "bo"}
+    assert json.loads(run("delete", "iris:2", "-o", "json").stdout) == {"deleted": "iris:2", "digest": digest}
+
+
+def test_promoting_a_damaged_version_is_refused_in_one_line(
+    database_url: str, model_dir: Path, shipyard_home: Path
+) -> None:
+    run("register", "iris", str(model_dir))
+    next(p for p in (shipyard_home / "artifacts").rglob("*") if p.is_file()).write_bytes(b"tampered")
+    result = run("promote", "iris:1", "--to", "production", "--force", "--reason", "hotfix")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: promotion of iris:1 to 'production' refused: its stored files fail verification (model.onnx: "
+        f"expected sha256:{digest_of(b'onnx-bytes')}, found sha256:{digest_of(b'tampered')}); register the model "
+        "again to repair its files (or restore the artifact store), then promote"
+    ]

@@ -458,3 +458,23 @@ def test_a_failed_download_leaves_nothing_behind(registry: Registry, model_dir: 
     registry.register("iris", model_dir)  # repairs the blob
     registry.download("iris:1", out)
     assert build_manifest(out).digest == version.digest
+
+
+def test_a_version_whose_files_fail_verification_is_never_promoted(registry: Registry, model_dir: Path) -> None:
+    from shipyard.registry.errors import CandidateDamaged
+
+    version = registry.register("iris", model_dir)
+    registry.promote("iris:1", "staging")
+    weights = next(entry for entry in version.manifest.files if entry.path == "weights.bin")
+    Path(registry.artifacts.blob_path(weights.sha256)).write_bytes(b"bit rot")
+    assert registry.promote("iris@staging", "production", dry_run=True).verdict.allowed  # dry runs read no blobs
+    for force in (False, True):
+        outcome = registry.promote("iris@staging", "production", force=force, reason="hotfix" if force else "")
+        assert not outcome.applied
+        assert outcome.damaged is not None and f"weights.bin: expected sha256:{weights.sha256}" in outcome.damaged
+        with pytest.raises(CandidateDamaged, match=r"refused: its stored files fail verification .*register the"):
+            outcome.raise_for_refusal()
+    with pytest.raises(AliasNotFound):
+        registry.get("iris@production")
+    refused = [e for e in registry.history("iris") if e.action == "promote_refused"]
+    assert [(e.version, e.details["damaged"] is not None) for e in refused] == [(1, True), (1, True)]

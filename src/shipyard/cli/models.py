@@ -280,12 +280,16 @@ def versions(name: str, output: str) -> None:
 @models.command()
 @click.argument("ref", callback=_ref)
 @click.argument("directory", type=click.Path(file_okay=False))
+@_OUTPUT
 @reports_errors
-def download(ref: ModelRef, directory: str) -> None:
+def download(ref: ModelRef, directory: str, output: str) -> None:
     """Copy a version's files into DIRECTORY (new or empty), verifying each."""
     with _registry() as registry:
         version = registry.download(ref, directory)
-    click.echo(f"{version.ref} {version.digest} -> {directory}")
+    if output == "json":
+        _emit_json({"version": version.ref, "digest": version.digest, "path": str(Path(directory).resolve())})
+    else:
+        click.echo(f"{version.ref} {version.digest} -> {directory}")
 
 
 @models.command()
@@ -346,13 +350,17 @@ def _dash(value: int | None) -> str:
 @models.command()
 @click.argument("ref", metavar="NAME:VERSION", callback=_pinned)
 @_USER
+@_OUTPUT
 @reports_errors
-def delete(ref: ModelRef, user: str | None) -> None:
-    """Delete one version; refused while an alias points at it."""
+def delete(ref: ModelRef, user: str | None, output: str) -> None:
+    """Delete one version; refused while an alias or a deployment uses it."""
     assert ref.version is not None
     with _registry() as registry:
         deleted = registry.delete(ref.name, ref.version, on_behalf_of=user)
-    click.echo(f"deleted {deleted.ref} {deleted.digest}")
+    if output == "json":
+        _emit_json({"deleted": deleted.ref, "digest": deleted.digest})
+    else:
+        click.echo(f"deleted {deleted.ref} {deleted.digest}")
 
 
 @models.command()
@@ -429,9 +437,14 @@ def _print_outcome(outcome: PromotionOutcome) -> None:
 @click.option("--alias", required=True, callback=_alias, help="The alias this approval is for.")
 @click.option("--comment", default="", help="What was checked.")
 @_USER
+@_OUTPUT
 @reports_errors
-def approve(ref: ModelRef, alias: str, comment: str, user: str | None) -> None:
-    """Approve a version for an alias (the approver must not be the registrant)."""
+def approve(ref: ModelRef, alias: str, comment: str, user: str | None, output: str) -> None:
+    """Approve a version for an alias (your OS account must not be the one that registered it)."""
     with _registry() as registry:
         registry.approve(ref, alias, comment=comment, on_behalf_of=user)
-    click.echo(f"approved {ref} for {alias!r}")
+        approver = registry.identity
+    if output == "json":
+        _emit_json({"approved": str(ref), "alias": alias, "approver": approver, "claimed_user": user})
+    else:
+        click.echo(f"approved {ref} for {alias!r} as {approver}")

@@ -177,6 +177,18 @@ class PromotionRefused(ShipyardError):
         )
 
 
+class CandidateDamaged(ShipyardError):
+    """A version whose stored files fail verification is never promoted, not even with --force."""
+
+    status_code = 409
+
+    def __init__(self, name: str, version: int, alias: str, problem: str) -> None:
+        super().__init__(
+            f"promotion of {name}:{version} to {alias!r} refused: {problem}; register the model again to "
+            "repair its files (or restore the artifact store), then promote"
+        )
+
+
 def _named(one: str, many: str, names: list[str]) -> str:
     return f"{one if len(names) == 1 else many} {', '.join(repr(name) for name in names)}"
 

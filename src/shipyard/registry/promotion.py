@@ -11,7 +11,7 @@ from shipyard.governance import Policies, Verdict, evaluate
 from shipyard.registry.aliases import holder, set_alias
 from shipyard.registry.approvals import approvers
 from shipyard.registry.audit import Action, AuditEntry, claimed, record
-from shipyard.registry.errors import ForceWithoutReason, PromotionRefused
+from shipyard.registry.errors import CandidateDamaged, ForceWithoutReason, PromotionRefused
 from shipyard.registry.refs import ModelRef, check_alias
 from shipyard.registry.versions import ModelVersion, get_version, lock_model
 
@@ -25,13 +25,17 @@ class PromotionOutcome:
     verdict: Verdict
     forced: bool
     dry_run: bool
+    damaged: str | None = None
+    """Why the candidate's stored files failed verification: such a version is never promoted, forced or not."""
 
     @property
     def applied(self) -> bool:
         """Whether the alias moved (never for a dry run)."""
-        return not self.dry_run and (self.verdict.allowed or self.forced)
+        return not self.dry_run and self.damaged is None and (self.verdict.allowed or self.forced)
 
     def raise_for_refusal(self) -> PromotionOutcome:
+        if self.damaged is not None and not self.dry_run:
+            raise CandidateDamaged(self.name, self.version, self.alias, self.damaged)
         if not self.dry_run and not self.applied:
             raise PromotionRefused(self.name, self.version, self.alias, self.verdict.failures())
         return self
@@ -46,6 +50,7 @@ class PromotionOutcome:
             "forced": self.forced,
             "dry_run": self.dry_run,
             "applied": self.applied,
+            "damaged": self.damaged,
             "verdict": self.verdict.to_dict(),
         }
 
@@ -61,6 +66,8 @@ class PromotionRequest:
     force: bool = False
     on_behalf_of: str | None = None
     """A name the actor gave with --user, recorded beside the actor."""
+    damaged: str | None = None
+    """What verifying the candidate's files found wrong (the caller verifies before the transaction)."""
 
 
 def promote(connection: Connection, policies: Policies, request: PromotionRequest) -> PromotionOutcome:
@@ -87,6 +94,7 @@ def promote(connection: Connection, policies: Policies, request: PromotionReques
         verdict,
         request.force and not verdict.allowed,
         request.dry_run,
+        request.damaged,
     )
     if not request.dry_run:
         _log(connection, outcome, request, _policy_record(policies, candidate))
@@ -144,6 +152,7 @@ def _log(connection: Connection, outcome: PromotionOutcome, request: PromotionRe
             details={
                 "policy": verdict["policy"],
                 "denied": verdict["denied"],
+                "damaged": outcome.damaged,
                 "rules": verdict["rules"],
                 "approvals": verdict["approvals"],
                 **extra,

@@ -25,7 +25,7 @@ from shipyard.registry import approvals, audit, promotion, versions
 from shipyard.registry.artifacts import ArtifactStore, remove_tree, safe_join
 from shipyard.registry.audit import Action, AuditEntry
 from shipyard.registry.checkout import Difference, checkout
-from shipyard.registry.errors import ArtifactIntegrityError, ArtifactMissing
+from shipyard.registry.errors import ArtifactIntegrityError, ArtifactMissing, ForceWithoutReason
 from shipyard.registry.identity import os_identity
 from shipyard.registry.lineage import capture_lineage
 from shipyard.registry.manifest import Manifest, build_manifest
@@ -186,6 +186,9 @@ class Registry:
     def verify(self, ref: str | ModelRef) -> tuple[versions.ModelVersion, list[Difference]]:
         """Re-hash every stored blob of a version; the differences found (empty when all is well)."""
         found = self.get(ref)
+        return found, self._differences(found)
+
+    def _differences(self, found: versions.ModelVersion) -> list[Difference]:
         problems = []
         for entry in found.manifest.files:
             try:
@@ -194,7 +197,7 @@ class Registry:
                 actual = "(absent)"
             if actual != entry.sha256:
                 problems.append(Difference(entry.path, entry.sha256, actual))
-        return found, problems
+        return problems
 
     # -- changes -----------------------------------------------------------------------------------
 
@@ -245,10 +248,22 @@ class Registry:
         force: bool = False,
         policies: Policies | str | os.PathLike[str] | None = None,
     ) -> promotion.PromotionOutcome:
-        """Evaluate the policy and move the alias when it allows; check `.applied` on the outcome."""
+        """Evaluate the policy and move the alias when it allows; check `.applied` on the outcome.
+
+        Unless this is a dry run, the candidate's stored files are verified first (before any lock is
+        taken): a version whose files fail is refused, forced or not, and the attempt is logged.
+        """
+        check_alias(alias)
+        if force and not reason.strip():
+            raise ForceWithoutReason()
         rules = policies if isinstance(policies, Policies) else self.policies(policies)
+        target, damaged = _ref(ref), None
+        if not dry_run:
+            found = self.get(target)
+            target = ModelRef(found.name, found.version)  # the version verified is the one promoted
+            damaged = _damage(self._differences(found))
         request = promotion.PromotionRequest(
-            _ref(ref), alias, self.identity, reason, dry_run, force, on_behalf_of=on_behalf_of
+            target, alias, self.identity, reason, dry_run, force, on_behalf_of=on_behalf_of, damaged=damaged
         )
         with write_transaction(self.engine) as connection:
             return promotion.promote(connection, rules, request)
@@ -277,6 +292,19 @@ def guess_flavor(manifest: Manifest) -> str | None:
 
 def _ref(ref: str | ModelRef) -> ModelRef:
     return ref if isinstance(ref, ModelRef) else parse_ref(ref)
+
+
+def _damage(problems: list[Difference]) -> str | None:
+    """What verification found, in one line; None when every file matched."""
+    if not problems:
+        return None
+    shown = "; ".join(f"{p.path}: expected {_sha(p.expected)}, found {_sha(p.actual)}" for p in problems[:3])
+    more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+    return f"its stored files fail verification ({shown}{more})"
+
+
+def _sha(value: str) -> str:
+    return f"sha256:{value}" if len(value) == 64 else value
 
 
 def as_paths(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str | os.PathLike[str]]:
