@@ -9,6 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from shipyard.cli.main import cli
+from shipyard.registry import Registry
+from shipyard.registry.identity import os_identity
 
 
 @pytest.fixture
@@ -20,7 +22,7 @@ def model_dir(tmp_path: Path) -> Path:
 
 
 def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, ["models", *args], catch_exceptions=False)
+    return CliRunner().invoke(cli, ["models", *args], catch_exceptions=False, prog_name="shipyard")
 
 
 def test_register_prints_ref_and_digest(database_url: str, model_dir: Path, tmp_path: Path) -> None:
@@ -65,17 +67,29 @@ def test_tables_and_json_listings(database_url: str, model_dir: Path) -> None:
         (["show", "nope"], 1, "error: model 'nope' is not registered"),
         (["delete", "iris"], 2, "must name one version, as NAME:VERSION"),
         (["register", "iris", "/no/such/dir"], 2, "does not exist"),
-        (["register", "iris", ".", "--metric", "acc=high"], 2, "'acc=high': 'high' is not a number"),
+        (["register", "iris", ".", "--metric", "acc=high"], 2, "'acc=high': 'high' is not a finite number"),
+        (["register", "iris", ".", "--metric", "accuracy=nan"], 2, "'accuracy=nan': 'nan' is not a finite number"),
+        (["register", "iris", ".", "--metrics-file", "METRICS"], 2, "metric 'f1' in 'METRICS' must be a finite number"),
+        (["register", "bad/name", "."], 2, "model name 'bad/name' is not valid"),
         (["register", "iris", ".", "--tag", "owner"], 2, "'owner' must be KEY=VALUE"),
         (["promote", "iris:1", "--to", "prod", "--force"], 2, "needs --reason"),
-        (["promote", "iris:1", "--to", "Prod"], 1, "alias 'Prod' is not valid"),
+        (["promote", "iris:1", "--to", "Prod"], 2, "alias 'Prod' is not valid"),
+        (["promote", "iris:1", "--to", "latest"], 2, "'latest' always means the newest version"),
+        (["approve", "iris:1", "--alias", "Prod"], 2, "alias 'Prod' is not valid"),
+        (["show"], 2, "Missing argument 'REF' (see `shipyard models show --help`)"),
+        (["history", "nope"], 1, "error: model 'nope' is not registered"),
     ],
 )
-def test_errors_are_one_line_with_exit_codes(database_url: str, args: list[str], code: int, message: str) -> None:
-    result = run(*args)
+def test_errors_are_one_line_with_exit_codes(
+    database_url: str, args: list[str], code: int, message: str, tmp_path: Path
+) -> None:
+    (tmp_path / "m.json").write_text('{"f1": "high"}')
+    message = message.replace("METRICS", str(tmp_path / "m.json"))
+    result = run(*[str(tmp_path / "m.json") if arg == "METRICS" else arg for arg in args])
     assert result.exit_code == code
+    assert result.stderr.startswith("error: ")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
     assert message in result.stderr
-    assert "Traceback" not in result.stderr
 
 
 def test_governed_promotion(database_url: str, model_dir: Path, shipyard_home: Path) -> None:
@@ -86,20 +100,33 @@ def test_governed_promotion(database_url: str, model_dir: Path, shipyard_home: P
     dry = run("promote", "iris:1", "--to", "production", "--dry-run")
     assert dry.exit_code == 1
     assert "would be refused; nothing changed" in dry.stdout
+    assert f"policy: aliases.production of {shipyard_home / 'policies.yaml'}" in dry.stdout
+    unlisted = run("promote", "iris:1", "--to", "staging", "--dry-run")
+    assert "policy: no policy for alias 'staging' in" in unlisted.stdout
+    assert ": allowed by default" in unlisted.stdout
     refused = run("promote", "iris:1", "--to", "production")
     assert refused.exit_code == 1
     assert refused.stderr.strip().splitlines() == [
         "error: promotion of iris:1 to 'production' refused by policy: needs 1 approval(s), has 0; "
         "fix these, or use --force --reason TEXT"
     ]
-    self_approval = run("approve", "iris:1", "--alias", "production", "--user", "ana")
-    assert (self_approval.exit_code, "cannot approve it" in self_approval.stderr) == (1, True)
-    assert run("approve", "iris:1", "--alias", "production", "--user", "bo").exit_code == 0
+    # the registrant's own OS account cannot approve, whatever name it claims
+    self_approval = run("approve", "iris:1", "--alias", "production", "--user", "bob")
+    assert self_approval.exit_code == 1
+    assert f"'{os_identity()}' registered iris:1 and cannot approve it" in self_approval.stderr
+    with Registry.from_env(identity="bo@lab") as colleague:  # someone else, on their machine
+        colleague.approve("iris:1", "production")
     promoted = run("promote", "iris:1", "--to", "production", "-o", "json")
     assert promoted.exit_code == 0
     assert json.loads(promoted.stdout)["verdict"]["rules"][0]["values"] == {"candidate.metrics.accuracy": 0.95}
-    actions = [entry["action"] for entry in json.loads(run("history", "iris", "-o", "json").stdout)]
-    assert actions == ["register", "promote_refused", "approve", "promote"]
+    history = json.loads(run("history", "iris", "-o", "json").stdout)
+    assert [(e["action"], e["actor"], e["claimed_user"]) for e in history] == [
+        ("register", os_identity(), "ana"),
+        ("promote_refused", os_identity(), None),
+        ("approve", "bo@lab", None),
+        ("promote", os_identity(), None),
+    ]
+    assert f"{os_identity()} (for ana)" in run("history", "iris").stdout
 
 
 def test_bad_policy_file_is_reported_with_position(database_url: str, model_dir: Path, tmp_path: Path) -> None:
@@ -108,7 +135,7 @@ def test_bad_policy_file_is_reported_with_position(database_url: str, model_dir:
     run("register", "iris", str(model_dir))
     result = run("promote", "iris:1", "--to", "production", "--policies", str(policy))
     assert result.exit_code == 2
-    assert f"error: {policy}:4: aliases.production.require.0: CEL expression" in result.stderr
+    assert f"error: {policy}:4:36: aliases.production.require.0: CEL expression" in result.stderr
 
 
 def test_verify_download_and_delete(database_url: str, model_dir: Path, tmp_path: Path, shipyard_home: Path) -> None:
@@ -126,3 +153,85 @@ def test_verify_download_and_delete(database_url: str, model_dir: Path, tmp_path
     )
     assert run("delete", "iris:2").stdout.startswith("deleted iris:2 sha256:")
     assert [v["version"] for v in json.loads(run("versions", "iris", "-o", "json").stdout)] == [1]
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        ("corrupt-db", ["list"], "cannot open the database sqlite:///"),
+        ("home-is-a-file", ["list"], "cannot be created (a file is in the way)"),
+        ("unknown-protocol", ["list"], "artifact store nope://bucket: Protocol not known: nope"),
+        ("artifacts-is-a-file", ["register", "m", "MODEL"], "a file is in the way of a folder it needs"),
+        ("", ["register", "m", "/dev/null"], "model path '/dev/null' is neither a regular file nor a folder"),
+    ],
+)
+def test_environment_problems_are_one_line(
+    setup: str, args: list[str], message: str, model_dir: Path, tmp_path: Path, shipyard_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    if setup == "corrupt-db":
+        (shipyard_home / "shipyard.db").write_text("not a database" * 100)
+    elif setup == "home-is-a-file":
+        (tmp_path / "file").write_text("x")
+        monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "file"))
+    elif setup == "unknown-protocol":
+        monkeypatch.setenv("SHIPYARD_ARTIFACTS", "nope://bucket")
+    elif setup == "artifacts-is-a-file":
+        (tmp_path / "file").write_text("x")
+        monkeypatch.setenv("SHIPYARD_ARTIFACTS", str(tmp_path / "file"))
+    result = run(*[str(model_dir) if arg == "MODEL" else arg for arg in args])
+    assert result.exit_code == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert message in result.stderr
+
+
+def test_register_profiles_parquet_decimals(database_url: str, model_dir: Path, tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"price": pa.array([Decimal("1.25"), None], pa.decimal128(4, 2))}), tmp_path / "t.parquet")
+    result = run("register", "m", str(model_dir), "--data", str(tmp_path / "t.parquet"))
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(run("show", "m:1", "-o", "json").stdout)
+    assert shown["profile"]["columns"]["price"]["type"] == "number"
+
+
+def test_tables_are_never_cut_when_stdout_is_not_a_terminal(
+    database_url: str, model_dir: Path, shipyard_home: Path
+) -> None:
+    metric = "accuracy_on_the_rather_long_named_holdout_set_of_may"
+    rule = f"candidate.metrics.{metric} >= 0.999 && candidate.metrics.{metric} >= 0.5"
+    (shipyard_home / "policies.yaml").write_text(f"aliases:\n  production:\n    require: ['{rule}']\n")
+    run("register", "iris", str(model_dir), "--metric", f"{metric}=0.9")
+    dry = run("promote", "iris:1", "--to", "production", "--dry-run")
+    assert rule in dry.stdout
+    assert f"candidate.metrics.{metric}=0.9" in dry.stdout
+    digest = json.loads(run("show", "iris:1", "-o", "json").stdout)["digest"]
+    assert digest in run("show", "iris:1").stdout
+
+
+def test_download_delete_and_approve_speak_json(database_url: str, model_dir: Path, tmp_path: Path) -> None:
+    with Registry.from_env(identity="ana@lab") as colleague:
+        digest = colleague.register("iris", model_dir).digest
+        colleague.register("iris", model_dir)
+    downloaded = json.loads(run("download", "iris:1", str(tmp_path / "out"), "-o", "json").stdout)
+    assert downloaded == {"version": "iris:1", "digest": digest, "path": str((tmp_path / "out").resolve())}
+    approved = json.loads(run("approve", "iris:1", "--alias", "production", "--user", "bo", "-o", "json").stdout)
+    assert approved == {"approved": "iris:1", "alias": "production", "approver": os_identity(), "claimed_user": "bo"}
+    assert json.loads(run("delete", "iris:2", "-o", "json").stdout) == {"deleted": "iris:2", "digest": digest}
+
+
+def test_promoting_a_damaged_version_is_refused_in_one_line(
+    database_url: str, model_dir: Path, shipyard_home: Path
+) -> None:
+    run("register", "iris", str(model_dir))
+    next(p for p in (shipyard_home / "artifacts").rglob("*") if p.is_file()).write_bytes(b"tampered")
+    result = run("promote", "iris:1", "--to", "production", "--force", "--reason", "hotfix")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: promotion of iris:1 to 'production' refused: its stored files fail verification (model.onnx: "
+        f"expected sha256:{digest_of(b'onnx-bytes')}, found sha256:{digest_of(b'tampered')}); register the model "
+        "again to repair its files (or restore the artifact store), then promote"
+    ]

@@ -25,7 +25,10 @@ def _register_two(tmp_path: Path) -> None:
         register_model("m", weights)
 
 
-def test_promoting_rolls_out_under_load_and_promoting_back_rolls_back(daemon: Daemon, tmp_path: Path) -> None:
+def test_promoting_rolls_out_under_load_and_promoting_back_rolls_back(
+    database_url: str, daemon: Daemon, tmp_path: Path
+) -> None:
+    """On SQLite and on PostgreSQL: `database_url` comes first, so the daemon starts on that store."""
     _register_two(tmp_path)
     promote_model("m:1", "production")
     deployed = daemon.deploy(daemon.project(FOLLOWER))

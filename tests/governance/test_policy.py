@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +123,8 @@ def test_references_ignore_string_literals() -> None:
 
 
 def test_expressions_cannot_reach_python() -> None:
-    result = verdict_of("__import__('os').system('true') == 0").rules[0]
-    assert not result.passed
+    with pytest.raises(ValueError, match="unknown function '__import__' at column 1"):
+        compile_rule("__import__('os').system('true') == 0")
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -154,7 +155,7 @@ def test_parse_error_reports_line_and_column(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_policies_file(write(tmp_path, text))
     (problem,) = caught.value.problems
-    assert problem.startswith(f"{tmp_path / 'policies.yaml'}:5: aliases.production.require.1: ")
+    assert problem.startswith(f"{tmp_path / 'policies.yaml'}:5:37: aliases.production.require.1: ")
     assert problem.endswith("does not parse at column 28: the expression ends too early")
 
 
@@ -187,3 +188,161 @@ def test_malformed_policy_file(tmp_path: Path, text: str, expected: str) -> None
 
 def test_empty_policy_file_has_no_rules(tmp_path: Path) -> None:
     assert load_policies_file(write(tmp_path, "")).aliases == {}
+
+
+# -- names a rule may use, checked when the file loads ----------------------------------------------------
+
+
+def test_a_misspelt_variable_is_refused_at_load_with_its_position(tmp_path: Path) -> None:
+    text = "aliases:\n  production:\n    require:\n      - candidat.metrics.accuracy > 0.1\n"
+    with pytest.raises(ConfigError) as caught:
+        load_policies_file(write(tmp_path, text))
+    assert caught.value.problems == [
+        f"{tmp_path / 'policies.yaml'}:4:9: aliases.production.require.0: CEL expression "
+        "'candidat.metrics.accuracy > 0.1' uses an unknown variable 'candidat' at column 1 (did you mean candidate?)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("accuracy > 0.9", "unknown variable 'accuracy' at column 1 (rules can use candidate, current and evidence)"),
+        ("candidate.tags.team.startWith('ml')", "unknown function 'startWith' at column 21 (did you mean startsWith?)"),
+        ("sze(candidate.tags) > 0", "unknown function 'sze' at column 1 (did you mean size?)"),
+        ("candidate.metrics.all(k, j > 0)", "unknown variable 'j' at column 26"),
+    ],
+)
+def test_unknown_names_are_refused(expression: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        compile_rule(expression)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "candidate.metrics.all(k, candidate.metrics[k] > 0.5)",
+        "candidate.lineage.data.exists(d, d.digest.startsWith('sha256:'))",
+        "type(candidate.version) == int && has(current.metrics) == false",
+        "candidate.tags.map(t, t).size() >= 0 && dyn(candidate.version) > 0",
+    ],
+)
+def test_macros_functions_and_type_names_are_known(expression: str) -> None:
+    compile_rule(expression)
+
+
+# -- the fields a rule reads: named when missing, recorded when present --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "paths"),
+    [
+        ("candidate.tags.team.startsWith('ml')", ["candidate.tags.team"]),
+        ("candidate.metrics['f1'] > 0.5", ["candidate.metrics.f1"]),
+        ("candidate.metrics['f1-score'] > 0.5", ["candidate.metrics['f1-score']"]),
+        ("candidate.lineage.data[0].digest != ''", ["candidate.lineage.data[0].digest"]),
+        ("candidate.metrics.all(k, candidate.metrics[k] > 0.5)", ["candidate.metrics"]),
+        ("size(candidate.lineage.data) >= 1 && 'staging' in candidate.aliases", ["candidate.lineage.data",
+                                                                                  "candidate.aliases"]),
+    ],
+)  # fmt: skip
+def test_field_paths_follow_calls_and_indexes(expression: str, paths: list[str]) -> None:
+    assert references(expression) == paths
+
+
+def test_a_missing_field_behind_a_method_call_or_index_is_named() -> None:
+    tags = verdict_of("candidate.tags.squad.startsWith('ml')").rules[0]
+    assert (tags.passed, tags.error) == (False, "field candidate.tags.squad is missing")
+    f1 = verdict_of("candidate.metrics['f1'] > 0.5").rules[0]
+    assert (f1.passed, f1.error, f1.values) == (False, "field candidate.metrics.f1 is missing", {
+        "candidate.metrics.f1": MISSING,
+    })  # fmt: skip
+
+
+def test_passed_rules_with_calls_record_their_values() -> None:
+    result = verdict_of("candidate.lineage.python.version.startsWith('3.11')").rules[0]
+    assert (result.passed, result.values) == (True, {"candidate.lineage.python.version": "3.11.7"})
+
+
+def test_small_values_are_recorded_whole_and_big_ones_by_size() -> None:
+    result = verdict_of("size(candidate.lineage.data) >= 1 && size(candidate.metrics) < 100").rules[0]
+    assert result.values == {
+        "candidate.lineage.data": [{"digest": "sha256:ab"}],
+        "candidate.metrics": {"accuracy": 0.93, "latency_ms": 12.0},
+    }
+    big = CANDIDATE | {"lineage": {"packages": {f"package-{n}": "1.0.0" for n in range(100)}}}
+    rules = AliasRules("production", (compile_rule("size(candidate.lineage.packages) > 0"),))
+    verdict = evaluate(rules, big, None, {"approvals": 0, "approvers": []})
+    assert verdict.rules[0].values == {"candidate.lineage.packages": "{100 fields}"}
+
+
+def test_evaluation_errors_are_short_and_readable() -> None:
+    result = verdict_of("candidate.metrics.accuracy > 'high'").rules[0]
+    assert result.error == "cannot be evaluated: found no matching overload for '>' applied to '(double, string)'"
+    index = verdict_of("candidate.lineage.data[3].digest == ''").rules[0]
+    assert index.error == "field candidate.lineage.data[3].digest is missing"
+
+
+def test_an_activation_dump_never_reaches_the_verdict() -> None:
+    from celpy.evaluation import CELEvalError
+
+    from shipyard.governance.policy import MAX_ERROR_LENGTH, _detail
+
+    huge = "undeclared reference to 'x' (in activation 'Activation(" + "package " * 2000 + ")')"
+    assert _detail(CELEvalError(huge)) == "undeclared reference to 'x'"
+    assert len(_detail(CELEvalError("y" * 5000))) == MAX_ERROR_LENGTH
+
+
+# -- which policy governs an alias ------------------------------------------------------------------------
+
+
+def test_alias_keys_follow_the_alias_grammar(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"aliases.Prod: alias 'Prod' is not valid: use up to 64 lower-case"):
+        load_policies_file(write(tmp_path, "aliases:\n  Prod: {approvals: 1}\n"))
+
+
+def test_an_unlisted_alias_is_allowed_and_says_so(tmp_path: Path) -> None:
+    policies = load_policies_file(write(tmp_path, "aliases:\n  production: {approvals: 1}\n"))
+    verdict = evaluate(policies.for_alias("staging"), CANDIDATE, None, {"approvers": []})
+    assert verdict.allowed
+    assert verdict.policy == f"no policy for alias 'staging' in {tmp_path / 'policies.yaml'}: allowed by default"
+    assert evaluate(AliasRules("x", policy="p"), CANDIDATE, None, {}).policy == "p"
+
+
+def test_default_deny_refuses_unlisted_aliases(tmp_path: Path) -> None:
+    policies = load_policies_file(write(tmp_path, "aliases:\n  production: {}\ndefault: deny\n"))
+    assert evaluate(policies.for_alias("production"), CANDIDATE, None, {}).allowed
+    verdict = evaluate(policies.for_alias("staging"), CANDIDATE, None, {})
+    assert not verdict.allowed
+    assert verdict.failures() == [
+        f"{tmp_path / 'policies.yaml'} does not list alias 'staging' and denies unlisted aliases (default: deny); "
+        "add aliases.staging to it"
+    ]
+
+
+def test_a_default_policy_governs_unlisted_aliases(tmp_path: Path) -> None:
+    text = "aliases:\n  dev: {}\ndefault:\n  require:\n    - candidate.metrics.accuracy > 0.99\n  approvals: 1\n"
+    policies = load_policies_file(write(tmp_path, text))
+    verdict = evaluate(policies.for_alias("staging"), CANDIDATE, None, {"approvers": []})
+    assert [rule.passed for rule in verdict.rules] == [False]
+    assert verdict.approvals_required == 1
+    assert verdict.policy.startswith("default of ")
+
+
+def test_a_bad_rule_in_default_is_reported_with_its_position(tmp_path: Path) -> None:
+    text = "default:\n  require:\n    - candidat.version > 1\n"
+    with pytest.raises(ConfigError, match=r"policies.yaml:3:7: default.require.0: CEL expression"):
+        load_policies_file(write(tmp_path, text))
+
+
+def test_a_near_miss_of_a_listed_alias_is_refused_as_a_typo(tmp_path: Path) -> None:
+    policies = load_policies_file(write(tmp_path, "aliases:\n  prodution: {approvals: 2}\n"))
+    verdict = evaluate(policies.for_alias("production"), CANDIDATE, None, {})
+    assert not verdict.allowed
+    assert "lists alias 'prodution' but not 'production', which looks like a typo" in verdict.failures()[0]
+    assert evaluate(policies.for_alias("staging"), CANDIDATE, None, {}).allowed  # not near anything listed
+
+
+@pytest.mark.parametrize("default", ["maybe", "[1]"])
+def test_a_bad_default_is_explained(tmp_path: Path, default: str) -> None:
+    with pytest.raises(ConfigError, match="default: must be allow, deny, or a policy with require/approvals"):
+        load_policies_file(write(tmp_path, f"default: {default}\n"))

@@ -108,3 +108,74 @@ def test_checkout_refuses_when_the_blob_itself_was_changed(tmp_path: Path) -> No
 
 def test_empty_manifest_digest_is_stable() -> None:
     assert Manifest(()).digest == Manifest(()).digest
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("s3://bucket/models", r"artifact store s3://bucket/models: Install s3fs to access S3; install that package"),
+        ("nope://bucket/x", r"Protocol not known: nope; set SHIPYARD_ARTIFACTS to a folder or an fsspec URL"),
+    ],
+)
+def test_an_unusable_store_url_is_one_clear_error(location: str, message: str) -> None:
+    import importlib.util
+
+    from shipyard.registry.errors import ArtifactStoreUnavailable
+
+    if location.startswith("s3://") and importlib.util.find_spec("s3fs") is not None:
+        pytest.skip("s3fs is installed here; the message is for users without it")
+    with pytest.raises(ArtifactStoreUnavailable, match=message):
+        ArtifactStore(location)
+
+
+def test_a_password_in_the_store_url_is_never_shown() -> None:
+    from shipyard.registry.artifacts import shown_location
+
+    assert shown_location("s3://key:secret@bucket/x") == "s3://key:***@bucket/x"
+    assert shown_location("/plain/folder") == "/plain/folder"
+
+
+def test_a_file_in_the_way_of_the_store_is_one_clear_error(tmp_path: Path) -> None:
+    from shipyard.registry.errors import ArtifactStoreUnavailable
+
+    (tmp_path / "store").write_text("not a folder")
+    store = ArtifactStore(str(tmp_path / "store"))
+    source = model(tmp_path / "m")
+    with pytest.raises(ArtifactStoreUnavailable, match="a file is in the way of a folder it needs"):
+        store.upload(source, build_manifest(source))
+    with pytest.raises(ArtifactMissing):
+        store.check(build_manifest(source).files[0])
+
+
+def test_uploading_again_repairs_a_damaged_blob(tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "store"))
+    source = model(tmp_path / "m")
+    manifest = build_manifest(source)
+    store.upload(source, manifest)
+    weights = next(entry for entry in manifest.files if entry.path == "weights.bin")
+    Path(store.blob_path(weights.sha256)).write_bytes(b"bit rot")
+    report = store.upload(source, manifest)
+    assert (report.stored, report.reused, report.repaired) == (1, 2, 1)
+    assert store.check(weights) == weights.sha256
+    checkout(store, manifest, tmp_path / "cache")  # loads again
+
+
+def test_stale_temporary_files_are_swept_and_fresh_ones_kept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from shipyard.registry.artifacts import STALE_AFTER
+
+    store = ArtifactStore(str(tmp_path / "store"))
+    source = model(tmp_path / "m")
+    manifest = build_manifest(source)
+    weights = next(entry for entry in manifest.files if entry.path == "weights.bin")
+    folder = Path(store.blob_path(weights.sha256)).parent
+    folder.mkdir(parents=True)
+    stale, fresh = folder / f"{weights.sha256}.tmp-dead", folder / f"{weights.sha256}.tmp-live"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"in flight")
+    old = time.time() - STALE_AFTER - 60
+    os.utime(stale, (old, old))
+    store.upload(source, manifest)
+    assert (stale.exists(), fresh.exists()) == (False, True)

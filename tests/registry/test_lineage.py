@@ -48,6 +48,18 @@ def test_git_commit_and_dirty_flag(tmp_path: Path) -> None:
     assert code_info(tmp_path)["git_dirty"] is True
 
 
+def test_a_new_uncommitted_file_makes_the_tree_dirty_and_an_ignored_one_does_not(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    (tmp_path / ".gitignore").write_text("data/\n")
+    git(tmp_path, "add", ".gitignore")
+    git(tmp_path, "commit", "-q", "-m", "first")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv").write_text("x\n")
+    assert code_info(tmp_path)["git_dirty"] is False
+    (tmp_path / "train_v2.py").write_text("print(2)\n")
+    assert code_info(tmp_path)["git_dirty"] is True
+
+
 def test_source_digest_without_git(tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text("print(1)\n")
     (tmp_path / "__pycache__").mkdir()
@@ -70,4 +82,7 @@ def test_environment_and_parent_run(tmp_path: Path) -> None:
 
 def test_absent_pieces_are_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert set(capture_lineage()) == {"python", "packages"}
+    lineage = capture_lineage()
+    assert set(lineage) == {"python", "packages", "code_captured"}
+    assert lineage["code_captured"] is False  # said outright, not left to be guessed
+    assert capture_lineage(code=tmp_path)["code_captured"] is True

@@ -63,3 +63,10 @@ def test_caches_are_left_out(tmp_path: Path) -> None:
     (root / "__pycache__").mkdir()
     (root / "__pycache__" / "x.pyc").write_bytes(b"junk")
     assert "__pycache__/x.pyc" not in {entry.path for entry in build_manifest(root).files}
+
+
+def test_a_path_that_is_neither_file_nor_folder_is_refused() -> None:
+    from shipyard.registry.errors import UnreadablePath
+
+    with pytest.raises(UnreadablePath, match="model path '/dev/null' is neither a regular file nor a folder"):
+        build_manifest("/dev/null")

@@ -62,3 +62,40 @@ def test_category_frequencies_are_capped() -> None:
 
 def test_all_missing_column() -> None:
     assert profile_column([None, None]) == {"type": "empty", "count": 0, "missing": 2, "missing_share": 1.0}
+
+
+def test_parquet_decimal_date_timestamp_binary_and_nested_columns(tmp_path: Path) -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    utc = dt.UTC
+    table = pa.table(
+        {
+            "price": pa.array([Decimal("1.50"), Decimal("2.25"), None], pa.decimal128(5, 2)),
+            "day": [dt.date(2024, 2, 1), dt.date(2024, 1, 1), None],
+            "at": [dt.datetime(2024, 3, 1, tzinfo=utc), None, dt.datetime(2024, 1, 1, 12, tzinfo=utc)],
+            "blob": [b"ab", b"\x00\x01\x02", None],
+            "items": [[1, 2], [3], None],
+            "info": [{"a": Decimal("1.5")}, {"a": None}, None],
+        }
+    )
+    pq.write_table(table, tmp_path / "t.parquet")
+    profile = profile_data([tmp_path / "t.parquet"])
+    assert profile is not None
+    columns = profile["columns"]
+    assert (columns["price"]["type"], columns["price"]["mean"], columns["price"]["missing"]) == ("number", 1.875, 1)
+    assert (columns["day"]["type"], columns["day"]["min"], columns["day"]["max"]) == (
+        "date", "2024-01-01", "2024-02-01",
+    )  # fmt: skip
+    assert (columns["at"]["type"], columns["at"]["min"]) == ("timestamp", "2024-01-01T12:00:00+00:00")
+    assert (columns["blob"]["type"], columns["blob"]["max_length"]) == ("binary", 3)
+    assert columns["items"]["frequencies"] == {"[1,2]": 0.5, "[3]": 0.5}
+    assert columns["info"]["frequencies"] == {'{"a":1.5}': 0.5, '{"a":null}': 0.5}
+    import orjson
+
+    orjson.dumps(profile)  # the whole profile is JSON, as the store keeps it
+
+
+def test_infinities_are_counted_apart() -> None:
+    summary = profile_column([1.0, float("inf"), 3.0])
+    assert (summary["type"], summary["infinite"], summary["max"]) == ("number", 1, 3.0)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from shipyard.registry.errors import InvalidModelRef, InvalidName
@@ -58,3 +60,30 @@ def test_latest_cannot_be_an_alias_target() -> None:
 def test_name_rule_is_in_the_message() -> None:
     with pytest.raises(InvalidName, match="model name '-x' is not valid: use up to 128 letters"):
         check_name("-x")
+
+
+@pytest.mark.parametrize(
+    ("model", "problem"),
+    [
+        ("models:/pk:abc", "must be models:/NAME, models:/NAME@ALIAS or models:/NAME:VERSION, got 'models:/pk:abc'"),
+        ("models:/pk@Prod", "got 'models:/pk@Prod': alias 'Prod' is not valid: use up to 64 lower-case letters"),
+        ("models:/pk:0", "got 'models:/pk:0'"),
+        ("models:/-pk", "got 'models:/-pk'"),
+        ("models:/pk", None),
+        ("models:/pk:3", None),
+        ("models:/pk@production", None),
+        ("models:/pk@latest", None),
+    ],
+)
+def test_shipyard_yaml_accepts_exactly_the_references_the_registry_resolves(model: str, problem: str | None) -> None:
+    from pydantic import ValidationError
+
+    from shipyard.spec import RealtimeAPI
+
+    spec = {"name": "api", "handler": "handler.py:Handler", "model": model}
+    if problem is None:
+        RealtimeAPI.model_validate(spec)
+        parse_ref(model)
+        return
+    with pytest.raises(ValidationError, match=re.escape(problem)):
+        RealtimeAPI.model_validate(spec)

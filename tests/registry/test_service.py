@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from shipyard.registry import (
     resolve_model_ref,
 )
 from shipyard.registry.errors import ForceWithoutReason, SelfApproval
+from shipyard.registry.identity import os_identity, os_login, same_person
 from shipyard.registry.manifest import build_manifest, file_sha256
 
 POLICY = """\
@@ -45,7 +47,7 @@ def test_register_records_everything(registry: Registry, model_dir: Path, tmp_pa
     (tmp_path / "train.csv").write_text("x,y\n1,a\n2,b\n")
     version = registry.register(
         "iris", model_dir, metrics={"accuracy": 0.93}, params={"depth": 3}, tags={"owner": "ana"},
-        data=[tmp_path / "train.csv"], description="first", created_by="ana", parent_run_id="run-1",
+        data=[tmp_path / "train.csv"], description="first", parent_run_id="run-1",
     )  # fmt: skip
     assert (version.ref, version.digest) == ("iris:1", build_manifest(model_dir).digest)
     again = registry.get("models:/iris:1")
@@ -55,8 +57,16 @@ def test_register_records_everything(registry: Registry, model_dir: Path, tmp_pa
     assert again.lineage["parent_run_id"] == "run-1"
     assert again.profile is not None
     assert again.profile["columns"]["y"]["frequencies"] == {"a": 0.5, "b": 0.5}
-    assert again.created_by == "ana"
+    assert again.created_by == os_identity()
     assert again.created_at.tzinfo is not None
+
+
+@pytest.mark.parametrize("as_given", [str, Path, lambda path: [str(path)]])
+def test_one_data_path_may_be_given_alone(registry: Registry, model_dir: Path, tmp_path: Path, as_given) -> None:
+    (tmp_path / "train.csv").write_text("x\n1\n")
+    version = registry.register("iris", model_dir, data=as_given(tmp_path / "train.csv"))
+    assert [item["path"] for item in version.lineage["data"]] == [str(tmp_path / "train.csv")]
+    assert version.profile is not None and version.profile["files"] == ["train.csv"]
 
 
 def test_versions_count_up_and_list(registry: Registry, model_dir: Path) -> None:
@@ -72,6 +82,8 @@ def test_versions_count_up_and_list(registry: Registry, model_dir: Path) -> None
 def test_unknown_model_version_alias(registry: Registry, model_dir: Path) -> None:
     with pytest.raises(ModelNotFound, match="model 'nope' is not registered"):
         registry.get("nope")
+    with pytest.raises(ModelNotFound, match="model 'nope' is not registered"):
+        registry.history("nope")
     registry.register("iris", model_dir)
     with pytest.raises(Exception, match="model 'iris' has no version 9"):
         registry.get("iris:9")
@@ -139,20 +151,21 @@ def test_concurrent_registration_gets_distinct_consecutive_numbers(
 
 
 def test_promotion_allowed_and_refused_is_audited(
-    registry: Registry, model_dir: Path, tmp_path: Path, shipyard_home: Path
+    registry: Registry, as_user: Callable[[str], Registry], model_dir: Path, tmp_path: Path, shipyard_home: Path
 ) -> None:
     write_policy(shipyard_home)
     data = tmp_path / "train.csv"
     data.write_text("x\n1\n")
-    registry.register("iris", model_dir, metrics={"accuracy": 0.95}, data=[data], created_by="ana")
-    registry.register("iris", model_dir, metrics={"accuracy": 0.93}, data=[data], created_by="ana")
-    registry.approve("iris:1", "production", approver="bo", comment="looked at the eval")
-    first = registry.promote("iris:1", "production", actor="ana", reason="first release")
+    ana, bo = as_user("ana@lab"), as_user("bo@lab")
+    ana.register("iris", model_dir, metrics={"accuracy": 0.95}, data=[data])
+    ana.register("iris", model_dir, metrics={"accuracy": 0.93}, data=[data])
+    bo.approve("iris:1", "production", comment="looked at the eval")
+    first = ana.promote("iris:1", "production", reason="first release")
     assert (first.applied, first.from_version) == (True, None)
     assert registry.get("iris@production").version == 1
 
-    registry.approve("iris:2", "production", approver="bo")
-    refused = registry.promote("iris:2", "production", actor="ana")
+    bo.approve("iris:2", "production")
+    refused = ana.promote("iris:2", "production")
     assert not refused.applied
     assert [rule.passed for rule in refused.verdict.rules] == [True, False, True]
     assert registry.get("iris@production").version == 1
@@ -164,8 +177,14 @@ def test_promotion_allowed_and_refused_is_audited(
         ("promote", 1, None, True), ("promote_refused", 2, 1, False),
     ]  # fmt: skip
     assert entries[0].reason == "first release"
-    assert entries[0].actor == "ana"
-    assert entries[1].details["approvals"] == {"required": 1, "approvers": ["bo"]}
+    assert entries[0].actor == "ana@lab"
+    assert entries[1].details["approvals"] == {"required": 1, "approvers": ["bo@lab"]}
+    policy_file = shipyard_home / "policies.yaml"
+    assert entries[1].details["policy_file"] == {
+        "path": str(policy_file), "digest": "sha256:" + file_sha256(policy_file),
+    }  # fmt: skip
+    assert entries[1].details["policy"] == f"aliases.production of {policy_file}"
+    assert entries[1].details["candidate_digest"] == registry.get("iris:2").digest
     second_rule = entries[1].details["rules"][1]
     assert second_rule["passed"] is False
     assert second_rule["values"] == {
@@ -173,6 +192,15 @@ def test_promotion_allowed_and_refused_is_audited(
         "candidate.metrics.accuracy": 0.93,
         "current.metrics.accuracy": 0.95,
     }
+
+
+def test_a_promotion_no_policy_governs_says_so_in_the_audit_log(registry: Registry, model_dir: Path) -> None:
+    registry.register("iris", model_dir)
+    outcome = registry.promote("iris:1", "staging")
+    assert outcome.applied
+    assert outcome.verdict.policy == "no policy for alias 'staging' (no policy file): allowed by default"
+    entry = registry.history("iris")[-1]
+    assert (entry.details["policy"], entry.details["policy_file"]) == (outcome.verdict.policy, None)
 
 
 def test_dry_run_changes_nothing(registry: Registry, model_dir: Path, shipyard_home: Path) -> None:
@@ -194,35 +222,69 @@ def test_force_needs_a_reason_and_is_recorded(registry: Registry, model_dir: Pat
     registry.register("iris", model_dir, metrics={"accuracy": 0.1})
     with pytest.raises(ForceWithoutReason):
         registry.promote("iris:1", "production", force=True)
-    outcome = registry.promote("iris:1", "production", force=True, reason="hotfix", actor="ops")
+    outcome = registry.promote("iris:1", "production", force=True, reason="hotfix", on_behalf_of="ops")
     assert (outcome.applied, outcome.forced, outcome.verdict.allowed) == (True, True, False)
     last = registry.history("iris")[-1]
-    assert (last.action, last.forced, last.allowed, last.reason, last.actor) == (
-        "promote",
-        True,
-        False,
-        "hotfix",
-        "ops",
-    )
+    assert (last.action, last.forced, last.allowed, last.reason) == ("promote", True, False, "hotfix")
+    assert (last.actor, last.claimed_user) == (os_identity(), "ops")
 
 
-def test_approval_flow(registry: Registry, model_dir: Path, shipyard_home: Path) -> None:
+def test_approval_flow(
+    registry: Registry, as_user: Callable[[str], Registry], model_dir: Path, shipyard_home: Path
+) -> None:
     write_policy(shipyard_home, "aliases:\n  production:\n    approvals: 2\n")
-    registry.register("iris", model_dir, created_by="ana")
-    with pytest.raises(SelfApproval, match="'ana' registered iris:1 and cannot approve it"):
-        registry.approve("iris:1", "production", approver="ana")
-    registry.approve("iris:1", "production", approver="bo")
+    ana, bo, cy = as_user("ana@lab"), as_user("bo@lab"), as_user("cy@desk")
+    ana.register("iris", model_dir)
+    with pytest.raises(SelfApproval, match="'ana@lab' registered iris:1 and cannot approve it"):
+        ana.approve("iris:1", "production")
+    bo.approve("iris:1", "production")
     assert not registry.promote("iris:1", "production").applied
-    with pytest.raises(Exception, match="'bo' has already approved iris:1"):
-        registry.approve("iris:1", "production", approver="bo")
-    registry.approve("iris:1", "staging", approver="cy")  # an approval counts for its own alias only
+    with pytest.raises(Exception, match="'bo@lab' has already approved iris:1"):
+        bo.approve("iris:1", "production")
+    cy.approve("iris:1", "staging")  # an approval counts for its own alias only
     assert not registry.promote("iris:1", "production").applied
-    registry.approve("iris:1", "production", approver="cy")
-    outcome = registry.promote("iris:1", "production", actor="ana")
+    cy.approve("iris:1", "production")
+    outcome = ana.promote("iris:1", "production")
     assert outcome.applied
-    assert outcome.verdict.approvers == ("bo", "cy")
+    assert outcome.verdict.approvers == ("bo@lab", "cy@desk")
     approvals = [(e.actor, e.alias) for e in registry.history("iris") if e.action == "approve"]
-    assert approvals == [("bo", "production"), ("cy", "staging"), ("cy", "production")]
+    assert approvals == [("bo@lab", "production"), ("cy@desk", "staging"), ("cy@desk", "production")]
+
+
+def test_a_claimed_name_never_replaces_the_os_account(
+    registry: Registry, as_user: Callable[[str], Registry], model_dir: Path, shipyard_home: Path
+) -> None:
+    write_policy(shipyard_home, "aliases:\n  production:\n    approvals: 1\n")
+    registry.register("iris", model_dir, on_behalf_of="ana")
+    with pytest.raises(SelfApproval, match=f"'{os_identity()}' registered iris:1 and cannot approve it"):
+        registry.approve("iris:1", "production", on_behalf_of="bob")  # the registrant's own account, claiming bob
+    assert not registry.promote("iris:1", "production").applied  # so the registrant alone cannot satisfy it
+    as_user("bo@lab").approve("iris:1", "production", on_behalf_of="the review board")
+    with pytest.raises(Exception, match="'bo@lab' has already approved"):
+        as_user("bo@lab").approve("iris:1", "production", on_behalf_of="someone else")
+    assert registry.promote("iris:1", "production").applied
+    entries = registry.history("iris")
+    assert [(e.action, e.actor, e.claimed_user) for e in entries] == [
+        ("register", os_identity(), "ana"),
+        ("promote_refused", os_identity(), None),
+        ("approve", "bo@lab", "the review board"),
+        ("promote", os_identity(), None),
+    ]
+
+
+def test_identities_recorded_without_a_host_match_by_login() -> None:
+    assert same_person("ana@lab", "ana@lab")
+    assert not same_person("ana@lab", "ana@desk")
+    assert same_person("ana", "ana@desk")  # recorded by an older Shipyard
+    assert not same_person("ana", "bo")
+
+
+def test_the_os_account_comes_from_the_user_id_not_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pwd
+
+    monkeypatch.setenv("USER", "somebody-else")
+    monkeypatch.setenv("LOGNAME", "somebody-else")
+    assert os_login() == pwd.getpwuid(os.geteuid()).pw_name
 
 
 def test_delete_refused_while_an_alias_points_at_it(registry: Registry, model_dir: Path) -> None:
@@ -232,11 +294,38 @@ def test_delete_refused_while_an_alias_points_at_it(registry: Registry, model_di
     with pytest.raises(VersionInUse, match="model 'iris' version 1 is in use by alias 'production'"):
         registry.delete("iris", 1)
     registry.promote("iris:2", "production")
-    registry.delete("iris", 1, actor="ana")
+    registry.delete("iris", 1, on_behalf_of="ana")
     assert [v.version for v in registry.list_versions("iris")] == [2]
     assert registry.history("iris")[-1].action == "delete"
     registry.register("iris", model_dir)
     assert registry.get("iris").version == 3  # numbers are never reused
+
+
+def test_delete_refused_while_a_deployment_serves_it(registry: Registry, model_dir: Path, tmp_path: Path) -> None:
+    """With the runtime's own release records (no daemon needed), on SQLite and PostgreSQL."""
+    from shipyard.runtime.local import state
+    from shipyard.runtime.local.release import prepare
+    from shipyard.store import write_transaction
+    from tests.serving.conftest import make_project
+
+    registry.register("iris", model_dir)
+    registry.register("iris", model_dir)
+    project = make_project(tmp_path / "p", "- name: api\n  handler: handlers.py:Echo\n  model: models:/iris:1\n")
+    with write_transaction(registry.engine) as connection:
+        for release in prepare(project).releases:
+            state.record_release(connection, release, "spec.yaml", str(project), 1.0)
+    with pytest.raises(VersionInUse) as caught:
+        registry.delete("iris", 1)
+    assert caught.value.message == (
+        "model 'iris' version 1 is in use by deployment 'api'; delete deployment 'api' (`shipyard delete API`) "
+        "or redeploy with another model, then delete it"
+    )
+    registry.promote("iris:1", "production")
+    with pytest.raises(VersionInUse, match=r"by alias 'production', deployment 'api'; promote another version to "
+                       r"alias 'production' and delete deployment 'api'"):  # fmt: skip
+        registry.delete("iris", 1)
+    registry.delete("iris", 2)  # the version nothing uses
+    assert [v.version for v in registry.list_versions("iris")] == [1]
 
 
 class _Planted:
@@ -309,3 +398,83 @@ def test_crash_during_upload_leaves_no_version(database_url: str, tmp_path: Path
         assert all(file_sha256(p) == p.name for p in stored)  # a blob under its final name is whole
         assert register_model("big", model).version == 1
         assert build_manifest(registry.resolve("big:1").path).digest == build_manifest(model).digest
+
+
+def test_registering_again_repairs_a_damaged_blob(registry: Registry, model_dir: Path) -> None:
+    version = registry.register("iris", model_dir)
+    entry = version.manifest.files[0]
+    Path(registry.artifacts.blob_path(entry.sha256)).write_bytes(b"bit rot")
+    with pytest.raises(ArtifactIntegrityError, match="register the model again"):
+        registry.resolve("iris:1")
+    registry.register("iris", model_dir)
+    assert registry.verify("iris:1")[1] == []
+    assert build_manifest(registry.resolve("iris:1").path).digest == version.digest
+    assert registry.history("iris")[-1].details["repaired_blobs"] == 1
+
+
+def test_a_tampered_version_record_is_refused(registry: Registry, model_dir: Path, tmp_path: Path) -> None:
+    from sqlalchemy import update
+
+    from shipyard.registry.errors import DamagedVersionRecord
+    from shipyard.registry.manifest import FileEntry, Manifest
+    from shipyard.store import write_transaction
+    from shipyard.store.tables import model_versions
+
+    version = registry.register("iris", model_dir)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "weights.bin").write_bytes(b"something else entirely")
+    registry.register("wine", other)  # a blob the tampered manifest can point at
+    swapped = Manifest(tuple(
+        FileEntry(e.path, file_sha256(other / "weights.bin"), 23) if e.path == "weights.bin" else e
+        for e in version.manifest.files
+    ))  # fmt: skip
+    with write_transaction(registry.engine) as connection:
+        connection.execute(
+            update(model_versions).where(model_versions.c.id == version.id).values(manifest=swapped.to_json().decode())
+        )
+    message = rf"the record of iris:1 is damaged or was altered: it names digest {version.digest}, but its file "
+    message += rf"manifest hashes to {swapped.digest}"
+    for attempt in (
+        lambda: registry.verify("iris:1"),
+        lambda: registry.resolve("iris:1"),
+        lambda: registry.get("iris"),
+    ):
+        with pytest.raises(DamagedVersionRecord, match=message):
+            attempt()
+    registry.delete("iris", 1)  # the damaged record can still be removed
+    assert registry.list_versions("iris") == []
+
+
+def test_a_failed_download_leaves_nothing_behind(registry: Registry, model_dir: Path, tmp_path: Path) -> None:
+    version = registry.register("iris", model_dir)
+    damaged = next(entry for entry in version.manifest.files if entry.path == "weights.bin")
+    Path(registry.artifacts.blob_path(damaged.sha256)).write_bytes(b"bit rot")
+    out = tmp_path / "downloads" / "iris"
+    with pytest.raises(ArtifactIntegrityError, match="'weights.bin'"):
+        registry.download("iris:1", out)
+    assert not out.exists()
+    assert list((tmp_path / "downloads").iterdir()) == []  # no staging folder either
+    registry.register("iris", model_dir)  # repairs the blob
+    registry.download("iris:1", out)
+    assert build_manifest(out).digest == version.digest
+
+
+def test_a_version_whose_files_fail_verification_is_never_promoted(registry: Registry, model_dir: Path) -> None:
+    from shipyard.registry.errors import CandidateDamaged
+
+    version = registry.register("iris", model_dir)
+    registry.promote("iris:1", "staging")
+    weights = next(entry for entry in version.manifest.files if entry.path == "weights.bin")
+    Path(registry.artifacts.blob_path(weights.sha256)).write_bytes(b"bit rot")
+    assert registry.promote("iris@staging", "production", dry_run=True).verdict.allowed  # dry runs read no blobs
+    for force in (False, True):
+        outcome = registry.promote("iris@staging", "production", force=force, reason="hotfix" if force else "")
+        assert not outcome.applied
+        assert outcome.damaged is not None and f"weights.bin: expected sha256:{weights.sha256}" in outcome.damaged
+        with pytest.raises(CandidateDamaged, match=r"refused: its stored files fail verification .*register the"):
+            outcome.raise_for_refusal()
+    with pytest.raises(AliasNotFound):
+        registry.get("iris@production")
+    refused = [e for e in registry.history("iris") if e.action == "promote_refused"]
+    assert [(e.version, e.details["damaged"] is not None) for e in refused] == [(1, True), (1, True)]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, make_url, text
 
 from shipyard.store import create_store_engine, redact, write_transaction
 from shipyard.store.engine import DatabaseURLError
@@ -55,3 +55,69 @@ def test_bad_urls_are_explained_without_passwords(url: str, message: str) -> Non
 
 def test_redact_hides_the_password() -> None:
     assert redact("postgresql+psycopg://u:secret@h:5432/db") == "postgresql+psycopg://u:***@h:5432/db"
+
+
+def test_a_write_transaction_takes_the_sqlite_write_lock_up_front(tmp_path: Path) -> None:
+    """Two writers queue on the lock rather than both reading before either writes (promotions rely on it)."""
+    import sqlite3
+
+    database = tmp_path / "x.db"
+    engine = create_store_engine(f"sqlite:///{database}")
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE t (x INTEGER)"))
+        with write_transaction(engine) as connection:
+            connection.execute(text("SELECT count(*) FROM t"))  # reads only, yet holds the write lock
+            other = sqlite3.connect(database, timeout=0, isolation_level=None)
+            with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
+    finally:
+        engine.dispose()
+
+
+def test_a_damaged_sqlite_file_is_one_clear_error(tmp_path: Path) -> None:
+    from shipyard.store import StoreUnavailable, migrate
+
+    (tmp_path / "x.db").write_text("these bytes are not a SQLite database" * 100)
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        with pytest.raises(StoreUnavailable, match=r"x\.db: file is not a database; if the file is damaged"):
+            migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def test_a_file_where_the_database_folder_should_be_is_one_clear_error(tmp_path: Path) -> None:
+    from shipyard.store import StoreUnavailable
+
+    (tmp_path / "home").write_text("a file")
+    with pytest.raises(StoreUnavailable, match=r"folder '.*home' cannot be created \(a file is in the way\)"):
+        create_store_engine(f"sqlite:///{tmp_path / 'home' / 'shipyard.db'}")
+
+
+def test_an_unreachable_server_is_one_clear_error_without_the_password() -> None:
+    from shipyard.store import StoreUnavailable, migrate
+    from tests.support import free_port
+
+    engine = create_store_engine(f"postgresql+psycopg://u:secret@127.0.0.1:{free_port()}/db?connect_timeout=3")
+    try:
+        with pytest.raises(StoreUnavailable, match=r"the database postgresql\+psycopg://u:\*\*\*@") as caught:
+            migrate(engine)
+    finally:
+        engine.dispose()
+    assert "secret" not in caught.value.message
+    assert "check SHIPYARD_DATABASE_URL, that the server runs" in caught.value.message
+
+
+@pytest.mark.postgres
+def test_a_missing_postgres_database_is_one_clear_error(postgres_server: str) -> None:
+    from shipyard.store import StoreUnavailable, migrate
+
+    url = make_url(postgres_server).set(database="shipyard_no_such_database")
+    engine = create_store_engine(url.render_as_string(hide_password=False))
+    try:
+        with pytest.raises(StoreUnavailable, match=r'database "shipyard_no_such_database" does not exist'):
+            migrate(engine)
+    finally:
+        engine.dispose()

@@ -11,10 +11,10 @@ from shipyard.cli.daemon import DAEMON_COMMANDS
 from shipyard.cli.deploy import DEPLOY_COMMANDS
 from shipyard.cli.jobs import jobs
 from shipyard.cli.models import models
-from shipyard.cli.output import configure_logging, reports_errors
+from shipyard.cli.output import OneLineUsageGroup, configure_logging, reports_errors
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=OneLineUsageGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="shipyard")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.option(

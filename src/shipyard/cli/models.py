@@ -6,6 +6,7 @@ Talks to the store directly (no daemon needed). Human tables by default, `-o jso
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,12 +14,12 @@ from typing import Any
 
 import click
 import orjson
-from rich.console import Console
 from rich.table import Table
 
-from shipyard.cli.output import reports_errors
+from shipyard.cli.output import print_table, reports_errors
 from shipyard.registry import ModelRef, ModelVersion, PromotionOutcome, Registry, open_registry, parse_ref
 from shipyard.registry.errors import InvalidModelRef, InvalidName
+from shipyard.registry.refs import check_alias, check_name
 
 _OUTPUT = click.option(
     "-o",
@@ -28,7 +29,11 @@ _OUTPUT = click.option(
     show_default=True,
     help="table for people, json for scripts.",
 )
-_USER = click.option("--user", help="Who is acting, for the audit log (default: the OS user).")
+_USER = click.option(
+    "--user",
+    metavar="NAME",
+    help="Whom you act for; recorded beside your OS account, which stays the actor (and the approver).",
+)
 
 
 @contextmanager
@@ -41,15 +46,32 @@ def _emit_json(data: Any) -> None:
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
-def _print(table: Table) -> None:
-    Console(soft_wrap=True).print(table)
-
-
 def _ref(_ctx: click.Context, param: click.Parameter, value: str) -> ModelRef:
     try:
         return parse_ref(value)
     except (InvalidModelRef, InvalidName) as exc:
         raise click.BadParameter(exc.message, param=param) from None
+
+
+def _name(_ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return check_name(value)
+    except InvalidName as exc:
+        raise click.BadParameter(exc.message, param=param) from None
+
+
+def _alias(_ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return check_alias(value)
+    except InvalidName as exc:
+        raise click.BadParameter(exc.message, param=param) from None
+
+
+def _finite(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError(raw)
+    return value
 
 
 def _pinned(ctx: click.Context, param: click.Parameter, value: str) -> ModelRef:
@@ -71,7 +93,7 @@ def _pairs(
             try:
                 found[key] = convert(raw)
             except ValueError:
-                raise click.BadParameter(f"{item!r}: {raw!r} is not a number", param=param) from None
+                raise click.BadParameter(f"{item!r}: {raw!r} is not a finite number", param=param) from None
         return found
 
     return parse
@@ -83,9 +105,9 @@ def models() -> None:
 
 
 @models.command()
-@click.argument("name")
+@click.argument("name", callback=_name)
 @click.argument("path", type=click.Path(exists=True))
-@click.option("--metric", "metrics", multiple=True, callback=_pairs(float), metavar="K=V", help="A metric (number).")
+@click.option("--metric", "metrics", multiple=True, callback=_pairs(_finite), metavar="K=V", help="A metric (number).")
 @click.option("--metrics-file", type=click.Path(exists=True, dir_okay=False), help="JSON object of metrics.")
 @click.option("--param", "params", multiple=True, callback=_pairs(str), metavar="K=V", help="A training parameter.")
 @click.option("--tag", "tags", multiple=True, callback=_pairs(str), metavar="K=V", help="A tag, e.g. owner=ana.")
@@ -126,7 +148,7 @@ def register(
             description=description,
             flavor=flavor,
             parent_run_id=parent_run_id,
-            created_by=user,
+            on_behalf_of=user,
         )
     if output == "json":
         _emit_json(version.to_dict(full=False))
@@ -143,6 +165,11 @@ def _metrics_file(path: str | None) -> dict[str, float]:
         raise click.BadParameter(f"{path!r} is not readable JSON: {exc}", param_hint="--metrics-file") from None
     if not isinstance(data, dict):
         raise click.BadParameter(f"{path!r} must hold a JSON object of name: number", param_hint="--metrics-file")
+    for key, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise click.BadParameter(
+                f"metric {key!r} in {path!r} must be a finite number, got {value!r}", param_hint="--metrics-file"
+            )
     return data
 
 
@@ -171,7 +198,7 @@ def list_(output: str) -> None:
     for model in found:
         aliases = ", ".join(f"{alias}→{version}" for alias, version in model.aliases.items())
         table.add_row(model.name, str(model.versions), str(model.latest or "-"), aliases or "-")
-    _print(table)
+    print_table(table)
 
 
 @models.command()
@@ -188,7 +215,7 @@ def show(ref: ModelRef, output: str) -> None:
     table = Table("FIELD", "VALUE", show_header=False)
     for key, value in _summary_rows(version):
         table.add_row(key, value)
-    _print(table)
+    print_table(table)
 
 
 def _summary_rows(version: ModelVersion) -> Iterator[tuple[str, str]]:
@@ -207,10 +234,13 @@ def _summary_rows(version: ModelVersion) -> Iterator[tuple[str, str]]:
         "data",
         ", ".join(f"{item['path']} ({item['digest'][:19]})" for item in lineage.get("data", [])) or "-",
     )
-    yield "code", _code(lineage.get("code", {}))
+    yield "code", _code(lineage.get("code", {})) if lineage.get("code_captured", True) else _NO_CODE
     yield "python", lineage.get("python", {}).get("version", "-")
     if version.profile:
         yield "profile", f"{version.profile['rows']} rows, columns: {', '.join(version.profile['columns'])}"
+
+
+_NO_CODE = "not captured (registered outside a git tree without --code DIR)"
 
 
 def _kv(values: dict[str, Any]) -> str:
@@ -244,18 +274,22 @@ def versions(name: str, output: str) -> None:
             f"{version.created_at:%Y-%m-%d %H:%M}",
             version.created_by,
         )
-    _print(table)
+    print_table(table)
 
 
 @models.command()
 @click.argument("ref", callback=_ref)
 @click.argument("directory", type=click.Path(file_okay=False))
+@_OUTPUT
 @reports_errors
-def download(ref: ModelRef, directory: str) -> None:
+def download(ref: ModelRef, directory: str, output: str) -> None:
     """Copy a version's files into DIRECTORY (new or empty), verifying each."""
     with _registry() as registry:
         version = registry.download(ref, directory)
-    click.echo(f"{version.ref} {version.digest} -> {directory}")
+    if output == "json":
+        _emit_json({"version": version.ref, "digest": version.digest, "path": str(Path(directory).resolve())})
+    else:
+        click.echo(f"{version.ref} {version.digest} -> {directory}")
 
 
 @models.command()
@@ -292,13 +326,13 @@ def history(name: str, output: str) -> None:
     with _registry() as registry:
         entries = registry.history(name)
     if output == "json":
-        _emit_json([entry.to_dict() for entry in entries])
+        _emit_json([entry.to_dict() | {"claimed_user": entry.claimed_user} for entry in entries])
         return
     table = Table("WHEN", "WHO", "ACTION", "VERSION", "ALIAS", "FROM", "FORCED", "REASON")
     for entry in entries:
         table.add_row(
             f"{entry.at:%Y-%m-%d %H:%M:%S}" if entry.at else "-",
-            entry.actor,
+            entry.actor + (f" (for {entry.claimed_user})" if entry.claimed_user else ""),
             str(entry.action),
             _dash(entry.version),
             entry.alias or "-",
@@ -306,7 +340,7 @@ def history(name: str, output: str) -> None:
             "yes" if entry.forced else "-",
             entry.reason or "-",
         )
-    _print(table)
+    print_table(table)
 
 
 def _dash(value: int | None) -> str:
@@ -316,18 +350,22 @@ def _dash(value: int | None) -> str:
 @models.command()
 @click.argument("ref", metavar="NAME:VERSION", callback=_pinned)
 @_USER
+@_OUTPUT
 @reports_errors
-def delete(ref: ModelRef, user: str | None) -> None:
-    """Delete one version; refused while an alias points at it."""
+def delete(ref: ModelRef, user: str | None, output: str) -> None:
+    """Delete one version; refused while an alias or a deployment uses it."""
     assert ref.version is not None
     with _registry() as registry:
-        deleted = registry.delete(ref.name, ref.version, actor=user)
-    click.echo(f"deleted {deleted.ref} {deleted.digest}")
+        deleted = registry.delete(ref.name, ref.version, on_behalf_of=user)
+    if output == "json":
+        _emit_json({"deleted": deleted.ref, "digest": deleted.digest})
+    else:
+        click.echo(f"deleted {deleted.ref} {deleted.digest}")
 
 
 @models.command()
 @click.argument("ref", callback=_ref)
-@click.option("--to", "alias", required=True, help="The alias to move, e.g. production.")
+@click.option("--to", "alias", required=True, callback=_alias, help="The alias to move, e.g. production.")
 @click.option("--reason", default="", help="Why; recorded in the audit log (required with --force).")
 @click.option("--dry-run", is_flag=True, help="Evaluate the rules and print them; change nothing.")
 @click.option("--force", is_flag=True, help="Skip the rules (needs --reason); recorded as forced.")
@@ -354,7 +392,7 @@ def promote(
         raise click.UsageError("--force skips the governance rules and needs --reason TEXT saying why")
     with _registry() as registry:
         outcome = registry.promote(
-            ref, alias, actor=user, reason=reason, dry_run=dry_run, force=force, policies=policies
+            ref, alias, on_behalf_of=user, reason=reason, dry_run=dry_run, force=force, policies=policies
         )
     if output == "json":
         _emit_json(outcome.to_dict())
@@ -373,13 +411,16 @@ def _exit_if_refused(outcome: PromotionOutcome) -> None:
 
 def _print_outcome(outcome: PromotionOutcome) -> None:
     verdict = outcome.verdict
+    click.echo(f"policy: {verdict.policy}")
+    if verdict.denial:
+        click.echo(f"denied: {verdict.denial}")
     if verdict.rules:
         table = Table("RULE", "RESULT", "VALUES")
         for rule in verdict.rules:
             result = "[green]pass[/green]" if rule.passed else f"[red]FAIL[/red] {rule.error or ''}".rstrip()
             values = ", ".join(f"{key}={value!r}" for key, value in rule.values.items())
             table.add_row(rule.expression, result, values or "-")
-        _print(table)
+        print_table(table)
     if verdict.approvals_required:
         names = ", ".join(verdict.approvers) or "none"
         click.echo(f"approvals: {len(verdict.approvers)} of {verdict.approvals_required} ({names})")
@@ -393,12 +434,17 @@ def _print_outcome(outcome: PromotionOutcome) -> None:
 
 @models.command()
 @click.argument("ref", metavar="NAME:VERSION", callback=_pinned)
-@click.option("--alias", required=True, help="The alias this approval is for.")
+@click.option("--alias", required=True, callback=_alias, help="The alias this approval is for.")
 @click.option("--comment", default="", help="What was checked.")
 @_USER
+@_OUTPUT
 @reports_errors
-def approve(ref: ModelRef, alias: str, comment: str, user: str | None) -> None:
-    """Approve a version for an alias (the approver must not be the registrant)."""
+def approve(ref: ModelRef, alias: str, comment: str, user: str | None, output: str) -> None:
+    """Approve a version for an alias (your OS account must not be the one that registered it)."""
     with _registry() as registry:
-        registry.approve(ref, alias, approver=user, comment=comment)
-    click.echo(f"approved {ref} for {alias!r}")
+        registry.approve(ref, alias, comment=comment, on_behalf_of=user)
+        approver = registry.identity
+    if output == "json":
+        _emit_json({"approved": str(ref), "alias": alias, "approver": approver, "claimed_user": user})
+    else:
+        click.echo(f"approved {ref} for {alias!r} as {approver}")

@@ -3,12 +3,11 @@
 from shipyard.governance.policy import (
     AliasRules,
     Policies,
-    RuleResult,
-    Verdict,
     compile_policies,
     evaluate,
     load_policies_file,
 )
+from shipyard.governance.verdict import RuleResult, Verdict
 
 __all__ = [
     "AliasRules",

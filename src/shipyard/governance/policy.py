@@ -2,8 +2,9 @@
 
 `candidate` is the version being promoted, `current` the version that holds the alias now (absent on
 the first promotion, so `!has(current) || ...` guards a comparison) and `evidence` what was recorded
-about the candidate (`evidence.approvals`, `evidence.approvers`). A rule over a field that is not there
-fails and names the field; it never raises.
+about the candidate (`evidence.approvals`, `evidence.approvers`). A rule that names any other variable,
+or a function CEL lacks, is refused when the file loads. A rule over a field that is not there fails
+and names the field; it never raises.
 """
 
 from __future__ import annotations
@@ -16,25 +17,37 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import celpy
+import orjson
 from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError
 from lark.exceptions import UnexpectedToken
 
 from shipyard.errors import ConfigError
-from shipyard.spec.policies import LoadedPolicies, load_policies
+from shipyard.governance.expression import FieldPath, field_paths, unknown_names
+from shipyard.governance.verdict import MISSING, RuleResult, Verdict, show
+from shipyard.spec.policies import DEFAULT_SECTION, AliasPolicy, LoadedPolicies, load_policies
 
-MISSING = "(missing)"
-_ROOTS = ("candidate", "current", "evidence")
-_REFERENCE = re.compile(r"\b(candidate|current|evidence)((?:\.[A-Za-z_][A-Za-z0-9_]*)*)")
-_STRING = re.compile(r"'''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\"", re.DOTALL)
+MAX_VALUE_BYTES = 512
+"""A value a rule read is recorded whole up to this size as JSON, bigger ones by their size."""
+MAX_ERROR_LENGTH = 240
 _ABSENT = object()
+
+
+class RuleError(ValueError):
+    """A rule that cannot be compiled; `column` is where in the expression (1-based), when known."""
+
+    def __init__(self, message: str, column: int | None = None) -> None:
+        super().__init__(message)
+        self.column = column
 
 
 @dataclass(frozen=True)
 class Rule:
     expression: str
     program: Any = field(repr=False, compare=False)
+    paths: tuple[FieldPath, ...] = ()
+    """The fields the rule reads, for the verdict and to name a missing one."""
 
 
 @dataclass(frozen=True)
@@ -42,64 +55,48 @@ class AliasRules:
     alias: str
     rules: tuple[Rule, ...] = ()
     approvals: int = 0
+    policy: str = ""
+    """Which policy this is, in words (empty: none governs the alias)."""
+    denial: str | None = None
+    """Set when the alias may not be moved at all."""
 
 
 @dataclass(frozen=True)
 class Policies:
     aliases: Mapping[str, AliasRules] = field(default_factory=dict)
     source: str | None = None
+    digest: str | None = None
+    """sha256 of the policy file, recorded with every promotion it judged."""
+    default: AliasRules | None = None
+    """Rules for aliases that `aliases` does not list (None: `allow` or `deny`, see `deny_unlisted`)."""
+    deny_unlisted: bool = False
 
     def for_alias(self, alias: str) -> AliasRules:
-        """The rules of `alias`; an alias the policy file does not list has none."""
-        return self.aliases.get(alias, AliasRules(alias))
-
-
-@dataclass(frozen=True)
-class RuleResult:
-    expression: str
-    passed: bool
-    values: dict[str, Any]
-    """Each field the rule reads, with its value or MISSING."""
-    error: str | None = None
-    """Why the rule could not be evaluated (a missing field, a type mismatch)."""
-
-    def describe(self) -> str:
-        shown = ", ".join(f"{name}={_show(value)}" for name, value in self.values.items())
-        outcome = "passed" if self.passed else f"failed{f' ({self.error})' if self.error else ''}"
-        return f"{self.expression} {outcome}{f' [{shown}]' if shown else ''}"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    alias: str
-    rules: tuple[RuleResult, ...]
-    approvals_required: int
-    approvers: tuple[str, ...]
-
-    @property
-    def has_approvals(self) -> bool:
-        return len(self.approvers) >= self.approvals_required
-
-    @property
-    def allowed(self) -> bool:
-        return self.has_approvals and all(rule.passed for rule in self.rules)
-
-    def failures(self) -> list[str]:
-        found = [rule.describe() for rule in self.rules if not rule.passed]
-        if not self.has_approvals:
-            found.append(f"needs {self.approvals_required} approval(s), has {len(self.approvers)}")
-        return found
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "alias": self.alias,
-            "allowed": self.allowed,
-            "rules": [
-                {"expression": r.expression, "passed": r.passed, "values": r.values, "error": r.error}
-                for r in self.rules
-            ],
-            "approvals": {"required": self.approvals_required, "approvers": list(self.approvers)},
-        }
+        """The rules that govern `alias`: its own, the default policy's, a denial, or none at all."""
+        if alias in self.aliases:
+            return self.aliases[alias]
+        where = self.source or "SHIPYARD_HOME/policies.yaml"
+        close = [name for name in self.aliases if _is_near(alias, name)]
+        if close:
+            return AliasRules(
+                alias,
+                policy=f"none: {where} does not list alias {alias!r}",
+                denial=f"{where} lists alias {close[0]!r} but not {alias!r}, which looks like a typo; fix the key, "
+                f"or add `{alias}: {{}}` under aliases to allow {alias!r} without rules",
+            )
+        if self.deny_unlisted:
+            return AliasRules(
+                alias,
+                policy=f"default of {where}: deny",
+                denial=f"{where} does not list alias {alias!r} and denies unlisted aliases (default: deny); "
+                f"add aliases.{alias} to it",
+            )
+        if self.default is not None:
+            return AliasRules(
+                alias, self.default.rules, self.default.approvals, f"default of {where} ({alias!r} is not listed)"
+            )
+        found = f"in {self.source}" if self.source else "(no policy file)"
+        return AliasRules(alias, policy=f"no policy for alias {alias!r} {found}: allowed by default")
 
 
 def load_policies_file(path: str | os.PathLike[str]) -> Policies:
@@ -109,20 +106,40 @@ def load_policies_file(path: str | os.PathLike[str]) -> Policies:
 
 def compile_policies(loaded: LoadedPolicies) -> Policies:
     problems: list[str] = []
-    aliases: dict[str, AliasRules] = {}
-    for alias, policy in loaded.policies.aliases.items():
-        rules = []
-        for index, expression in enumerate(policy.require):
-            try:
-                rules.append(compile_rule(expression))
-            except ValueError as exc:
-                line = loaded.lines.get((alias, index))
-                where = f"{loaded.source}:{line}" if line else loaded.source
-                problems.append(f"{where}: aliases.{alias}.require.{index}: {exc}")
-        aliases[alias] = AliasRules(alias, tuple(rules), policy.approvals)
+    aliases = {
+        alias: _compile_section(loaded, alias, f"aliases.{alias}", policy, problems)
+        for alias, policy in loaded.policies.aliases.items()
+    }
+    declared = loaded.policies.default
+    default = None
+    if isinstance(declared, AliasPolicy):
+        default = _compile_section(loaded, DEFAULT_SECTION, "default", declared, problems)
     if problems:
         raise ConfigError(problems)
-    return Policies(aliases, loaded.source)
+    return Policies(aliases, loaded.source, loaded.digest or None, default, declared == "deny")
+
+
+def _compile_section(
+    loaded: LoadedPolicies, alias: str, key: str, policy: AliasPolicy, problems: list[str]
+) -> AliasRules:
+    rules = []
+    for index, expression in enumerate(policy.require):
+        try:
+            rules.append(compile_rule(expression))
+        except RuleError as exc:
+            problems.append(f"{_position(loaded, alias, index, exc.column)}: {key}.require.{index}: {exc}")
+    return AliasRules(alias, tuple(rules), policy.approvals, f"{key} of {loaded.source}")
+
+
+def _position(loaded: LoadedPolicies, alias: str, index: int, column: int | None) -> str:
+    """`file:line:column` of the problem, as far as the file tells."""
+    line = loaded.lines.get((alias, index))
+    start = loaded.columns.get((alias, index))
+    if line is None:
+        return loaded.source
+    if start is None or column is None:
+        return f"{loaded.source}:{line}"
+    return f"{loaded.source}:{line}:{start + column - 1}"
 
 
 @functools.cache
@@ -132,17 +149,21 @@ def _environment() -> celpy.Environment:
 
 
 def compile_rule(expression: str) -> Rule:
-    """A compiled rule; raises ValueError giving the column where `expression` stops parsing."""
+    """A compiled rule; raises RuleError giving the column where `expression` stops parsing, or the first
+    name in it that is neither candidate, current nor evidence (nor a macro's variable) nor a CEL function."""
     try:
         ast = _environment().compile(expression)
     except CELParseError as exc:
-        raise ValueError(_parse_problem(expression, exc)) from None
-    return Rule(expression, _environment().program(ast))
+        column = int(getattr(exc, "column", 0) or 0)
+        raise RuleError(_parse_problem(expression, exc, column), column or None) from None
+    unknown = unknown_names(ast)
+    if unknown:
+        raise RuleError(f"CEL expression {expression!r} uses an {unknown[0].describe()}", unknown[0].column)
+    return Rule(expression, _environment().program(ast), tuple(field_paths(ast)))
 
 
-def _parse_problem(expression: str, error: CELParseError) -> str:
+def _parse_problem(expression: str, error: CELParseError, column: int) -> str:
     cause = error.__context__  # celpy raises its error while handling lark's, which says what was found
-    column = int(getattr(error, "column", 0) or 0)
     if isinstance(cause, UnexpectedToken) and cause.token.type == "$END":
         found = "the expression ends too early"
     elif isinstance(cause, UnexpectedToken):
@@ -150,6 +171,11 @@ def _parse_problem(expression: str, error: CELParseError) -> str:
     else:
         found = f"unexpected {expression[max(column - 1, 0) :][:1]!r}"
     return f"CEL expression {expression!r} does not parse at column {column}: {found}"
+
+
+def references(expression: str) -> list[str]:
+    """The field paths under candidate/current/evidence that `expression` reads, in order."""
+    return [str(path) for path in compile_rule(expression).paths]
 
 
 def evaluate(
@@ -164,12 +190,12 @@ def evaluate(
     activation = {name: json_to_cel(value) for name, value in data.items()}
     results = tuple(_evaluate_rule(rule, activation, data) for rule in rules.rules)
     approvers = tuple(evidence.get("approvers", ()))
-    return Verdict(rules.alias, results, rules.approvals, approvers)
+    return Verdict(rules.alias, results, rules.approvals, approvers, rules.policy, rules.denial)
 
 
 def _evaluate_rule(rule: Rule, activation: dict[str, Any], data: dict[str, Any]) -> RuleResult:
-    found = {path: lookup(data, path) for path in references(rule.expression)}
-    values = {path: _summary(value) for path, value in found.items()}
+    found = {str(path): lookup(data, path) for path in rule.paths}
+    values = {path: recorded(value) for path, value in found.items()}
     missing = [path for path, value in found.items() if value is _ABSENT]
     try:
         outcome = rule.program.evaluate(activation)
@@ -180,18 +206,23 @@ def _evaluate_rule(rule: Rule, activation: dict[str, Any], data: dict[str, Any])
         return RuleResult(rule.expression, False, values, reason)
     if isinstance(outcome, celpy.celtypes.BoolType):  # celpy's booleans subclass int, not bool
         return RuleResult(rule.expression, bool(outcome), values)
-    return RuleResult(rule.expression, False, values, f"must give true or false, gave {_show(_plain(outcome))}")
+    return RuleResult(rule.expression, False, values, f"must give true or false, gave {show(_plain(outcome))}")
 
 
-def _summary(value: Any) -> Any:
-    """A value as the verdict records it: scalars whole, containers by their size (audit rows stay small)."""
+def recorded(value: Any) -> Any:
+    """A value as the verdict (and the audit log) keeps it: whole when small, else its size."""
     if value is _ABSENT:
         return MISSING
+    try:
+        if len(orjson.dumps(value)) <= MAX_VALUE_BYTES:
+            return value
+    except TypeError:
+        return show(value)
     if isinstance(value, Mapping):
         return f"{{{len(value)} fields}}"
     if isinstance(value, list | tuple):
         return f"[{len(value)} items]"
-    return value
+    return show(value, MAX_VALUE_BYTES // 2)
 
 
 def _plain(value: Any) -> Any:
@@ -202,27 +233,53 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_CEL_TYPE = re.compile(r"<class 'celpy\.celtypes\.(\w+?)(?:Type)?'>")
+_RULE_TOKEN = re.compile(r"Token\('RULE', '(\w+)'\)")
+_OPERATORS = {"relation_lt": "<", "relation_le": "<=", "relation_gt": ">", "relation_ge": ">=", "relation_eq": "==",
+              "relation_ne": "!=", "relation_in": "in", "addition_add": "+", "addition_sub": "-",
+              "multiplication_mul": "*", "multiplication_div": "/", "multiplication_mod": "%"}  # fmt: skip
+
+
 def _detail(exc: CELEvalError) -> str:
-    return str(exc.args[0]) if exc.args else type(exc).__name__
+    """celpy's message, short and readable: no dump of the activation, CEL's names for types and operators."""
+    message = str(exc.args[0]) if exc.args else type(exc).__name__
+    extra = exc.args[2] if len(exc.args) > 2 else None
+    if isinstance(extra, tuple) and len(extra) == 1 and not message.startswith("found no matching overload"):
+        message += f": {_plain(extra[0])!r}" if not isinstance(extra[0], str) else f": {extra[0]}"
+    message = re.sub(r"\s*\(in activation .*", "", message, flags=re.DOTALL)
+    message = _RULE_TOKEN.sub(lambda m: repr(_OPERATORS.get(m[1], m[1])), message)
+    message = _CEL_TYPE.sub(lambda m: m[1].lower(), message)
+    message = " ".join(message.split())
+    return message if len(message) <= MAX_ERROR_LENGTH else message[: MAX_ERROR_LENGTH - 3] + "..."
 
 
-def references(expression: str) -> list[str]:
-    """The dotted field paths under candidate/current/evidence that `expression` reads, in order."""
-    code = _STRING.sub("''", expression)
-    found = [match.group(1) + match.group(2) for match in _REFERENCE.finditer(code)]
-    return list(dict.fromkeys(found))
-
-
-def lookup(data: Mapping[str, Any], path: str) -> Any:
-    """The value at a dotted path, or the `_ABSENT` sentinel at the first step that is not there."""
+def lookup(data: Any, path: FieldPath | str) -> Any:
+    """The value at a path, or the `_ABSENT` sentinel at the first step that is not there."""
+    parts = path.parts if isinstance(path, FieldPath) else tuple(path.split("."))
     value: Any = data
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return _ABSENT
-        value = value[part]
+    for part in parts:
+        value = _step(value, part)
+        if value is _ABSENT:
+            break
     return value
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def _step(value: Any, part: str | int) -> Any:
+    if isinstance(part, int):
+        return value[part] if isinstance(value, list | tuple) and -len(value) <= part < len(value) else _ABSENT
+    return value[part] if isinstance(value, Mapping) and part in value else _ABSENT
+
+
+def _is_near(alias: str, listed: str) -> bool:
+    """Whether `listed` is one small edit from `alias` (a likely typo of it)."""
+    return 0 < _edit_distance(alias, listed) <= (1 if len(alias) <= 5 else 2)
+
+
+def _edit_distance(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, left in enumerate(a, start=1):
+        current = [i]
+        for j, right in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (left != right)))
+        previous = current
+    return previous[-1]

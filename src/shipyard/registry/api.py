@@ -18,13 +18,14 @@ def register_model(
     metrics: Mapping[str, float] | None = None,
     params: Mapping[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
-    data: Sequence[str | os.PathLike[str]] = (),
+    data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
     code: str | os.PathLike[str] | None = None,
     description: str = "",
     flavor: str | None = None,
     parent_run_id: str | None = None,
 ) -> ModelVersion:
-    """Register the model file or folder at `path` as the next version of `name`."""
+    """Register the model file or folder at `path` as the next version of `name`; `data` is the training
+    data, one path or a list of files and folders."""
     with open_registry() as registry:
         return registry.register(
             name,

@@ -1,29 +1,40 @@
 """Content-addressed blobs: each file is stored once under its sha256 in a local folder or any fsspec URL.
 
 Every write goes to a temporary name beside its final one and is renamed into place only once its bytes
-hash to the expected digest, so a crash leaves at most a stray temporary file, never a wrong blob. Every
-read hashes the bytes as they stream and refuses a blob whose digest does not match.
+hash to the expected digest (on a local disk, after they are synced), so a crash leaves at most a stray
+temporary file, never a wrong blob; stray ones are swept when a blob is next written beside them. Every
+read hashes the bytes as they stream and refuses a blob whose digest does not match, and uploading a
+file again replaces a stored blob that was damaged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from shipyard.registry.errors import (
     ArtifactIntegrityError,
     ArtifactMissing,
+    ArtifactStoreUnavailable,
     UnsafeManifestPath,
     UploadChanged,
 )
 from shipyard.registry.manifest import CHUNK, FileEntry, Manifest
+
+TEMPORARY_MARK = ".tmp-"
+STALE_AFTER = 3600.0
+"""Seconds after which a temporary upload file nobody writes to any more is removed."""
 
 
 @dataclass(frozen=True)
@@ -32,16 +43,30 @@ class UploadReport:
     """Files written to the store."""
     reused: int
     """Files the store already held (identical content is stored once)."""
+    repaired: int = 0
+    """Files the store held damaged (their bytes no longer matched their name) and now holds whole."""
 
 
 class ArtifactStore:
     """Blobs at `<location>/blobs/sha256/<2 hex>/<64 hex>`."""
 
     def __init__(self, location: str) -> None:
-        self.location = location
-        fs, root = fsspec.core.url_to_fs(location)
+        self.location = shown_location(location)
+        try:
+            fs, root = fsspec.core.url_to_fs(location)
+        except ImportError as exc:  # fsspec names the package to install: "Install s3fs to access S3"
+            raise ArtifactStoreUnavailable(
+                self.location, str(exc).splitlines()[0], "install that package, or set SHIPYARD_ARTIFACTS to a folder"
+            ) from exc
+        except ValueError as exc:
+            raise ArtifactStoreUnavailable(
+                self.location,
+                str(exc).splitlines()[0],
+                "set SHIPYARD_ARTIFACTS to a folder or an fsspec URL such as s3://bucket/path or gs://bucket/path",
+            ) from exc
         self._fs: Any = fs
         self._root = root.rstrip("/")
+        self._is_local = isinstance(fs, LocalFileSystem)
 
     def blob_path(self, sha256: str) -> str:
         return f"{self._root}/blobs/sha256/{sha256[:2]}/{sha256}"
@@ -50,31 +75,80 @@ class ArtifactStore:
         return bool(self._fs.exists(self.blob_path(sha256)))
 
     def upload(self, source: str | os.PathLike[str], manifest: Manifest) -> UploadReport:
-        """Store every file of the model at `source` (a file or a folder) that the store lacks."""
+        """Store every file of the model at `source` (a file or a folder) that the store lacks or holds
+        damaged: registering a model again repairs a blob whose bytes no longer match its name."""
         root = Path(source)
-        stored = reused = 0
+        counts = {"absent": 0, "whole": 0, "damaged": 0}
         for entry in manifest.files:
-            if self.has(entry.sha256):
-                reused += 1
-                continue
-            local = root if root.is_file() else root / entry.path
-            self._put(local, entry)
-            stored += 1
-        return UploadReport(stored, reused)
+            state = self._state(entry)
+            counts[state] += 1
+            if state != "whole":
+                self._put(root if root.is_file() else root / entry.path, entry)
+        return UploadReport(counts["absent"] + counts["damaged"], counts["whole"], counts["damaged"])
+
+    def _state(self, entry: FileEntry) -> str:
+        """absent, whole or damaged. A local blob is hashed again (as cheap as the hashing of the source
+        that precedes it); a remote one is compared by size, which catches truncation without a download."""
+        path = self.blob_path(entry.sha256)
+        try:
+            if self._is_local:
+                return "whole" if self.check(entry) == entry.sha256 else "damaged"
+            return "whole" if int(self._fs.size(path)) == entry.size else "damaged"
+        except (ArtifactMissing, FileNotFoundError):
+            return "absent"
 
     def _put(self, local: Path, entry: FileEntry) -> None:
         final = self.blob_path(entry.sha256)
-        temporary = f"{final}.tmp-{uuid.uuid4().hex}"
-        self._fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+        folder = final.rsplit("/", 1)[0]
+        temporary = f"{final}{TEMPORARY_MARK}{uuid.uuid4().hex}"
         try:
+            self._fs.makedirs(folder, exist_ok=True)
+            self._sweep(folder)
             with open(local, "rb") as reader, self._fs.open(temporary, "wb") as writer:
                 actual = _copy_hashing(reader, writer)
+                if self._is_local:  # the bytes reach the disk before the name says they are there
+                    writer.flush()
+                    os.fsync(writer.fileno())
             if actual != entry.sha256:
                 raise UploadChanged(str(local), entry.sha256, actual)
-            self._fs.mv(temporary, final)
+            self._rename(temporary, final)
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
         finally:
-            if self._fs.exists(temporary):
-                self._fs.rm(temporary)
+            with contextlib.suppress(OSError):
+                if self._fs.exists(temporary):
+                    self._fs.rm(temporary)
+
+    def _rename(self, temporary: str, final: str) -> None:
+        if not self._is_local:
+            self._fs.mv(temporary, final)
+            return
+        os.replace(temporary, final)  # replaces a damaged blob in one step
+        with contextlib.suppress(OSError):  # and the rename itself survives a power cut
+            descriptor = os.open(os.path.dirname(final), os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+
+    def _sweep(self, folder: str) -> None:
+        """Remove temporary files a killed upload left in `folder` (one untouched for STALE_AFTER seconds:
+        an upload in progress keeps writing to its own, so it is never taken for stale)."""
+        if not self._is_local:
+            return
+        cutoff = time.time() - STALE_AFTER
+        for path in Path(folder).glob(f"*{TEMPORARY_MARK}*"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+
+    def _unwritable(self, exc: OSError) -> ArtifactStoreUnavailable:
+        where = f" ({exc.filename})" if exc.filename else ""
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            problem = f"a file is in the way of a folder it needs{where}"
+        else:
+            problem = f"cannot be written: {exc.strerror or exc}{where}"
+        return ArtifactStoreUnavailable(self.location, problem, "set SHIPYARD_ARTIFACTS to a folder you can write")
 
     def materialize(self, manifest: Manifest, destination: str | os.PathLike[str]) -> None:
         """Write the model's files under `destination`, each verified while it is copied."""
@@ -102,8 +176,19 @@ class ArtifactStore:
     def _open_blob(self, entry: FileEntry) -> IO[bytes]:
         try:
             return self._fs.open(self.blob_path(entry.sha256), "rb")  # type: ignore[no-any-return]
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise ArtifactMissing(entry.path, entry.sha256, self.location) from None
+        except OSError as exc:
+            raise ArtifactStoreUnavailable(
+                self.location,
+                f"cannot be read: {exc.strerror or exc}",
+                "check SHIPYARD_ARTIFACTS and your access to it",
+            ) from exc
+
+
+def shown_location(location: str) -> str:
+    """The store's URL fit for messages: a password in it (`s3://key:secret@bucket`) is hidden."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/:@]*):[^/@]*@", r"\1:***@", location)
 
 
 def _copy_hashing(reader: IO[bytes], writer: IO[bytes] | None) -> str:

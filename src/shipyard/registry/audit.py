@@ -12,6 +12,13 @@ from sqlalchemy import Connection, select
 from shipyard.registry.versions import as_utc, now
 from shipyard.store.tables import audit_log
 
+CLAIMED_USER = "claimed_user"
+
+
+def claimed(actor: str, on_behalf_of: str | None) -> dict[str, Any]:
+    """The details key that records a claimed name, when one was given and differs from the actor."""
+    return {CLAIMED_USER: on_behalf_of} if on_behalf_of and on_behalf_of != actor else {}
+
 
 class Action(StrEnum):
     REGISTER = "register"  #: a version was recorded
@@ -35,6 +42,12 @@ class AuditEntry:
     details: dict[str, Any] = field(default_factory=dict)
     at: datetime | None = None
     id: int | None = None
+
+    @property
+    def claimed_user(self) -> str | None:
+        """The name given with --user: whom the actor (an OS account) said they acted for."""
+        claimed = self.details.get(CLAIMED_USER)
+        return str(claimed) if claimed else None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -51,10 +51,17 @@ class AliasNotFound(ShipyardError):
 class VersionInUse(ShipyardError):
     status_code = 409
 
-    def __init__(self, name: str, version: int, users: list[str]) -> None:
+    def __init__(self, name: str, version: int, aliases: list[str], deployments: list[str]) -> None:
+        users = [f"alias {alias!r}" for alias in aliases] + [f"deployment {api!r}" for api in deployments]
+        remedies = []
+        if aliases:
+            remedies.append(f"promote another version to {_named('alias', 'aliases', aliases)}")
+        if deployments:
+            named = _named("deployment", "deployments", deployments)
+            remedies.append(f"delete {named} (`shipyard delete API`) or redeploy with another model")
         super().__init__(
-            f"model {name!r} version {version} is in use by {', '.join(users)}; "
-            "promote another version to those aliases first, then delete it"
+            f"model {name!r} version {version} is in use by {', '.join(users)}; {' and '.join(remedies)}, "
+            "then delete it"
         )
 
 
@@ -82,6 +89,23 @@ class ArtifactIntegrityError(ShipyardError):
         )
 
 
+class ArtifactStoreUnavailable(ShipyardError):
+    """The artifact store cannot be opened or written (missing fsspec package, unknown protocol, a file in
+    the way, no permission)."""
+
+    status_code = 503
+
+    def __init__(self, location: str, problem: str, remedy: str) -> None:
+        super().__init__(f"artifact store {location}: {problem}; {remedy}")
+
+
+class UnreadablePath(ShipyardError):
+    status_code = 400
+
+    def __init__(self, what: str, path: str, problem: str) -> None:
+        super().__init__(f"{what} {path!r} {problem}; pass a regular file or a folder that you can read")
+
+
 class UploadChanged(ShipyardError):
     status_code = 409
 
@@ -89,6 +113,19 @@ class UploadChanged(ShipyardError):
         super().__init__(
             f"file {path!r} changed while it was being registered (sha256:{expected} became "
             f"sha256:{actual}); wait until whatever writes it has finished, then register again"
+        )
+
+
+class DamagedVersionRecord(ShipyardError):
+    """A version's stored manifest does not hash to the digest stored beside it: the row was altered."""
+
+    status_code = 500
+
+    def __init__(self, name: str, version: int, recorded: str, found: str) -> None:
+        super().__init__(
+            f"the record of {name}:{version} is damaged or was altered: it names digest {recorded}, but its "
+            f"file manifest hashes to {found}; it is not used. Restore the database from a backup, or delete "
+            f"the version (`shipyard models delete {name}:{version}`) and register the model again"
         )
 
 
@@ -107,8 +144,9 @@ class SelfApproval(ShipyardError):
 
     def __init__(self, name: str, version: int, user: str) -> None:
         super().__init__(
-            f"{user!r} registered {name}:{version} and cannot approve it; ask someone else to run "
-            f"`shipyard models approve {name}:{version} --alias ALIAS`"
+            f"{user!r} registered {name}:{version} and cannot approve it (approvals count operating-system "
+            f"accounts, whatever --user says); ask someone else to run `shipyard models approve "
+            f"{name}:{version} --alias ALIAS` from their own account"
         )
 
 
@@ -137,6 +175,22 @@ class PromotionRefused(ShipyardError):
             f"promotion of {name}:{version} to {alias!r} refused by policy: {'; '.join(failures)}; "
             "fix these, or use --force --reason TEXT"
         )
+
+
+class CandidateDamaged(ShipyardError):
+    """A version whose stored files fail verification is never promoted, not even with --force."""
+
+    status_code = 409
+
+    def __init__(self, name: str, version: int, alias: str, problem: str) -> None:
+        super().__init__(
+            f"promotion of {name}:{version} to {alias!r} refused: {problem}; register the model again to "
+            "repair its files (or restore the artifact store), then promote"
+        )
+
+
+def _named(one: str, many: str, names: list[str]) -> str:
+    return f"{one if len(names) == 1 else many} {', '.join(repr(name) for name in names)}"
 
 
 def _digest(value: str) -> str:

@@ -1,7 +1,8 @@
 """Lineage: where a version came from (data digests, code revision, Python and its packages, parent run).
 
 The result is a plain JSON mapping; keys that have nothing to say are left out, so a governance rule such
-as `has(candidate.lineage.data)` is true exactly when training data was recorded.
+as `has(candidate.lineage.data)` is true exactly when training data was recorded. `code_captured` is
+always there and says whether `code` is: outside a git tree with no --code folder, nothing is known.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.errors import ShipyardError
+from shipyard.registry.errors import UnreadablePath
 from shipyard.registry.manifest import build_manifest, file_sha256
 
 _SKIPPED_SOURCE_DIRS = {
@@ -44,6 +46,7 @@ def capture_lineage(
     if data:
         lineage["data"] = [data_digest(path) for path in data]
     source = code_info(Path(code) if code is not None else None)
+    lineage["code_captured"] = bool(source)
     if source:
         lineage["code"] = source
     if parent_run_id:
@@ -55,14 +58,13 @@ def data_digest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The digest of a data file (its sha256) or folder (the digest of its manifest)."""
     target = Path(path)
     if target.is_file():
-        return {
-            "path": str(target.resolve()),
-            "digest": "sha256:" + file_sha256(target),
-            "size": target.stat().st_size,
-            "files": 1,
-        }
+        try:
+            digest = file_sha256(target)
+        except OSError as exc:
+            raise UnreadablePath("training data", str(target), f"cannot be read ({exc.strerror or exc})") from exc
+        return {"path": str(target.resolve()), "digest": "sha256:" + digest, "size": target.stat().st_size, "files": 1}
     if target.is_dir():
-        manifest = build_manifest(target)
+        manifest = build_manifest(target, "training data")
         return {
             "path": str(target.resolve()),
             "digest": manifest.digest,
@@ -74,13 +76,16 @@ def data_digest(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def code_info(folder: Path | None) -> dict[str, Any]:
     """The git commit and dirty flag of `folder` (default: the current directory, when it is a git tree);
-    for a folder given explicitly that is not under git, the digest of its source files."""
+    for a folder given explicitly that is not under git, the digest of its source files.
+
+    The tree is dirty when a tracked file changed or a file git does not ignore is new (an uncommitted
+    training script is exactly what the flag is for)."""
     where = folder if folder is not None else Path.cwd()
     if folder is not None and not folder.is_dir():
         raise LineagePathMissing("code folder", str(folder))
     commit = _git(where, "rev-parse", "HEAD")
     if commit:
-        dirty = bool(_git(where, "status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(_git(where, "status", "--porcelain", "--untracked-files=normal"))
         return {"path": str(where.resolve()), "git_commit": commit, "git_dirty": dirty}
     if folder is None:
         return {}
@@ -89,7 +94,7 @@ def code_info(folder: Path | None) -> dict[str, Any]:
 
 def source_digest(folder: Path) -> str:
     """The manifest digest of a source tree, leaving out VCS, cache and virtualenv folders."""
-    manifest = build_manifest(folder)
+    manifest = build_manifest(folder, "code folder")
     kept = tuple(entry for entry in manifest.files if not _SKIPPED_SOURCE_DIRS & set(entry.path.split("/")))
     return type(manifest)(kept).digest
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import orjson
 
+from shipyard.registry.errors import UnreadablePath
+
 CHUNK = 1024 * 1024
 
 
@@ -50,16 +52,25 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def build_manifest(path: str | os.PathLike[str]) -> Manifest:
-    """The manifest of a model file or of every regular file under a model directory."""
+def build_manifest(path: str | os.PathLike[str], what: str = "model path") -> Manifest:
+    """The manifest of a model file or of every regular file under a model directory.
+
+    Raises UnreadablePath (naming the path as `what`) for a path that is missing, is neither a regular
+    file nor a folder (a device such as /dev/null, a pipe), or holds a file that cannot be read.
+    """
     root = Path(path)
-    if root.is_file():
-        return Manifest((FileEntry(root.name, file_sha256(root), root.stat().st_size),))
-    if not root.is_dir():
-        raise FileNotFoundError(f"model path {str(root)!r} does not exist")
-    entries = [
-        FileEntry(file.relative_to(root).as_posix(), file_sha256(file), file.stat().st_size)
-        for file in sorted(root.rglob("*"))
-        if file.is_file() and "__pycache__" not in file.parts
-    ]
-    return Manifest(tuple(entries))
+    try:
+        if root.is_file():
+            return Manifest((_entry(root, root.name),))
+        if not root.exists():
+            raise UnreadablePath(what, str(root), "does not exist")
+        if not root.is_dir():
+            raise UnreadablePath(what, str(root), "is neither a regular file nor a folder")
+        files = sorted(file for file in root.rglob("*") if file.is_file() and "__pycache__" not in file.parts)
+        return Manifest(tuple(_entry(file, file.relative_to(root).as_posix()) for file in files))
+    except OSError as exc:
+        raise UnreadablePath(what, str(exc.filename or root), f"cannot be read ({exc.strerror or exc})") from exc
+
+
+def _entry(file: Path, relative: str) -> FileEntry:
+    return FileEntry(relative, file_sha256(file), file.stat().st_size)

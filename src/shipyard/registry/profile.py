@@ -1,6 +1,7 @@
-"""The reference profile of tabular training data: per column its type, count, missing share, quantiles
-and histogram (numbers) or category frequencies (everything else). Monitoring compares live traffic
-with it to find drift and unknown categories.
+"""The reference profile of tabular training data: per column its type, count and missing share, and
+quantiles and histogram (numbers, Parquet decimals included), earliest and latest (dates, times,
+timestamps), lengths (binary) or category frequencies (text, booleans, nested lists and structs as JSON).
+Monitoring compares live traffic with it to find drift and unknown categories.
 
 Reads CSV (`.csv`, `.tsv`), JSON lines (`.jsonl`, `.ndjson`) and Parquet (`.parquet`, `.pq`); every
 tabular file given, or found in a folder given, is profiled together as one table.
@@ -9,10 +10,12 @@ tabular file given, or found in a folder given, is profiled together as one tabl
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import math
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
 
 MAX_ROWS = 1_000_000
 MAX_CATEGORIES = 100
+MAX_CATEGORY_LENGTH = 200
 HISTOGRAM_BINS = 20
 QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 _MISSING_TEXT = {"", "na", "n/a", "nan", "null", "none"}
@@ -38,6 +42,17 @@ _READERS = {
 }
 
 Row = dict[str, Any]
+# order matters: a datetime is also a date
+_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (int, "integer"),
+    ((float, Decimal), "number"),
+    (dt.datetime, "timestamp"),
+    (dt.date, "date"),
+    (dt.time, "time"),
+    ((bytes, bytearray), "binary"),
+    ((list, tuple), "list"),
+    (dict, "struct"),
+)
 
 
 class UnreadableData(ShipyardError):
@@ -142,19 +157,26 @@ def _parse_text(value: str | None) -> Any:
 
 
 def column_type(values: Sequence[Any]) -> str:
+    """integer, number, boolean, timestamp, date, time, binary, list, struct, or string for text and mixes."""
     if not values:
         return "empty"
-    if all(isinstance(value, bool) for value in values):
-        return "boolean"
-    if all(isinstance(value, int) and not isinstance(value, bool) for value in values):
-        return "integer"
-    if all(isinstance(value, int | float) and not isinstance(value, bool) for value in values):
+    kinds = {_kind(value) for value in values}
+    if kinds == {"integer", "number"}:
         return "number"
+    return kinds.pop() if len(kinds) == 1 else "string"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    for kind, name in _KINDS:
+        if isinstance(value, kind):
+            return name
     return "string"
 
 
 def profile_column(values: Sequence[Any]) -> dict[str, Any]:
-    present = [value for value in values if not _is_missing(value)]
+    present = [_plain(value) for value in values if not _is_missing(value)]
     kind = column_type(present)
     summary: dict[str, Any] = {
         "type": kind,
@@ -166,33 +188,76 @@ def profile_column(values: Sequence[Any]) -> dict[str, Any]:
         import numpy as np  # imported here: registering without data should not pay for it
 
         summary |= numeric_summary(np.asarray(present, dtype=float))
+    elif kind in ("timestamp", "date", "time"):
+        summary |= range_summary(present)
+    elif kind == "binary":
+        summary |= length_summary(present)
     elif present:
         summary |= category_summary([_category(value) for value in present])
     return summary
 
 
 def _is_missing(value: Any) -> bool:
+    if isinstance(value, Decimal):
+        return value.is_nan()
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _plain(value: Any) -> Any:
+    """Parquet's decimals as numbers (a profile is statistics, not an exact ledger)."""
+    return float(value) if isinstance(value, Decimal) else value
 
 
 def _category(value: Any) -> str:
     if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return orjson.dumps(value).decode()
+        text = value
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    else:  # nested lists and structs, or a stray value in a text column, as compact JSON
+        text = orjson.dumps(value, default=_json_default, option=orjson.OPT_SORT_KEYS).decode()
+    return text if len(text) <= MAX_CATEGORY_LENGTH else text[: MAX_CATEGORY_LENGTH - 3] + "..."
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def range_summary(values: Sequence[Any]) -> dict[str, Any]:
+    """Earliest and latest of dates, times or timestamps, in ISO 8601 (UTC for zoned timestamps)."""
+    shown = sorted(_iso(value) for value in values)
+    return {"min": shown[0], "max": shown[-1], "distinct": len(set(shown))}
+
+
+def _iso(value: dt.date | dt.time) -> str:
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        value = value.astimezone(dt.UTC)
+    return value.isoformat()
+
+
+def length_summary(values: Sequence[bytes]) -> dict[str, Any]:
+    lengths = [len(value) for value in values]
+    return {"min_length": min(lengths), "max_length": max(lengths), "mean_length": sum(lengths) / len(lengths)}
 
 
 def numeric_summary(values: np.ndarray[Any, Any]) -> dict[str, Any]:
+    """Statistics of the finite values; infinities are counted apart (JSON has no infinity)."""
     import numpy as np
 
-    counts, edges = np.histogram(values, bins=min(HISTOGRAM_BINS, max(1, len(np.unique(values)))))
-    quantiles = np.quantile(values, QUANTILES)
-    return {
-        "min": float(values.min()),
-        "max": float(values.max()),
-        "mean": float(values.mean()),
-        "std": float(values.std()),
+    finite = values[np.isfinite(values)]
+    summary: dict[str, Any] = {"infinite": int(len(values) - len(finite))} if len(finite) < len(values) else {}
+    if not len(finite):
+        return summary
+    counts, edges = np.histogram(finite, bins=min(HISTOGRAM_BINS, max(1, len(np.unique(finite)))))
+    quantiles = np.quantile(finite, QUANTILES)
+    return summary | {
+        "min": float(finite.min()),
+        "max": float(finite.max()),
+        "mean": float(finite.mean()),
+        "std": float(finite.std()),
         "quantiles": {f"p{round(q * 100)}": float(v) for q, v in zip(QUANTILES, quantiles, strict=True)},
         "histogram": {"edges": [float(edge) for edge in edges], "counts": [int(count) for count in counts]},
     }

@@ -10,10 +10,10 @@ from sqlalchemy import Connection
 from shipyard.governance import Policies, Verdict, evaluate
 from shipyard.registry.aliases import holder, set_alias
 from shipyard.registry.approvals import approvers
-from shipyard.registry.audit import Action, AuditEntry, record
-from shipyard.registry.errors import ForceWithoutReason, PromotionRefused
+from shipyard.registry.audit import Action, AuditEntry, claimed, record
+from shipyard.registry.errors import CandidateDamaged, ForceWithoutReason, PromotionRefused
 from shipyard.registry.refs import ModelRef, check_alias
-from shipyard.registry.versions import ModelVersion, get_version
+from shipyard.registry.versions import ModelVersion, get_version, lock_model
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,17 @@ class PromotionOutcome:
     verdict: Verdict
     forced: bool
     dry_run: bool
+    damaged: str | None = None
+    """Why the candidate's stored files failed verification: such a version is never promoted, forced or not."""
 
     @property
     def applied(self) -> bool:
         """Whether the alias moved (never for a dry run)."""
-        return not self.dry_run and (self.verdict.allowed or self.forced)
+        return not self.dry_run and self.damaged is None and (self.verdict.allowed or self.forced)
 
     def raise_for_refusal(self) -> PromotionOutcome:
+        if self.damaged is not None and not self.dry_run:
+            raise CandidateDamaged(self.name, self.version, self.alias, self.damaged)
         if not self.dry_run and not self.applied:
             raise PromotionRefused(self.name, self.version, self.alias, self.verdict.failures())
         return self
@@ -46,6 +50,7 @@ class PromotionOutcome:
             "forced": self.forced,
             "dry_run": self.dry_run,
             "applied": self.applied,
+            "damaged": self.damaged,
             "verdict": self.verdict.to_dict(),
         }
 
@@ -55,9 +60,14 @@ class PromotionRequest:
     ref: ModelRef
     alias: str
     actor: str
+    """The identity acting (an OS account, see identity.py)."""
     reason: str = ""
     dry_run: bool = False
     force: bool = False
+    on_behalf_of: str | None = None
+    """A name the actor gave with --user, recorded beside the actor."""
+    damaged: str | None = None
+    """What verifying the candidate's files found wrong (the caller verifies before the transaction)."""
 
 
 def promote(connection: Connection, policies: Policies, request: PromotionRequest) -> PromotionOutcome:
@@ -66,6 +76,7 @@ def promote(connection: Connection, policies: Policies, request: PromotionReques
     check_alias(request.alias)
     if request.force and not request.reason.strip():
         raise ForceWithoutReason()
+    lock_model(connection, request.ref.name)
     candidate = get_version(connection, request.ref)
     current = holder(connection, candidate.name, request.alias)
     evidence = _evidence(approvers(connection, candidate, request.alias))
@@ -83,9 +94,10 @@ def promote(connection: Connection, policies: Policies, request: PromotionReques
         verdict,
         request.force and not verdict.allowed,
         request.dry_run,
+        request.damaged,
     )
     if not request.dry_run:
-        _log(connection, outcome, request)
+        _log(connection, outcome, request, _policy_record(policies, candidate))
         if outcome.applied:
             set_alias(connection, candidate, request.alias, request.actor)
     return outcome
@@ -114,7 +126,15 @@ def policy_view(version: ModelVersion) -> dict[str, Any]:
     }
 
 
-def _log(connection: Connection, outcome: PromotionOutcome, request: PromotionRequest) -> None:
+def _policy_record(policies: Policies, candidate: ModelVersion) -> dict[str, Any]:
+    """Which policy file judged the attempt (path and digest, so a later edit of it is visible), and what."""
+    return {
+        "policy_file": {"path": policies.source, "digest": policies.digest} if policies.source else None,
+        "candidate_digest": candidate.digest,
+    }
+
+
+def _log(connection: Connection, outcome: PromotionOutcome, request: PromotionRequest, extra: dict[str, Any]) -> None:
     action = Action.PROMOTE if outcome.applied else Action.PROMOTE_REFUSED
     verdict = outcome.verdict.to_dict()
     record(
@@ -129,6 +149,14 @@ def _log(connection: Connection, outcome: PromotionOutcome, request: PromotionRe
             allowed=outcome.verdict.allowed,
             forced=outcome.forced,
             reason=request.reason,
-            details={"rules": verdict["rules"], "approvals": verdict["approvals"]},
+            details={
+                "policy": verdict["policy"],
+                "denied": verdict["denied"],
+                "damaged": outcome.damaged,
+                "rules": verdict["rules"],
+                "approvals": verdict["approvals"],
+                **extra,
+                **claimed(request.actor, request.on_behalf_of),
+            },
         ),
     )

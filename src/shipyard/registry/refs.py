@@ -42,6 +42,18 @@ def parse_ref(text: str) -> ModelRef:
     return ModelRef(match["name"], version, None if alias == LATEST else alias)
 
 
+def check_model_ref(text: str) -> str:
+    """`text` if it parses as a reference; else ValueError with the reason (for pydantic validators)."""
+    expected = f"must be models:/NAME, models:/NAME@ALIAS or models:/NAME:VERSION, got {text!r}"
+    try:
+        parse_ref(text)
+    except InvalidModelRef:
+        raise ValueError(expected) from None
+    except InvalidName as exc:
+        raise ValueError(f"{expected}: {exc.message}") from None
+    return text
+
+
 def check_name(name: str) -> str:
     if not NAME_RULE.match(name):
         raise InvalidName(

@@ -7,9 +7,9 @@ a registration leaves either no version or a complete one.
 
 from __future__ import annotations
 
-import getpass
 import math
 import os
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,10 +22,11 @@ from sqlalchemy import Engine
 from shipyard.errors import ShipyardError
 from shipyard.governance import Policies, load_policies_file
 from shipyard.registry import approvals, audit, promotion, versions
-from shipyard.registry.artifacts import ArtifactStore, safe_join
+from shipyard.registry.artifacts import ArtifactStore, remove_tree, safe_join
 from shipyard.registry.audit import Action, AuditEntry
 from shipyard.registry.checkout import Difference, checkout
-from shipyard.registry.errors import ArtifactIntegrityError, ArtifactMissing
+from shipyard.registry.errors import ArtifactIntegrityError, ArtifactMissing, ForceWithoutReason
+from shipyard.registry.identity import os_identity
 from shipyard.registry.lineage import capture_lineage
 from shipyard.registry.manifest import Manifest, build_manifest
 from shipyard.registry.profile import profile_data
@@ -52,19 +53,27 @@ class ResolvedModel:
 
 
 class Registry:
-    def __init__(self, engine: Engine, artifacts: ArtifactStore, home: Path) -> None:
+    """The registry, acting as `identity`: by default the OS account running this process (identity.py).
+
+    Every method that changes something records `identity` as the actor; an `on_behalf_of` name is kept
+    beside it in the audit log and never replaces it.
+    """
+
+    def __init__(self, engine: Engine, artifacts: ArtifactStore, home: Path, identity: str | None = None) -> None:
         self.engine = engine
         self.artifacts = artifacts
         self.home = home
+        self.identity = identity or os_identity()
         migrate(engine)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Registry:
-        return cls(create_store_engine(settings.database_url), ArtifactStore(settings.artifacts), settings.home)
+    def from_settings(cls, settings: Settings, identity: str | None = None) -> Registry:
+        engine = create_store_engine(settings.database_url)
+        return cls(engine, ArtifactStore(settings.artifacts), settings.home, identity)
 
     @classmethod
-    def from_env(cls) -> Registry:
-        return cls.from_settings(Settings.from_env())
+    def from_env(cls, identity: str | None = None) -> Registry:
+        return cls.from_settings(Settings.from_env(), identity)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -85,18 +94,19 @@ class Registry:
         metrics: Mapping[str, float] | None = None,
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
-        data: Sequence[str | os.PathLike[str]] = (),
+        data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
         code: str | os.PathLike[str] | None = None,
         description: str = "",
         flavor: str | None = None,
         parent_run_id: str | None = None,
-        created_by: str | None = None,
+        on_behalf_of: str | None = None,
     ) -> versions.ModelVersion:
         check_name(name)
+        data = as_paths(data)
         manifest = _model_manifest(path)
         new = versions.NewVersion(
             manifest=manifest,
-            created_by=created_by or current_user(),
+            created_by=self.identity,
             flavor=flavor or guess_flavor(manifest),
             description=description,
             metrics=_metrics(metrics or {}),
@@ -105,7 +115,7 @@ class Registry:
             lineage=capture_lineage(data, code, parent_run_id),
             profile=profile_data(data),
         )
-        self.artifacts.upload(path, manifest)
+        uploaded = self.artifacts.upload(path, manifest)
         with write_transaction(self.engine) as connection:
             created = versions.create_version(connection, name, new)
             audit.record(
@@ -115,7 +125,9 @@ class Registry:
                     name,
                     new.created_by,
                     version=created.version,
-                    details={"digest": created.digest, "files": len(manifest.files), "size": manifest.size},
+                    details={"digest": created.digest, "files": len(manifest.files), "size": manifest.size}
+                    | ({"repaired_blobs": uploaded.repaired} if uploaded.repaired else {})
+                    | audit.claimed(self.identity, on_behalf_of),
                 ),
             )
         return created
@@ -135,7 +147,9 @@ class Registry:
             return versions.list_versions(connection, name)
 
     def history(self, name: str) -> list[AuditEntry]:
+        """The model's audit log, oldest first; ModelNotFound for a model never registered."""
         with read_transaction(self.engine) as connection:
+            versions.model_id(connection, name)
             return audit.history(connection, name)
 
     # -- files -------------------------------------------------------------------------------------
@@ -147,19 +161,34 @@ class Registry:
         return ResolvedModel(found.name, found.version, found.digest, folder)
 
     def download(self, ref: str | ModelRef, destination: str | os.PathLike[str]) -> versions.ModelVersion:
-        """Copy a version's files into `destination` (new or empty), each verified as it is copied."""
+        """Copy a version's files into `destination` (new or empty), each verified as it is copied.
+
+        The files are gathered in a staging folder beside `destination`, which takes its name only once
+        all are there: a failed download leaves `destination` as it was.
+        """
         found = self.get(ref)
         target = Path(destination)
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise BadModelInput(
                 f"download destination {str(target)!r} is not an empty folder; pass a new or empty folder"
             )
-        self.artifacts.materialize(found.manifest, target)
+        staging = target.with_name(f".{target.name}.download-{uuid.uuid4().hex}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.artifacts.materialize(found.manifest, staging)
+            if target.exists():
+                target.rmdir()  # empty, checked above
+            staging.rename(target)
+        finally:
+            remove_tree(staging)
         return found
 
     def verify(self, ref: str | ModelRef) -> tuple[versions.ModelVersion, list[Difference]]:
         """Re-hash every stored blob of a version; the differences found (empty when all is well)."""
         found = self.get(ref)
+        return found, self._differences(found)
+
+    def _differences(self, found: versions.ModelVersion) -> list[Difference]:
         problems = []
         for entry in found.manifest.files:
             try:
@@ -168,34 +197,44 @@ class Registry:
                 actual = "(absent)"
             if actual != entry.sha256:
                 problems.append(Difference(entry.path, entry.sha256, actual))
-        return found, problems
+        return problems
 
     # -- changes -----------------------------------------------------------------------------------
 
-    def delete(self, name: str, version: int, actor: str | None = None) -> versions.ModelVersion:
+    def delete(self, name: str, version: int, on_behalf_of: str | None = None) -> versions.ModelVersion:
         with write_transaction(self.engine) as connection:
+            versions.lock_model(connection, name)
             deleted = versions.delete_version(connection, name, version)
             audit.record(
                 connection,
                 AuditEntry(
                     Action.DELETE,
                     name,
-                    actor or current_user(),
+                    self.identity,
                     version=version,
-                    details={"digest": deleted.digest},
+                    details={"digest": deleted.digest} | audit.claimed(self.identity, on_behalf_of),
                 ),
             )
         return deleted
 
-    def approve(self, ref: str | ModelRef, alias: str, approver: str | None = None, comment: str = "") -> None:
+    def approve(self, ref: str | ModelRef, alias: str, comment: str = "", on_behalf_of: str | None = None) -> None:
         check_alias(alias)
-        who = approver or current_user()
+        who = self.identity
         with write_transaction(self.engine) as connection:
+            versions.lock_model(connection, _ref(ref).name)
             found = versions.get_version(connection, _ref(ref))
             approvals.approve(connection, found, alias, who, comment)
             audit.record(
                 connection,
-                AuditEntry(Action.APPROVE, found.name, who, version=found.version, alias=alias, reason=comment),
+                AuditEntry(
+                    Action.APPROVE,
+                    found.name,
+                    who,
+                    version=found.version,
+                    alias=alias,
+                    reason=comment,
+                    details=audit.claimed(who, on_behalf_of),
+                ),
             )
 
     def promote(
@@ -203,15 +242,29 @@ class Registry:
         ref: str | ModelRef,
         alias: str,
         *,
-        actor: str | None = None,
+        on_behalf_of: str | None = None,
         reason: str = "",
         dry_run: bool = False,
         force: bool = False,
         policies: Policies | str | os.PathLike[str] | None = None,
     ) -> promotion.PromotionOutcome:
-        """Evaluate the policy and move the alias when it allows; check `.applied` on the outcome."""
+        """Evaluate the policy and move the alias when it allows; check `.applied` on the outcome.
+
+        Unless this is a dry run, the candidate's stored files are verified first (before any lock is
+        taken): a version whose files fail is refused, forced or not, and the attempt is logged.
+        """
+        check_alias(alias)
+        if force and not reason.strip():
+            raise ForceWithoutReason()
         rules = policies if isinstance(policies, Policies) else self.policies(policies)
-        request = promotion.PromotionRequest(_ref(ref), alias, actor or current_user(), reason, dry_run, force)
+        target, damaged = _ref(ref), None
+        if not dry_run:
+            found = self.get(target)
+            target = ModelRef(found.name, found.version)  # the version verified is the one promoted
+            damaged = _damage(self._differences(found))
+        request = promotion.PromotionRequest(
+            target, alias, self.identity, reason, dry_run, force, on_behalf_of=on_behalf_of, damaged=damaged
+        )
         with write_transaction(self.engine) as connection:
             return promotion.promote(connection, rules, request)
 
@@ -232,13 +285,6 @@ def open_registry(settings: Settings | None = None) -> Iterator[Registry]:
         registry.close()
 
 
-def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
 def guess_flavor(manifest: Manifest) -> str | None:
     kinds = {_FLAVORS.get(Path(entry.path).suffix.lower()) for entry in manifest.files} - {None}
     return kinds.pop() if len(kinds) == 1 else None
@@ -248,9 +294,27 @@ def _ref(ref: str | ModelRef) -> ModelRef:
     return ref if isinstance(ref, ModelRef) else parse_ref(ref)
 
 
+def _damage(problems: list[Difference]) -> str | None:
+    """What verification found, in one line; None when every file matched."""
+    if not problems:
+        return None
+    shown = "; ".join(f"{p.path}: expected {_sha(p.expected)}, found {_sha(p.actual)}" for p in problems[:3])
+    more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+    return f"its stored files fail verification ({shown}{more})"
+
+
+def _sha(value: str) -> str:
+    return f"sha256:{value}" if len(value) == 64 else value
+
+
+def as_paths(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str | os.PathLike[str]]:
+    """One path or several: a single "train.csv" is one file, not a sequence of characters."""
+    if isinstance(data, str | os.PathLike):
+        return [data]
+    return list(data)
+
+
 def _model_manifest(path: str | os.PathLike[str]) -> Manifest:
-    if not Path(path).exists():
-        raise BadModelInput(f"model path {str(path)!r} does not exist; pass the model file or folder to register")
     manifest = build_manifest(path)
     if not manifest.files:
         raise BadModelInput(f"model folder {str(path)!r} holds no files; pass the folder your training wrote")

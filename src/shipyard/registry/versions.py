@@ -9,7 +9,13 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from shipyard.registry.errors import AliasNotFound, ModelNotFound, VersionInUse, VersionNotFound
+from shipyard.registry.errors import (
+    AliasNotFound,
+    DamagedVersionRecord,
+    ModelNotFound,
+    VersionInUse,
+    VersionNotFound,
+)
 from shipyard.registry.manifest import Manifest
 from shipyard.registry.refs import ModelRef
 from shipyard.store.tables import deployments, model_aliases, model_versions, registered_models, releases
@@ -138,8 +144,26 @@ def model_id(connection: Connection, name: str) -> int:
     return int(found)
 
 
-def get_version(connection: Connection, ref: ModelRef) -> ModelVersion:
-    """The version `ref` names: by number, by alias, or the newest when it names neither."""
+def lock_model(connection: Connection, name: str) -> int:
+    """The model's id, holding its row lock until the transaction ends.
+
+    Promotions, approvals and deletions of one model take this lock first, so each reads the aliases and
+    approvals that the one before it left (PostgreSQL: SELECT ... FOR UPDATE; SQLite: the write lock
+    that every write transaction takes up front already serialises them).
+    """
+    query = select(registered_models.c.id).where(registered_models.c.name == name).with_for_update()
+    found = connection.execute(query).scalar()
+    if found is None:
+        raise ModelNotFound(name)
+    return int(found)
+
+
+def get_version(connection: Connection, ref: ModelRef, *, checked: bool = True) -> ModelVersion:
+    """The version `ref` names: by number, by alias, or the newest when it names neither.
+
+    Raises DamagedVersionRecord when the stored manifest does not hash to the stored digest, unless
+    `checked` is False (only deleting such a record needs to read it).
+    """
     owner = model_id(connection, ref.name)
     query = _version_query().where(model_versions.c.model_id == owner)
     if ref.version is not None:
@@ -157,7 +181,7 @@ def get_version(connection: Connection, ref: ModelRef) -> ModelVersion:
         row = connection.execute(query.order_by(model_versions.c.version.desc()).limit(1)).first()
         if row is None:
             raise ModelNotFound(ref.name)
-    return _from_row(row, aliases_of_version(connection, int(row.id)))
+    return _from_row(row, aliases_of_version(connection, int(row.id)), checked=checked)
 
 
 def list_versions(connection: Connection, name: str) -> list[ModelVersion]:
@@ -206,14 +230,10 @@ def aliases_of_version(connection: Connection, version_id: int) -> tuple[str, ..
 
 def delete_version(connection: Connection, name: str, version: int) -> ModelVersion:
     """Delete one version; refused while an alias points at it. Its blobs stay (others may share them)."""
-    found = get_version(connection, ModelRef(name, version))
-    users = [f"alias {alias!r}" for alias in found.aliases]
-    users += [
-        f"deployment {api!r} (`shipyard delete {api}` or redeploy it with another model)"
-        for api in _serving(connection, name, version)
-    ]
-    if users:
-        raise VersionInUse(name, version, users)
+    found = get_version(connection, ModelRef(name, version), checked=False)
+    serving = _serving(connection, name, version)
+    if found.aliases or serving:
+        raise VersionInUse(name, version, list(found.aliases), serving)
     connection.execute(model_versions.delete().where(model_versions.c.id == found.id))
     return found
 
@@ -234,7 +254,11 @@ def _version_query() -> Any:
     )
 
 
-def _from_row(row: Row[Any], aliases: tuple[str, ...]) -> ModelVersion:
+def _from_row(row: Row[Any], aliases: tuple[str, ...], *, checked: bool = True) -> ModelVersion:
+    manifest = _manifest(row)
+    if checked and (manifest is None or manifest.digest != row.digest):
+        found = manifest.digest if manifest is not None else "(an unreadable manifest)"
+        raise DamagedVersionRecord(row.name, int(row.version), row.digest, found)
     return ModelVersion(
         id=int(row.id),
         model_id=int(row.model_id),
@@ -242,7 +266,7 @@ def _from_row(row: Row[Any], aliases: tuple[str, ...]) -> ModelVersion:
         version=int(row.version),
         digest=row.digest,
         size=int(row.size),
-        manifest=Manifest.from_json(row.manifest),
+        manifest=manifest if manifest is not None else Manifest(()),
         flavor=row.flavor,
         description=row.description,
         metrics=dict(row.metrics),
@@ -254,6 +278,13 @@ def _from_row(row: Row[Any], aliases: tuple[str, ...]) -> ModelVersion:
         created_by=row.created_by,
         aliases=aliases,
     )
+
+
+def _manifest(row: Row[Any]) -> Manifest | None:
+    try:
+        return Manifest.from_json(row.manifest)
+    except (ValueError, TypeError):  # not JSON, or not rows of [path, sha256, size]
+        return None
 
 
 def as_utc(moment: datetime) -> datetime:

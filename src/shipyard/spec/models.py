@@ -11,12 +11,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from shipyard.registry.refs import check_model_ref
 from shipyard.spec.units import ByteSize, CountOrPercent, Cpu, Duration
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 BUILTIN_HANDLERS = ("sklearn", "onnx")
 _HANDLER_PATTERN = re.compile(r"^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$")
-_MODEL_REF = re.compile(r"^models:/[A-Za-z0-9][A-Za-z0-9_.-]*([@:][A-Za-z0-9_.-]+)?$")
 
 
 class _Strict(BaseModel):
@@ -170,8 +170,8 @@ class _APIBase(_Strict):
     @field_validator("model")
     @classmethod
     def _model_form(cls, value: str | None) -> str | None:
-        if value is not None and value.startswith("models:/") and not _MODEL_REF.match(value):
-            raise ValueError(f"must be models:/NAME, models:/NAME@ALIAS or models:/NAME:VERSION, got {value!r}")
+        if value is not None and value.startswith("models:/"):
+            check_model_ref(value)  # the registry's own grammar, so what validates also resolves
         return value
 
     @property

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from shipyard.errors import ShipyardError
 
@@ -29,6 +30,15 @@ class DatabaseURLError(ShipyardError):
             f"SHIPYARD_DATABASE_URL {url!r} {problem}; use sqlite:///PATH or "
             "postgresql+psycopg://USER@HOST:PORT/DATABASE"
         )
+
+
+class StoreUnavailable(ShipyardError):
+    """The database cannot be opened: the server is down, the database is missing, the file is damaged."""
+
+    status_code = 503
+
+    def __init__(self, url: str, problem: str, remedy: str) -> None:
+        super().__init__(f"cannot open the database {url}: {problem}; {remedy}")
 
 
 def redact(url: str) -> str:
@@ -57,7 +67,16 @@ def create_store_engine(url: str) -> Engine:
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:
     if database and database != ":memory:":
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(database).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            why = "a file is in the way" if isinstance(exc, FileExistsError | NotADirectoryError) else exc.strerror
+            raise StoreUnavailable(
+                redact(url),
+                f"its folder {str(folder)!r} cannot be created ({why or type(exc).__name__})",
+                "point SHIPYARD_HOME (or SHIPYARD_DATABASE_URL) at a folder you can write",
+            ) from exc
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
     event.listen(engine, "connect", _configure_sqlite)
     event.listen(engine, "begin", _begin_sqlite)
@@ -80,9 +99,34 @@ def _begin_sqlite(connection: Connection) -> None:
 
 
 @contextmanager
+def connect(engine: Engine) -> Iterator[Connection]:
+    """A connection; failing to open one (server down, no such database, damaged file) is one clear error."""
+    try:
+        connection = engine.connect()
+    except DBAPIError as exc:
+        raise unavailable(engine, exc) from exc
+    with connection:
+        yield connection
+
+
+def unavailable(engine: Engine, exc: DBAPIError) -> StoreUnavailable:
+    url = engine.url.render_as_string(hide_password=True)
+    problem = " ".join(str(exc.orig).split()) or type(exc.orig).__name__
+    if engine.url.password:
+        problem = problem.replace(str(engine.url.password), "***")
+    if engine.dialect.name == "sqlite":
+        remedy = (
+            "if the file is damaged or is not Shipyard's, move it aside or point SHIPYARD_DATABASE_URL at another file"
+        )
+    else:
+        remedy = "check SHIPYARD_DATABASE_URL, that the server runs and accepts you, and that the database exists"
+    return StoreUnavailable(url, problem, remedy)
+
+
+@contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: on SQLite it takes the write lock up front."""
-    with engine.connect() as connection:
+    with connect(engine) as connection:
         connection = connection.execution_options(shipyard_write=True)
         with connection.begin():
             yield connection
@@ -90,5 +134,5 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def read_transaction(engine: Engine) -> Iterator[Connection]:
-    with engine.connect() as connection, connection.begin():
+    with connect(engine) as connection, connection.begin():
         yield connection

@@ -16,7 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 
 from shipyard.errors import ShipyardError
-from shipyard.store.engine import redact, write_transaction
+from shipyard.store.engine import connect, redact, write_transaction
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _ADVISORY_LOCK_KEY = 0x5348_4950  # "SHIP"
@@ -48,7 +48,7 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as connection:
+    with connect(engine) as connection:
         return _stamped(connection)
 
 
