@@ -32,3 +32,14 @@ def test_a_project_model_is_hashed_while_loading_not_before_the_port_opens(tmp_p
         "name": None,
         "version": None,
     }
+
+
+def test_the_grace_period_is_not_rounded(tmp_path: Path) -> None:
+    from shipyard.serving.app import ReplicaApp
+    from shipyard.serving.replica import server_config
+
+    project = load(make_project(tmp_path / "p", "- name: echo\n  handler: handlers.py:Echo\n  grace_period: 500ms\n"))
+    api = project.apis[0]
+    assert isinstance(api, RealtimeAPI)
+    config = server_config(ReplicaApp(build_engine(project, api)), api, "info")
+    assert config.timeout_graceful_shutdown == 0.5

@@ -202,22 +202,26 @@ def serve(options: ServeOptions) -> int:
             server.should_exit = True
 
     app = ReplicaApp(engine, on_load_failed=stop_after_failed_load)
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=api.grace_period,  # type: ignore[arg-type] # a float works; uvicorn annotates int
-        log_level=options.log_level,
-        loop="uvloop" if _has("uvloop") else "asyncio",
-        http="httptools" if _has("httptools") else "h11",
-        server_header=False,
-    )
+    config = server_config(app, api, options.log_level)
     server = _Server(config)
     host, port = sock.getsockname()[:2]
     log.info("serving %s on http://%s:%d", api.name, _url_host(host), port)
     server.run(sockets=[sock])
     return 1 if engine.load_error else 0
+
+
+def server_config(app: ReplicaApp, api: RealtimeAPI, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=api.grace_period,  # type: ignore[arg-type] # a float works; uvicorn annotates int
+        log_level=log_level,
+        loop="uvloop" if _has("uvloop") else "asyncio",
+        http="httptools" if _has("httptools") else "h11",
+        server_header=False,
+    )
 
 
 def _url_host(host: str) -> str:
