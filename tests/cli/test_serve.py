@@ -123,8 +123,13 @@ SKLEARN_PROBLEMS = [
 ]
 
 
-@pytest.mark.parametrize(("spec", "message"), SKLEARN_PROBLEMS)
-@pytest.mark.parametrize("command", ["validate", "serve"])
+CASES = [("validate", *problem) for problem in SKLEARN_PROBLEMS] + [
+    ("serve", *SKLEARN_PROBLEMS[index])
+    for index in (0, 2, 7)  # the same checks run before serve binds
+]
+
+
+@pytest.mark.parametrize(("command", "spec", "message"), CASES)
 def test_handler_and_config_problems_are_refused_before_serving(
     tmp_path: Path, iris_models: Path, command: str, spec: str, message: str
 ) -> None:
