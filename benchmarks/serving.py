@@ -143,35 +143,62 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def report(results: dict[str, dict[str, list[LoadResult]]]) -> list[str]:
-    lines = [f"{'model':6} {'server':17} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"]
+Results = dict[str, dict[str, list[LoadResult]]]
+
+
+def _row(results: Results, model: str, label: str, concurrency: int) -> LoadResult | None:
+    return next((r for r in results.get(model, {}).get(label, []) if r.concurrency == concurrency), None)
+
+
+def _versus(row: LoadResult, base: LoadResult | None) -> str:
+    """Throughput ratio, p50 difference and p99 ratio of `row` against `base` (blank for the base itself)."""
+    if base is None or base is row or not base.rps:
+        return f"{'':>7} {'':>8} {'':>7}"
+    p99 = row.p99_ms / base.p99_ms if base.p99_ms else float("nan")
+    return f"{row.rps / base.rps:>6.2f}x {row.p50_ms - base.p50_ms:>+8.3f} {p99:>6.2f}x"
+
+
+def report(results: Results) -> list[str]:
+    """One row per (model, server, concurrency): requests/s, p50, p99, and each figure against the floor (and,
+    for the batched mlp, against Shipyard unbatched) at the same concurrency."""
+    head = f"{'model':6} {'server':17} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+    versus = f"{'rps':>7} {'p50 +ms':>8} {'p99':>7}"
+    lines = [
+        f"{'':{len(head)}} | {'vs floor':{len(versus)}} | vs shipyard unbatched",
+        f"{head} | {versus} | {versus}",
+    ]
     for model, by_server in results.items():
         for label, rows in by_server.items():
             for row in rows:
+                floor = _row(results, model, "floor", row.concurrency)
+                plain = _row(results, model, "shipyard", row.concurrency) if label == "shipyard-batched" else None
                 lines.append(
                     f"{model:6} {label:17} {row.concurrency:>4} {row.rps:>9.0f} {row.p50_ms:>8.3f} "
-                    f"{row.p99_ms:>8.3f} {row.errors:>6}"
+                    f"{row.p99_ms:>8.3f} {row.errors:>6} | {_versus(row, floor)} | {_versus(row, plain)}"
                 )
     return lines
 
 
-def goals(results: dict[str, dict[str, list[LoadResult]]]) -> list[str]:
-    def row(model: str, label: str, concurrency: int) -> LoadResult | None:
-        return next((r for r in results.get(model, {}).get(label, []) if r.concurrency == concurrency), None)
-
+def goals(results: Results) -> list[str]:
     lines = []
-    floor64, ours64 = row("iris", "floor", 64), row("iris", "shipyard", 64)
+    floor64, ours64 = _row(results, "iris", "floor", 64), _row(results, "iris", "shipyard", 64)
     if floor64 and ours64:
         ratio = ours64.rps / floor64.rps
         lines.append(f"iris c=64: shipyard/floor throughput = {ratio:.2f}x (goal >= 0.9x)")
-    floor1, ours1 = row("iris", "floor", 1), row("iris", "shipyard", 1)
+    floor1, ours1 = _row(results, "iris", "floor", 1), _row(results, "iris", "shipyard", 1)
     if floor1 and ours1:
         lines.append(f"iris c=1: shipyard p50 - floor p50 = {ours1.p50_ms - floor1.p50_ms:+.3f} ms (goal <= 0.3 ms)")
-    plain, batched = row("mlp", "shipyard", 64), row("mlp", "shipyard-batched", 64)
+    plain, batched = _row(results, "mlp", "shipyard", 64), _row(results, "mlp", "shipyard-batched", 64)
     if plain and batched:
         lines.append(
             f"mlp c=64: batched/unbatched throughput = {batched.rps / plain.rps:.2f}x (goal >= 4x); "
             f"p99 {batched.p99_ms:.1f} ms vs {plain.p99_ms:.1f} ms unbatched (goal: no worse)"
+        )
+    floor_mlp = _row(results, "mlp", "floor", 64)
+    if floor_mlp and batched and plain:
+        lines.append(
+            f"mlp c=64 vs floor (unbatched): shipyard {plain.rps / floor_mlp.rps:.2f}x, "
+            f"shipyard batched {batched.rps / floor_mlp.rps:.2f}x"
         )
     return lines
 

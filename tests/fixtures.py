@@ -149,3 +149,37 @@ class Tensors:
         if isinstance(payload, dict):
             return {"sum": payload["a"] + payload["b"], "labels": np.array(["x", "y"])}
         return payload * 2
+
+
+class AsyncEcho:
+    """`async def predict`: awaited on the replica's event loop, at most max_concurrency at once."""
+
+    def __init__(self, config: dict[str, Any], model_path: str | None) -> None:
+        self.running = 0
+        self.most = 0
+
+    async def predict(self, payload: Any) -> Any:
+        import asyncio
+
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            await asyncio.sleep(payload.get("sleep", 0) if isinstance(payload, dict) else 0)
+        finally:
+            self.running -= 1
+        if payload == "fail":
+            raise RuntimeError("async boom")
+        return {"echo": payload, "most_at_once": self.most}
+
+
+class AsyncBatch:
+    """`async def predict_batch`: the batch is awaited on the event loop."""
+
+    def __init__(self, config: dict[str, Any], model_path: str | None) -> None:
+        pass
+
+    async def predict_batch(self, payloads: list[Any]) -> list[Any]:
+        import asyncio
+
+        await asyncio.sleep(0.05)
+        return [{"batch_size": len(payloads), "payload": p} for p in payloads]

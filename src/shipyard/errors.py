@@ -79,20 +79,30 @@ class NotFound(ShipyardError):
 class MethodNotAllowed(ShipyardError):
     status_code = 405
 
+    def __init__(self, message: str, allowed: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.allowed = allowed or []
+        """The methods the route does answer, for the Allow header."""
+
 
 class SchemaViolation(ShipyardError):
     """The payload breaks the API's input schema; `fields` maps each bad field to its reason."""
 
     status_code = 422
 
-    def __init__(self, fields: dict[str, str]) -> None:
+    def __init__(self, fields: dict[str, str], omitted: int = 0) -> None:
         self.fields = fields
+        self.omitted = omitted
+        """Further problems left out of `fields` to keep the answer short."""
         detail = "; ".join(f"{name}: {reason}" for name, reason in fields.items())
-        super().__init__(f"payload does not match the input schema: {detail}")
+        more = f"; and {omitted} more problem{'s' if omitted != 1 else ''} not listed" if omitted else ""
+        super().__init__(f"payload does not match the input schema: {detail}{more}")
 
     def to_dict(self) -> dict[str, str]:
         body = super().to_dict()
         body["fields"] = self.fields  # type: ignore[assignment]
+        if self.omitted:
+            body["fields_omitted"] = self.omitted  # type: ignore[assignment]
         return body
 
 
@@ -108,6 +118,19 @@ class Overloaded(ShipyardError):
     def __init__(self, retry_after: int = 1) -> None:
         self.retry_after = retry_after
         super().__init__("the API is at capacity (max_concurrency + max_queue_length); retry after a moment")
+
+
+class ShuttingDown(ShipyardError):
+    """The replica stopped before the request finished: its grace period ran out."""
+
+    status_code = 503
+
+    def __init__(self, grace_period: float, retry_after: int = 1) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"the replica is shutting down and the request did not finish within its grace period of "
+            f"{grace_period:g}s; retry it (another replica will answer)"
+        )
 
 
 class NotReady(ShipyardError):

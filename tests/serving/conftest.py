@@ -28,6 +28,37 @@ def make_project(root: Path, spec: str) -> Path:
     return root
 
 
+IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+IRIS_SCHEMA = "\n".join(
+    ["  schema:", "    fields:", *(f"      {name}: {{type: float, min: 0}}" for name in IRIS_FEATURES)]
+)
+
+
+def save_iris_models(model_dir: Path) -> None:
+    """A logistic regression over iris saved as model.skops, and the same model as model.onnx."""
+    import numpy as np
+    import skops.io
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    data = load_iris()
+    estimator = LogisticRegression(max_iter=500).fit(data.data, data.target_names[data.target])
+    (model_dir / "skops").mkdir(parents=True, exist_ok=True)
+    (model_dir / "onnx").mkdir(parents=True, exist_ok=True)
+    skops.io.dump(estimator, model_dir / "skops" / "model.skops")
+    graph = to_onnx(estimator, np.zeros((1, 4), dtype=np.float32), options={"zipmap": False})
+    (model_dir / "onnx" / "model.onnx").write_bytes(graph.SerializeToString())
+
+
+@pytest.fixture(scope="session")
+def iris_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Trained once per session: `skops/model.skops` and `onnx/model.onnx`; copy them into a project."""
+    folder = tmp_path_factory.mktemp("iris-models")
+    save_iris_models(folder)
+    return folder
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[bytes]
@@ -82,8 +113,13 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start `shipyard serve` for a spec; every server is stopped when the test ends."""
     servers: list[Server] = []
 
-    def factory(spec: str, *args: str, wait: str | None = "/readyz", name: str = "project") -> Server:
-        server = start_server(make_project(tmp_path / name, spec), *args, wait=wait)
+    def factory(
+        spec: str, *args: str, wait: str | None = "/readyz", name: str = "project", models: Path | None = None
+    ) -> Server:
+        project = make_project(tmp_path / name, spec)
+        if models is not None:
+            shutil.copytree(models, project / "model", dirs_exist_ok=True)
+        server = start_server(project, *args, wait=wait)
         servers.append(server)
         return server
 

@@ -90,3 +90,22 @@ def test_abandoned_callers_are_left_out() -> None:
 
     asyncio.run(scenario())
     assert seen == [[0], [2]]
+
+
+def test_admission_counts_waiting_requests_against_the_queue() -> None:
+    """max_concurrency 1, max_batch_size 4, max_queue_length 2: while the slot runs a batch, 2 may wait;
+    while it is idle, a batch of 4 may fill on top of them."""
+    seen: list[list[Any]] = []
+
+    async def scenario() -> list[bool]:
+        batcher = _batcher(seen, size=4, wait_ms=0, delay=0.3)
+        idle = [batcher.is_full(admitted, 2) for admitted in (0, 5, 6)]
+        running = batcher.submit(1, None, None, "1")
+        while batcher.busy == 0:
+            await asyncio.sleep(0.001)
+        busy = [batcher.is_full(admitted, 2) for admitted in (1, 2, 3)]
+        await running
+        await batcher.stop()
+        return idle + busy
+
+    assert asyncio.run(scenario()) == [False, False, True, False, False, True]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+import pytest
 from tests.serving.conftest import Server
 
 Serve = Callable[..., Server]
@@ -66,3 +69,56 @@ def test_without_predict_batch_each_item_is_predicted_alone(serve: Serve) -> Non
     assert by_payload[b'"fail"'].status_code == 500  # only the failing item fails
     assert by_payload[b'"a"'].json() == {"single": "a"}
     assert by_payload[b'"c"'].json() == {"single": "c"}
+
+
+def test_at_most_max_queue_length_requests_wait_while_a_batch_runs(serve: Serve) -> None:
+    spec = """
+    - name: rec
+      handler: handlers.py:BatchRecorder
+      config: {delay: 1.5}
+      batching: {max_batch_size: 4, max_wait_ms: 1}
+      concurrency: {max_concurrency: 1, max_queue_length: 2}
+    """
+    server = serve(spec)
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        first = pool.submit(httpx.post, server.url + "/predict", json={"i": 0}, timeout=30)
+        _wait_for_metric(server, 'shipyard_batch_size_count{api="rec"} 1.0')  # the first batch runs, alone
+        later = [pool.submit(httpx.post, server.url + "/predict", json={"i": i}, timeout=30) for i in range(1, 6)]
+        codes = sorted(f.result().status_code for f in later)
+        assert first.result().json()["batch_size"] == 1
+    assert codes == [200, 200, 503, 503, 503]
+
+
+def _wait_for_metric(server: Server, line: str) -> None:
+    deadline = time.monotonic() + 10
+    while line not in server.client.get("/metrics").text:
+        assert time.monotonic() < deadline, f"{line!r} never appeared"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    ("handler", "model", "config"),
+    [("sklearn", "model/skops/", "{method: predict_proba}"), ("onnx", "model/onnx/", "{outputs: [probabilities]}")],
+)
+def test_a_malformed_row_fails_only_its_own_request_in_a_batch(
+    serve: Serve, iris_models: Path, handler: str, model: str, config: str
+) -> None:
+    spec = f"""
+    - name: iris
+      handler: {handler}
+      model: {model}
+      config: {config}
+      batching: {{max_batch_size: 8, max_wait_ms: 300}}
+    """
+    server = serve(spec, models=iris_models)
+    good, short = [5.1, 3.5, 1.4, 0.2], [5.1, 3.5]
+    responses = _fire(server, [good, short, good, [good, short], good])
+    by_body = {}
+    for response in responses:
+        by_body.setdefault(response.request.content, []).append(response)
+    assert all(r.status_code == 200 and len(r.json()["prediction"]) == 3 for r in by_body[b"[5.1,3.5,1.4,0.2]"])
+    for bad in (b"[5.1,3.5]", b"[[5.1,3.5,1.4,0.2],[5.1,3.5]]"):
+        (response,) = by_body[bad]
+        assert response.status_code == 400, response.text
+        assert "inhomogeneous" not in response.text
+    assert 'shipyard_batch_size_count{api="iris"} 1.0' in server.client.get("/metrics").text  # all in one batch

@@ -59,8 +59,37 @@ def test_bad_rows_are_client_errors(skops_dir: Path) -> None:
     handler = SklearnHandler({}, str(skops_dir))
     with pytest.raises(BadRequest, match="feature order is unknown"):
         handler.predict({"sepal_length": 1})
-    with pytest.raises(BadRequest, match="the model rejected the input: X has 2 features"):
+    with pytest.raises(BadRequest, match="the row has 2 values; this model needs 4 features"):
         handler.predict([1.0, 2.0])
+    with pytest.raises(BadRequest, match="row 1 has 2 values; this model needs 4 features"):
+        handler.predict([SETOSA, [1.0, 2.0]])
+    with pytest.raises(BadRequest, match="each row needs 4 feature values, got 2"):
+        handler.predict(np.array([[1.0, 2.0]]))
+    with pytest.raises(BadRequest, match="the model rejected the input"):
+        handler.predict([1.0, 2.0, 3.0, "wide"])
+
+
+def test_a_row_of_the_wrong_width_fails_only_its_own_payload(skops_dir: Path) -> None:
+    handler = SklearnHandler({"method": "predict_proba"}, str(skops_dir), feature_names=FEATURES)
+    results = handler.predict_batch([SETOSA, [5.1, 3.5], VIRGINICA, [SETOSA, [1.0]]])
+    assert len(results[0]["prediction"]) == 3 and len(results[2]["prediction"]) == 3
+    assert isinstance(results[1], BadRequest) and "has 2 values; this model needs 4" in results[1].message
+    assert isinstance(results[3], BadRequest) and "row 1 has 1 value;" in results[3].message
+
+
+def test_a_value_the_estimator_rejects_fails_only_its_own_payload(skops_dir: Path) -> None:
+    handler = SklearnHandler({}, str(skops_dir), feature_names=FEATURES)
+    results = handler.predict_batch([SETOSA, [1.0, 2.0, 3.0, "wide"], VIRGINICA])
+    assert results[0] == {"prediction": "setosa"} and results[2] == {"prediction": "virginica"}
+    assert isinstance(results[1], BadRequest) and "the model rejected the input" in results[1].message
+
+
+def test_feature_columns_from_the_v2_protocol(skops_dir: Path) -> None:
+    handler = SklearnHandler({}, str(skops_dir), feature_names=FEATURES)
+    columns = {name: np.array([s, v]) for name, s, v in zip(FEATURES, SETOSA, VIRGINICA, strict=True)}
+    assert handler.predict(columns).tolist() == ["setosa", "virginica"]
+    with pytest.raises(BadRequest, match="lack the feature"):
+        handler.predict({"sepal_length": np.array([1.0])})
 
 
 def test_pickle_needs_an_explicit_choice(tmp_path: Path, estimator: LogisticRegression) -> None:
@@ -71,8 +100,64 @@ def test_pickle_needs_an_explicit_choice(tmp_path: Path, estimator: LogisticRegr
     assert handler.predict(SETOSA) == {"prediction": "setosa"}
 
 
+class _Payload:
+    """Unpickling this runs code: it writes a marker file. No test may ever see the marker."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (Path.write_text, (str(self.marker), "unpickled"))  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("name", ["model.bin", "model.skops", "weights", "model.npz"])
+@pytest.mark.parametrize("allow_pickle", [False, True])
+def test_a_pickle_under_another_name_is_never_unpickled(tmp_path: Path, name: str, allow_pickle: bool) -> None:
+    marker = tmp_path / "unpickled.txt"
+    model = tmp_path / "model"
+    model.mkdir()
+    joblib.dump(_Payload(marker), model / name)
+    for path in (model / name, model):
+        with pytest.raises(HandlerLoadError) as caught:
+            SklearnHandler({"allow_pickle": allow_pickle}, str(path))
+        assert not marker.exists()
+        message = caught.value.message
+        if path.is_dir():
+            assert "no model files (.skops, .joblib, .pkl, .pickle)" in message or "holds a pickle" in message
+        else:
+            assert "pickle" in message, message
+    assert not marker.exists()
+
+
+def test_a_file_that_is_no_model_is_refused_clearly(tmp_path: Path) -> None:
+    (tmp_path / "handlers.py").write_text("class Handler: ...\n")
+    with pytest.raises(HandlerLoadError, match="loads .skops, .joblib, .pkl, .pickle files, got 'handlers.py'"):
+        SklearnHandler({}, str(tmp_path / "handlers.py"))
+    (tmp_path / "model.skops").write_text("not a zip")
+    with pytest.raises(HandlerLoadError, match="'model.skops' is not a skops file"):
+        SklearnHandler({}, str(tmp_path / "model.skops"))
+
+
+def test_problems_are_found_without_loading_the_model(tmp_path: Path, skops_dir: Path) -> None:
+    assert SklearnHandler.check({}, str(skops_dir)) == []
+    assert SklearnHandler.check({"method": "predictt"}, str(skops_dir)) == [
+        "config.method: must be one of 'predict', 'predict_proba', 'predict_log_proba', 'decision_function' "
+        "or 'transform', got 'predictt'"
+    ]
+    assert SklearnHandler.check({"method": "predictt"}, None, check_model=False) != []
+    assert SklearnHandler.check({}, None, check_model=False) == []
+    assert SklearnHandler.check({}, None) == [
+        "model: handler 'sklearn' needs a model: set `model:` to a .skops, .joblib, .pkl, .pickle file or a "
+        "folder with one"
+    ]
+    assert OnnxHandler.check({"nope": 1}, None) == [
+        "config.nope: unknown key; allowed keys: outputs, features, intra_op_threads"
+    ]
+    assert OnnxHandler.check({}, None)[0].startswith("model: handler 'onnx' needs a model")
+
+
 def test_configuration_and_model_file_errors(tmp_path: Path, skops_dir: Path) -> None:
-    with pytest.raises(HandlerLoadError, match="config.metod: Extra inputs are not permitted"):
+    with pytest.raises(HandlerLoadError, match="config.metod: unknown key; allowed keys: method, features"):
         SklearnHandler({"metod": "predict"}, str(skops_dir))
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -93,5 +178,21 @@ def test_onnx_handler(tmp_path: Path, estimator: LogisticRegression) -> None:
     both = OnnxHandler({}, str(tmp_path))
     answer = both.predict(np.array([SETOSA], dtype=np.float32))
     assert set(answer) == {"label", "probabilities"}
-    with pytest.raises(BadRequest, match="the ONNX model rejected the input"):
+    with pytest.raises(BadRequest, match="the row has 2 values; this model needs 4 features"):
         handler.predict([1.0, 2.0])
+    with pytest.raises(BadRequest, match="the ONNX model rejected the input"):
+        handler.predict([1.0, 2.0, 3.0, "wide"])
+    assert both.tensor_inputs() == [{"name": "X", "datatype": "FP32", "shape": [-1, 4]}]
+    assert both.tensor_outputs() == [
+        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
+    ]
+
+
+def test_tensor_metadata_of_the_sklearn_handler(skops_dir: Path) -> None:
+    assert SklearnHandler({}, str(skops_dir)).tensor_outputs() == [
+        {"name": "predictions", "datatype": "BYTES", "shape": [-1]}
+    ]
+    proba = SklearnHandler({"method": "predict_proba"}, str(skops_dir))
+    assert proba.tensor_outputs() == [{"name": "predictions", "datatype": "FP64", "shape": [-1, 3]}]
+    assert proba.tensor_inputs() == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
-from tests.serving.conftest import Server
+from tests.serving.conftest import IRIS_FEATURES, IRIS_SCHEMA, Server
 
 Serve = Callable[..., Server]
 
 
 def test_v2_metadata_and_health(serve: Serve) -> None:
     client = serve("- name: tensors\n  handler: handlers.py:Tensors\n").client
-    assert client.get("/v2").json() == {"name": "shipyard", "version": "0.1.0", "extensions": []}
+    assert client.get("/v2").json() == {"name": "shipyard", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
     assert client.get("/v2/health/live").status_code == 200
     assert client.get("/v2/health/ready").status_code == 200
     assert client.get("/v2/models/tensors").json()["name"] == "tensors"
     assert client.get("/v2/models/tensors/ready").json() == {"name": "tensors", "ready": True}
-    missing = client.get("/v2/models/other/ready")
+    missing = client.get("/v2/models/other/ready", headers={"x-request-id": "r-404"})
     assert missing.status_code == 404
-    assert "this replica serves 'tensors'" in missing.json()["error"]["message"]
+    assert "this replica serves 'tensors'" in missing.json()["error"]  # OIP: "error" is a string
+    assert missing.headers["x-request-id"] == "r-404"
 
 
 def test_v2_infer_round_trip(serve: Serve) -> None:
@@ -57,6 +59,47 @@ def test_v2_bad_tensors_are_400(serve: Serve) -> None:
     bad = {"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3]}]}
     response = client.post("/v2/models/tensors/infer", json=bad)
     assert response.status_code == 400
-    assert response.json()["error"]["message"] == "input 'x': shape [2, 2] needs 4 elements, got 3"
+    assert response.json() == {"error": "input 'x': shape [2, 2] needs 4 elements, got 3"}
     dtype = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP128", "data": [1]}]}
-    assert "datatype must be one of" in client.post("/v2/models/tensors/infer", json=dtype).json()["error"]["message"]
+    assert "datatype must be one of" in client.post("/v2/models/tensors/infer", json=dtype).json()["error"]
+    xml = client.post("/v2/models/tensors/infer", content=b"<a/>", headers={"content-type": "application/xml"})
+    assert xml.status_code == 415
+    assert "'application/xml' is not accepted" in xml.json()["error"]
+    assert client.get("/v2/models/tensors/infer").headers["allow"] == "POST"
+
+
+IRIS = f"""
+- name: iris
+  handler: sklearn
+  model: model/skops/
+  batching: {{max_batch_size: 8, max_wait_ms: 2}}
+{IRIS_SCHEMA}
+"""
+SETOSA = [5.1, 3.5, 1.4, 0.2]
+VIRGINICA = [6.7, 3.0, 5.2, 2.3]
+
+
+def test_v2_metadata_advertises_what_infer_accepts(serve: Serve, iris_models: Path) -> None:
+    client = serve(IRIS, models=iris_models).client
+    metadata = client.get("/v2/models/iris").json()
+    assert metadata["inputs"] == [{"name": name, "datatype": "FP64", "shape": [-1]} for name in IRIS_FEATURES]
+    assert metadata["outputs"] == [{"name": "predictions", "datatype": "BYTES", "shape": [-1]}]
+    columns = [
+        {"name": name, "datatype": "FP64", "shape": [2], "data": [a, b]}
+        for name, a, b in zip(IRIS_FEATURES, SETOSA, VIRGINICA, strict=True)
+    ]
+    answer = client.post("/v2/models/iris/infer", json={"inputs": columns}).json()
+    assert answer["outputs"] == [
+        {"name": "predictions", "shape": [2], "datatype": "BYTES", "data": ["setosa", "virginica"]}
+    ]
+    matrix = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": SETOSA}]}
+    assert client.post("/v2/models/iris/infer", json=matrix).json()["outputs"][0]["data"] == ["setosa"]
+    columns[1]["data"] = [-1, 3.0]
+    refused = client.post("/v2/models/iris/infer", json={"inputs": columns})
+    assert refused.status_code == 422
+    assert refused.json() == {
+        "error": "payload does not match the input schema: [0].sepal_width: must be >= 0, got -1.0"
+    }
+    short = client.post("/v2/models/iris/infer", json={"inputs": columns[:3]})
+    assert short.status_code == 422
+    assert "[0].petal_width: required field is missing" in short.json()["error"]

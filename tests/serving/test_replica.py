@@ -6,9 +6,10 @@ import concurrent.futures
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
+import pytest
 from tests.serving.conftest import Server
 
 Serve = Callable[..., Server]
@@ -86,7 +87,7 @@ def test_schema_violations_name_each_field(serve: Serve) -> None:
     error = response.json()["error"]
     assert error["fields"] == {
         "[0].x": "must be <= 10, got 11",
-        "[0].color": "unknown category 'blue'; expected one of ['red', 'green']",
+        "[0].color": 'unknown category "blue"; expected one of ["red","green"]',
         "[1].x": "required field is missing",
     }
 
@@ -249,3 +250,117 @@ def _wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("condition not reached in time")
+
+
+def _shutdown_cuts_off(server: Server) -> tuple[httpx.Response, float]:
+    """SIGTERM while a 10s prediction runs: the grace period (1.5s) decides when the process exits."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(
+            httpx.post, server.url + "/predict", json={"sleep": 10}, headers={"x-request-id": "cut-1"}, timeout=30
+        )
+        _wait_until(lambda: 'shipyard_in_flight_requests{api="slow"} 1.0' in server.client.get("/metrics").text)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(15) == 0
+        return slow.result(), time.monotonic() - started
+
+
+@pytest.mark.parametrize("batching", ["", "  batching: {max_batch_size: 4, max_wait_ms: 1}\n"])
+def test_the_grace_period_bounds_shutdown_and_cut_off_requests_get_503(serve: Serve, batching: str) -> None:
+    server = serve(f"- name: slow\n  handler: handlers.py:Slow\n  grace_period: 1.5s\n{batching}")
+    response, elapsed = _shutdown_cuts_off(server)
+    assert elapsed < 6  # the prediction alone would take 10s
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.headers["x-request-id"] == "cut-1"
+    error = response.json()["error"]
+    assert error["type"] == "ShuttingDown" and error["request_id"] == "cut-1"
+    assert "grace period of 1.5s" in error["message"]
+    assert "CancelledError" not in server.output() and "Traceback" not in server.output()
+
+
+def test_metric_labels_stay_bounded_whatever_paths_are_scanned(serve: Serve) -> None:
+    client = serve(ECHO).client
+    for index in range(30):
+        assert client.get(f"/scan-{index}").status_code == 404
+        assert client.get(f"/v2/models/other-{index}").status_code == 404
+    assert client.get("/predict").status_code == 405
+    assert client.delete("/v2/models/echo/infer").status_code == 405
+    text = client.get("/metrics").text
+    routes = {line.split('route="')[1].split('"')[0] for line in text.splitlines() if 'route="' in line}
+    assert routes == {"unmatched", "/predict", "/v2/models/{name}/infer", "/readyz"}
+    assert 'shipyard_requests_total{api="echo",code="404",route="unmatched"} 60.0' in text
+
+
+def test_head_answers_like_get_and_405_says_what_is_allowed(serve: Serve) -> None:
+    client = serve(ECHO).client
+    for path in ("/healthz", "/readyz", "/v2/health/ready"):
+        head = client.head(path)
+        assert (head.status_code, head.content) == (200, b"")
+    refused = client.put("/healthz")
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "GET, HEAD"
+    assert client.get("/predict").headers["allow"] == "POST"
+    assert client.delete("/").headers["allow"] == "POST, GET, HEAD"
+
+
+def test_a_chunked_body_over_the_limit_is_413(serve: Serve) -> None:
+    client = serve(ECHO).client
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"x": 1, "pad": "'
+        for _ in range(8):
+            yield b"x" * 256
+        yield b'"}'
+
+    response = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert "content-length" not in response.request.headers  # sent chunked: only the running count can catch it
+    assert response.status_code == 413
+    assert response.json()["error"]["type"] == "PayloadTooLarge"
+
+
+def test_unknown_categories_that_pass_are_logged_once_per_field_and_minute(serve: Serve) -> None:
+    spec = """
+    - name: echo
+      handler: handlers.py:Echo
+      schema:
+        unknown_categories: warn
+        fields:
+          color: {type: str, enum: [red, green]}
+    """
+    server = serve(spec)
+    for index in range(3):
+        response = server.client.post("/predict", json={"color": "blue"}, headers={"x-request-id": f"u-{index}"})
+        assert response.status_code == 200
+    server.stop()
+    log = server.output()
+    assert "WARNING shipyard.http: request u-0: unknown category in field 'color' let through" in log
+    assert "request u-1" not in log and "request u-2" not in log
+
+
+def test_async_handlers_run_on_the_event_loop(serve: Serve) -> None:
+    spec = "- name: aecho\n  handler: handlers.py:AsyncEcho\n  concurrency: {max_concurrency: 3}\n"
+    server = serve(spec)
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        calls = [pool.submit(httpx.post, server.url + "/predict", json={"sleep": 0.3}, timeout=10) for _ in range(6)]
+        answers = [call.result().json() for call in calls]
+    assert max(answer["most_at_once"] for answer in answers) == 3  # concurrent, but never beyond max_concurrency
+    failed = server.client.post("/predict", json="fail")
+    assert failed.status_code == 500 and failed.json()["error"]["type"] == "PredictionFailed"
+    batched = serve(
+        "- name: ab\n  handler: handlers.py:AsyncBatch\n  batching: {max_batch_size: 4, max_wait_ms: 200}\n"
+    )
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: httpx.post(batched.url + "/predict", json=i, timeout=10).json(), range(4)))
+    assert sorted(r["payload"] for r in results) == [0, 1, 2, 3]
+    assert max(r["batch_size"] for r in results) > 1
+    timeout = serve("- name: slowa\n  handler: handlers.py:AsyncEcho\n  timeout: 200ms\n", name="timeout")
+    assert timeout.client.post("/predict", json={"sleep": 5}).status_code == 504
+    assert timeout.client.post("/predict", json={"sleep": 0}).status_code == 200
+
+
+def test_get_shows_the_model_path_inside_the_project(serve: Serve) -> None:
+    server = serve("- name: echo\n  handler: handlers.py:Echo\n  model: handlers.py\n")
+    model = server.client.get("/").json()["model"]
+    assert model["path"] == "handlers.py" and model["source"] == "handlers.py"
+    assert model["digest"].startswith("sha256:")

@@ -36,9 +36,9 @@ def test_each_bad_field_has_its_reason() -> None:
     fields = _fields(_checker(), {"age": 2.5, "income": "lots", "city": "rome", "member": "yes"})
     assert fields == {
         "age": "must be a whole number, got 2.5",
-        "income": "must be a number, got 'lots'",
-        "city": "unknown category 'rome'; expected one of ['paris', 'oslo']",
-        "member": "must be true or false, got 'yes'",
+        "income": 'must be a number, got "lots"',
+        "city": 'unknown category "rome"; expected one of ["paris","oslo"]',
+        "member": 'must be true or false, got "yes"',
     }
 
 
@@ -47,7 +47,10 @@ def test_missing_range_and_bools_are_not_numbers() -> None:
         "age": "must be <= 130, got 200",
         "city": "required field is missing",
     }
-    assert _fields(_checker(), {"age": True, "city": "oslo"}) == {"age": "must be a whole number, got True"}
+    assert _fields(_checker(), {"age": True, "city": "oslo"}) == {"age": "must be a whole number, got true"}
+    assert _fields(_checker(), {"age": 1, "city": None, "income": None}) == {
+        "city": "must not be null (the field is required)"
+    }
     assert _fields(_checker(), {"age": -1, "city": "oslo"}) == {"age": "must be >= 0, got -1"}
 
 
@@ -55,7 +58,10 @@ def test_records_in_a_list_are_named_by_index() -> None:
     fields = _fields(_checker(), [{"age": 1, "city": "oslo"}, {"age": 1}, 7])
     assert fields == {
         "[1].city": "required field is missing",
-        "[2]": "must be a record (a JSON object with fields age, income, city, member), got int",
+        "[2]": "must be a record (a JSON object with fields age, income, city, member), got a number",
+    }
+    assert _fields(_checker(), [None]) == {
+        "[0]": "must be a record (a JSON object with fields age, income, city, member), got null"
     }
     assert _fields(_checker(), []) == {"(payload)": "must hold at least one record, got an empty list"}
 
@@ -67,3 +73,12 @@ def test_unknown_categories_can_warn_and_extra_fields_can_be_refused() -> None:
     assert _fields(strict, {"age": 1, "city": "oslo", "zip": 1}) == {
         "zip": "unknown field; the schema has: age, income, city, member"
     }
+
+
+def test_a_long_list_of_problems_says_how_many_were_left_out() -> None:
+    with pytest.raises(SchemaViolation) as caught:
+        _checker().check([{"age": -1, "city": "oslo"}] * 25)
+    assert len(caught.value.fields) == 20
+    assert caught.value.omitted == 5
+    assert caught.value.message.endswith("; and 5 more problems not listed")
+    assert caught.value.to_dict()["fields_omitted"] == 5

@@ -4,30 +4,43 @@ import numpy as np
 import pytest
 
 from shipyard.errors import InvalidTensor
-from shipyard.serving.tensors import decode_inputs, encode_outputs, encode_tensor
+from shipyard.serving.tensors import (
+    column_records,
+    decode_inputs,
+    encode_outputs,
+    encode_tensor,
+    field_columns,
+)
+
+
+def _tensor(name: str, value: object, binary: bool = False) -> dict[str, object]:
+    tensor, _ = encode_tensor(name, value, binary)
+    return tensor
 
 
 def test_one_input_becomes_an_array_of_its_shape() -> None:
-    payload, wanted = decode_inputs(
+    decoded = decode_inputs(
         {
             "inputs": [{"name": "x", "shape": [2, 3], "datatype": "INT32", "data": [1, 2, 3, 4, 5, 6]}],
             "outputs": [{"name": "y"}],
         }
     )
+    payload = decoded.payload
     assert isinstance(payload, np.ndarray)
     assert payload.dtype == np.int32 and payload.shape == (2, 3)
-    assert wanted == ["y"]
+    assert decoded.wanted == ["y"]
+    assert not decoded.is_binary("y")
 
 
 def test_several_inputs_become_a_dict_and_bytes_are_strings() -> None:
-    payload, _ = decode_inputs(
+    payload = decode_inputs(
         {
             "inputs": [
                 {"name": "a", "shape": [1], "datatype": "FP16", "data": [0.5]},
                 {"name": "s", "shape": [2], "datatype": "BYTES", "data": ["hi", "yo"]},
             ]
         }
-    )
+    ).payload
     assert payload["a"].dtype == np.float16
     assert payload["s"].tolist() == ["hi", "yo"]
 
@@ -46,6 +59,10 @@ def test_several_inputs_become_a_dict_and_bytes_are_strings() -> None:
             "shape must be a list of whole",
         ),
         ({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32"}]}, "'data' is missing"),
+        (
+            {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 4}}]},
+            "has parameters.binary_data_size, but the request has no inference-header-content-length header",
+        ),
         (
             {"inputs": [{"name": "x", "shape": [1], "datatype": "INT8", "data": ["a"]}]},
             "does not fit datatype INT8",
@@ -67,19 +84,102 @@ def test_malformed_requests(request_body: object, message: str) -> None:
 
 
 def test_outputs_from_arrays_lists_dicts_and_strings() -> None:
-    assert encode_tensor("y", np.array([[1.5, 2.5]], dtype=np.float32)) == {
+    assert _tensor("y", np.array([[1.5, 2.5]], dtype=np.float32)) == {
         "name": "y",
         "shape": [1, 2],
         "datatype": "FP32",
         "data": [1.5, 2.5],
     }
-    assert encode_tensor("y", [True, False])["datatype"] == "BOOL"
-    assert encode_tensor("y", ["a", "b"])["datatype"] == "BYTES"
+    assert _tensor("y", [True, False])["datatype"] == "BOOL"
+    assert _tensor("y", ["a", "b"])["datatype"] == "BYTES"
     outputs = encode_outputs({"p": [0.1], "label": ["cat"]}, wanted=["label"])
-    assert outputs == [{"name": "label", "shape": [1], "datatype": "BYTES", "data": ["cat"]}]
-    assert encode_outputs(np.int64(3), wanted=[])[0] == {
+    assert outputs.tensors == [{"name": "label", "shape": [1], "datatype": "BYTES", "data": ["cat"]}]
+    assert encode_outputs(np.int64(3), wanted=[]).tensors[0] == {
         "name": "output-0",
         "shape": [],
         "datatype": "INT64",
         "data": [3],
     }
+    assert encode_outputs([1], wanted=[], default_name="predictions").tensors[0]["name"] == "predictions"
+
+
+def test_dicts_lists_and_none_inside_bytes_tensors_are_json_text() -> None:
+    top = [{"digit": 2, "p": 0.1221}, {"digit": 7, "p": None}]
+    assert _tensor("top", top)["data"] == ['{"digit":2,"p":0.1221}', '{"digit":7,"p":null}']
+    assert _tensor("mixed", np.array([None, [1, 2], "x"], dtype=object))["data"] == ["null", "[1,2]", "x"]
+    with pytest.raises(TypeError, match="holds a object that cannot be sent as text"):
+        encode_tensor("bad", np.array([object()], dtype=object))
+
+
+def test_binary_inputs_and_outputs_round_trip() -> None:
+    import tritonclient.utils as triton
+
+    values = np.arange(6, dtype=np.float32).reshape(2, 3)
+    words = np.array([b"hi", "h\u00e9".encode(), b"\xff"], dtype=np.object_)
+    raw_words = triton.serialize_byte_tensor(words).item()
+    request = {
+        "inputs": [
+            {"name": "x", "shape": [2, 3], "datatype": "FP32", "parameters": {"binary_data_size": 24}},
+            {"name": "w", "shape": [3], "datatype": "BYTES", "parameters": {"binary_data_size": len(raw_words)}},
+        ],
+        "outputs": [{"name": "x", "parameters": {"binary_data": True}}, {"name": "w"}],
+    }
+    decoded = decode_inputs(request, memoryview(values.tobytes() + raw_words))
+    np.testing.assert_array_equal(decoded.arrays["x"], values)
+    assert decoded.arrays["w"].tolist() == ["hi", "hé", b"\xff"]
+    assert decoded.is_binary("x") and not decoded.is_binary("w")
+    outputs = encode_outputs({"x": decoded.arrays["x"] * 2}, decoded.wanted, is_binary=decoded.is_binary)
+    assert outputs.tensors == [
+        {"name": "x", "shape": [2, 3], "datatype": "FP32", "parameters": {"binary_data_size": 24}}
+    ]
+    np.testing.assert_array_equal(np.frombuffer(outputs.blobs[0], dtype="<f4").reshape(2, 3), values * 2)
+    text, raw = encode_tensor("w", ["a", {"b": 1}], binary=True)
+    assert raw is not None and text["parameters"] == {"binary_data_size": len(raw)}
+    assert triton.deserialize_bytes_tensor(raw).tolist() == [b"a", b'{"b":1}']
+
+
+@pytest.mark.parametrize(
+    ("inputs", "tail", "message"),
+    [
+        (
+            [{"name": "x", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": 4}}],
+            b"\0" * 4,
+            "shape [2] of FP32 needs 8 bytes of binary data, got 4",
+        ),
+        (
+            [{"name": "x", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 8}}],
+            b"\0" * 4,
+            "binary_data_size 8 runs past the end of the body",
+        ),
+        (
+            [{"name": "x", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 4}}],
+            b"\0" * 6,
+            "carries 6 bytes of binary tensor data, but the inputs' binary_data_size add up to 4",
+        ),
+        (
+            [{"name": "s", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 6}}],
+            b"\x09\0\0\0ab",
+            "a BYTES element of 9 bytes runs past the end of its data",
+        ),
+        (
+            [{"name": "x", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": -1}}],
+            b"",
+            "binary_data_size must be a whole number >= 0, got -1",
+        ),
+    ],
+)
+def test_malformed_binary_data(inputs: list[dict[str, object]], tail: bytes, message: str) -> None:
+    with pytest.raises(InvalidTensor, match=message.replace("[", r"\[").replace("]", r"\]")):
+        decode_inputs({"inputs": inputs}, memoryview(tail))
+
+
+def test_inputs_named_after_schema_fields_are_columns() -> None:
+    arrays = {"a": np.array([1.0, 2.0]), "b": np.array([[3], [4]])}
+    columns = field_columns(arrays, ["a", "b", "c"])
+    assert columns is not None and columns["b"].shape == (2,)
+    assert column_records(columns) == [{"a": 1.0, "b": 3}, {"a": 2.0, "b": 4}]
+    assert field_columns({"x": np.zeros((2, 4))}, ["a", "b"]) is None
+    with pytest.raises(InvalidTensor, match="send shape \\[n\\] \\(or \\[n, 1\\]\\), got \\[2, 4\\]"):
+        field_columns({"a": np.zeros((2, 4))}, ["a"])
+    with pytest.raises(InvalidTensor, match="must all have the same length, got a \\[2\\], b \\[3\\]"):
+        field_columns({"a": np.zeros(2), "b": np.zeros(3)}, ["a", "b"])

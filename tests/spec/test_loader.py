@@ -200,3 +200,72 @@ def test_missing_project(tmp_path: Path) -> None:
         load(tmp_path)
     with pytest.raises(ConfigError, match="no such file or directory"):
         load(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        (
+            "- name: x\n  handler: sklearn\n  batching: 3\n",
+            "shipyard.yaml: x.batching: must be a mapping, got 3 (line 3)",
+        ),
+        (
+            "- name: x\n  handler: sklearn\n  concurrency: {max_concurrency: 1.5}\n",
+            "shipyard.yaml: x.concurrency.max_concurrency: must be a whole number, got 1.5 (line 3)",
+        ),
+        (
+            "- name: x\n  handler: sklearn\n  schema: {fields: {color: {type: int, enum: [red, 2]}}}\n",
+            'shipyard.yaml: x.schema.fields.color: enum values of an int field must be whole numbers, got ["red"] '
+            "(line 3)",
+        ),
+        (
+            "- name: x\n  handler: sklearn\n  content_types: []\n",
+            "shipyard.yaml: x.content_types: must list at least one media type such as application/json "
+            "(or leave it out) (line 3)",
+        ),
+        (
+            "- name: x\n  handler: sklearn\n  content_types: [json, text/*]\n",
+            "shipyard.yaml: x.content_types: must be media types such as application/json, text/* or */*, "
+            "got 'json' (line 3)",
+        ),
+    ],
+)
+def test_messages_say_what_is_allowed_once(
+    tmp_path: Path, yaml_text: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert _problems(tmp_path, yaml_text) == [expected]
+
+
+def test_duplicate_keys_are_refused_with_their_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    problems = _problems(
+        tmp_path,
+        """\
+        - name: x
+          handler: sklearn
+          name: y
+          batching: {max_batch_size: 2, max_batch_size: 4}
+        """,
+    )
+    assert problems == [
+        "shipyard.yaml:3: duplicate key 'name' (first on line 1); keep one of them",
+        "shipyard.yaml:4: duplicate key 'max_batch_size' (first on line 4); keep one of them",
+    ]
+
+
+def test_describe_errors_words_a_handler_config_like_the_spec() -> None:
+    from pydantic import BaseModel, ConfigDict, ValidationError
+
+    from shipyard.spec.loader import describe_errors
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        method: int = 1
+
+    with pytest.raises(ValidationError) as caught:
+        Config.model_validate({"method": "x", "metod": 1})
+    assert describe_errors(caught.value, Config, "config") == [
+        "config.method: must be an int, got 'x'",
+        "config.metod: unknown key; allowed keys: method",
+    ]

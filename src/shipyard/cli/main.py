@@ -51,17 +51,12 @@ def serve(ctx: click.Context, project: str, api_name: str | None, host: str, por
 @click.argument("project", default=".", type=click.Path())
 @reports_errors
 def validate(project: str) -> None:
-    """Check PROJECT's shipyard.yaml and handlers without serving anything."""
-    from pathlib import Path
-
-    from shipyard.serving.handler import HandlerRef, import_handler_class
-    from shipyard.spec import RealtimeAPI, load
+    """Check PROJECT's shipyard.yaml, handlers, models and built-in handler configs without serving anything."""
+    from shipyard.serving.replica import check_project
+    from shipyard.spec import load
 
     loaded = load(project)
-    for api in loaded.apis:
-        if not isinstance(api, RealtimeAPI):
-            continue
-        import_handler_class(HandlerRef(api.handler, Path(loaded.directory)))
+    check_project(loaded)
     names = ", ".join(f"{api.name} ({api.kind})" for api in loaded.apis)
     click.echo(f"{loaded.source}: ok — {names}")
 

@@ -24,20 +24,23 @@ from shipyard.errors import (
     MethodNotAllowed,
     NotFound,
     NotReady,
-    Overloaded,
     PayloadTooLarge,
     ShipyardError,
+    ShuttingDown,
     UnsupportedMediaType,
 )
-from shipyard.serving import codec, tensors
+from shipyard.serving import binary_tensors, codec, tensors
 from shipyard.serving.engine import Engine
 from shipyard.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from shipyard.serving.metrics import UNMATCHED_ROUTE
 
 log = logging.getLogger("shipyard.http")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON_TYPE = b"application/json"
+BINARY_TYPE = b"application/octet-stream"
+UNKNOWN_CATEGORY_LOG_SECONDS = 60.0
 
 
 class ClientDisconnected(Exception):
@@ -77,6 +80,7 @@ class ReplicaApp:
     def __init__(self, engine: Engine, on_load_failed: Callable[[], None] | None = None) -> None:
         self.engine = engine
         self._on_load_failed = on_load_failed
+        self._unknown_logged: dict[str, tuple[float, int]] = {}
         self._routes: dict[str, dict[str, Endpoint]] = {
             "/": {"POST": self.predict, "GET": self.describe},
             "/predict": {"POST": self.predict},
@@ -104,18 +108,25 @@ class ReplicaApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         request = _request(scope, receive)
-        route = scope["path"]
+        route = UNMATCHED_ROUTE
         try:
-            route, endpoint, request.params = self._resolve(scope["method"], scope["path"])
+            route, methods, request.params = self._resolve(scope["path"])
+            endpoint = methods.get(scope["method"]) or _other_method(scope["method"], methods, scope["path"])
             reply = await endpoint(request)
         except ShipyardError as exc:
-            reply = error_reply(exc, request.request_id)
+            reply = error_reply(exc, request.request_id, _is_v2(scope))
         except ClientDisconnected:
             self.engine.metrics.observe(route, 499, time.perf_counter() - started)
             return
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when the grace period ends: answer them, don't crash
+            _uncancel()
+            log.warning("request %s was cut off: it did not finish within the grace period", request.request_id)
+            reply = error_reply(ShuttingDown(self.engine.api.grace_period), request.request_id, _is_v2(scope))
         except Exception:
             log.exception("request %s failed inside Shipyard", request.request_id)
-            reply = error_reply(ShipyardError("internal error; see the replica's log"), request.request_id)
+            error = ShipyardError("internal error; see the replica's log")
+            reply = error_reply(error, request.request_id, _is_v2(scope))
         status = await _send(reply, request, send)
         elapsed = time.perf_counter() - started
         self.engine.metrics.observe(route, status, elapsed)
@@ -129,20 +140,20 @@ class ReplicaApp:
                 elapsed * 1000,
             )
 
-    def _resolve(self, method: str, path: str) -> tuple[str, Endpoint, dict[str, str]]:
+    def _resolve(self, path: str) -> tuple[str, dict[str, Endpoint], dict[str, str]]:
+        """The route template, its endpoints by method, and the path parameters."""
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
-        methods, route, params = self._routes.get(path), path, dict[str, str]()
-        if methods is None and path.startswith("/v2/models/"):
-            methods, route, params = self._model_route(path)
-        if methods is None:
-            raise NotFound(f"no route {path!r}; predictions go to POST /predict (or /v2/models/NAME/infer)")
-        endpoint = methods.get(method)
-        if endpoint is None:
-            raise MethodNotAllowed(f"{method} is not allowed on {path}; use {', '.join(methods)}")
-        return route, endpoint, params
+        methods = self._routes.get(path)
+        if methods is not None:
+            return path, methods, {}
+        if path.startswith("/v2/models/"):
+            found = self._model_route(path)
+            if found is not None:
+                return found
+        raise NotFound(f"no route {path!r}; predictions go to POST /predict (or /v2/models/NAME/infer)")
 
-    def _model_route(self, path: str) -> tuple[dict[str, Endpoint] | None, str, dict[str, str]]:
+    def _model_route(self, path: str) -> tuple[str, dict[str, Endpoint], dict[str, str]] | None:
         parts = path[len("/v2/models/") :].split("/")
         name, rest, template = parts[0], parts[1:], "/v2/models/{name}"
         version = None
@@ -151,13 +162,13 @@ class ReplicaApp:
         suffix = "/" + "/".join(rest) if rest else ""
         methods = self._model_routes.get(suffix)
         if methods is None or not name:
-            return None, path, {}
+            return None
         if name != self.engine.api.name:
             raise NotFound(f"model {name!r} is not served here; this replica serves {self.engine.api.name!r}")
         if version is not None and str(self.engine.model.version or "") != version:
             served = self.engine.model.version
             raise NotFound(f"model {name!r} version {version!r} is not served here; the version served is {served!r}")
-        return methods, template + suffix, {"name": name}
+        return template + suffix, methods, {"name": name}
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -186,7 +197,7 @@ class ReplicaApp:
     async def predict(self, request: Request) -> Reply | Response:
         body = await _read_body(request, self.engine.api.max_body_size)
         payload = codec.decode(body, request.content_type, self.engine.api.accepted_content_types())
-        self._check_schema(payload)
+        self._check_schema(payload, request.request_id)
         result = await self.engine.predict(payload, *self._context(request), request.request_id)
         if isinstance(result, Response):
             return result
@@ -202,12 +213,26 @@ class ReplicaApp:
         engine = self.engine
         return (request.headers if engine.wants_headers else None, request.query if engine.wants_query else None)
 
-    def _check_schema(self, payload: Any) -> None:
+    def _check_schema(self, payload: Any, request_id: str) -> None:
         if self.engine.schema is None:
             return
         report = self.engine.schema.check(payload)
         for field in report.unknown_categories:
             self.engine.metrics.unknown_category(field)
+            self._log_unknown_category(field, request_id)
+
+    def _log_unknown_category(self, field: str, request_id: str) -> None:
+        """One warning per field per minute at most: a flood of unknown values must not flood the log."""
+        now = time.monotonic()
+        last, skipped = self._unknown_logged.get(field, (float("-inf"), 0))
+        if now - last < UNKNOWN_CATEGORY_LOG_SECONDS:
+            self._unknown_logged[field] = (last, skipped + 1)
+            return
+        self._unknown_logged[field] = (now, 0)
+        more = f" ({skipped} more since the last warning)" if skipped else ""
+        log.warning(
+            "request %s: unknown category in field %r let through (unknown_categories: warn)%s", request_id, field, more
+        )
 
     async def describe(self, request: Request) -> Reply:
         return _json(200, self.engine.describe())
@@ -218,23 +243,19 @@ class ReplicaApp:
     async def readyz(self, request: Request) -> Reply:
         if not self.engine.is_ready:
             if self.engine.load_error:
-                return error_reply(ShipyardError(self.engine.load_error, 503), request.request_id)
-            return error_reply(NotReady(f"API {self.engine.api.name!r}"), request.request_id)
+                raise ShipyardError(self.engine.load_error, 503)
+            raise NotReady(f"API {self.engine.api.name!r}")
         return _json(200, {"ready": True, "status": "ready"})
 
     async def metrics(self, request: Request) -> Reply:
         return Reply(200, self.engine.metrics.render(), METRICS_CONTENT_TYPE.encode())
 
     async def v2_server(self, request: Request) -> Reply:
-        return _json(200, {"name": "shipyard", "version": __version__, "extensions": []})
+        return _json(200, {"name": "shipyard", "version": __version__, "extensions": [binary_tensors.EXTENSION]})
 
     async def v2_model(self, request: Request) -> Reply:
         engine = self.engine
-        schema = engine.api.input_schema
-        inputs = [
-            {"name": name, "datatype": _V2_TYPES[field.type.value], "shape": [-1]}
-            for name, field in (schema.fields.items() if schema else [])
-        ]
+        inputs, outputs = engine.tensor_metadata()
         return _json(
             200,
             {
@@ -242,33 +263,59 @@ class ReplicaApp:
                 "versions": [str(engine.model.version)] if engine.model.version is not None else [],
                 "platform": f"shipyard/{engine.api.handler}",
                 "inputs": inputs,
-                "outputs": [],
+                "outputs": outputs,
             },
         )
 
     async def v2_model_ready(self, request: Request) -> Reply:
         if not self.engine.is_ready:
-            return error_reply(NotReady(f"model {self.engine.api.name!r}"), request.request_id)
+            raise NotReady(f"model {self.engine.api.name!r}")
         return _json(200, {"name": self.engine.api.name, "ready": True})
 
     async def v2_infer(self, request: Request) -> Reply:
-        if request.content_type and not codec.is_json(codec.media_type(request.content_type)[0]):
-            raise UnsupportedMediaType(request.content_type, ["application/json"])
+        header_length = binary_tensors.parse_header_length(request.headers.get(binary_tensors.HEADER))
+        if (
+            header_length is None
+            and request.content_type
+            and not codec.is_json(codec.media_type(request.content_type)[0])
+        ):
+            raise UnsupportedMediaType(
+                request.content_type, ["application/json", f"any type with the {binary_tensors.HEADER} header"]
+            )
         body = await _read_body(request, self.engine.api.max_body_size)
+        tail = None
+        if header_length is not None:
+            body, tail = binary_tensors.split_body(body, header_length)
         inference = codec.parse_json(body)
-        payload, wanted = tensors.decode_inputs(inference)
+        decoded = tensors.decode_inputs(inference, tail)
+        payload = self._tensor_payload(decoded, request.request_id)
         result = await self.engine.predict(payload, *self._context(request), request.request_id)
         try:
-            outputs = tensors.encode_outputs(result, wanted)
+            outputs = tensors.encode_outputs(result, decoded.wanted, self.engine.default_output, decoded.is_binary)
         except (TypeError, ValueError) as exc:
             log.error("request %s: the result cannot be sent as tensors: %s", request.request_id, exc)
             raise ShipyardError("the handler's result could not be encoded as tensors; see the API's log") from None
-        answer: dict[str, Any] = {"model_name": self.engine.api.name, "outputs": outputs}
+        answer: dict[str, Any] = {"model_name": self.engine.api.name, "outputs": outputs.tensors}
         if self.engine.model.version is not None:
             answer["model_version"] = str(self.engine.model.version)
         if isinstance(inference, dict) and inference.get("id") is not None:
             answer["id"] = inference["id"]
-        return _json(200, answer)
+        if not outputs.blobs:
+            return _json(200, answer)
+        header = codec.dump_json(answer)
+        length = ((binary_tensors.HEADER.encode(), str(len(header)).encode()),)
+        return Reply(200, header + b"".join(outputs.blobs), BINARY_TYPE, length)
+
+    def _tensor_payload(self, decoded: tensors.Decoded, request_id: str) -> Any:
+        """Inputs named after schema fields are columns of records, checked against the schema."""
+        schema = self.engine.api.input_schema
+        if schema is None:
+            return decoded.payload
+        columns = tensors.field_columns(decoded.arrays, schema.fields)
+        if columns is None:
+            return decoded.payload
+        self._check_schema(tensors.column_records(columns), request_id)
+        return columns
 
 
 _ID_PREFIX = secrets.token_hex(12)  # unique per process; the counter makes ids unique within it
@@ -313,12 +360,35 @@ def _json(status: int, value: Any) -> Reply:
     return Reply(status, codec.dump_json(value))
 
 
-def error_reply(error: ShipyardError, request_id: str) -> Reply:
-    body = {"error": {**error.to_dict(), "request_id": request_id}}
+def error_reply(error: ShipyardError, request_id: str, v2: bool = False) -> Reply:
+    """`{"error": {type, message, request_id}}`; on the /v2 routes the Open Inference Protocol's
+    `{"error": "message"}` (the request id is in the X-Request-ID header)."""
+    body: dict[str, Any] = {"error": error.message} if v2 else {"error": {**error.to_dict(), "request_id": request_id}}
     headers: tuple[tuple[bytes, bytes], ...] = ()
-    if isinstance(error, Overloaded | NotReady) or error.status_code == 503:
+    if error.status_code == 503:
         headers = ((b"retry-after", str(getattr(error, "retry_after", 1)).encode()),)
+    elif isinstance(error, MethodNotAllowed) and error.allowed:
+        headers = ((b"allow", ", ".join(error.allowed).encode()),)
     return Reply(error.status_code, codec.dump_json(body), JSON_TYPE, headers)
+
+
+def _is_v2(scope: Scope) -> bool:
+    path: str = scope["path"]
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def _other_method(method: str, methods: dict[str, Endpoint], path: str) -> Endpoint:
+    """HEAD is answered as GET without the body (uvicorn drops it); any other method is a 405."""
+    if method == "HEAD" and "GET" in methods:
+        return methods["GET"]
+    allowed = [*methods, "HEAD"] if "GET" in methods else list(methods)
+    raise MethodNotAllowed(f"{method} is not allowed on {path}; use {', '.join(allowed)}", allowed)
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
 async def _send(reply: Reply | Response, request: Request, send: Send) -> int:

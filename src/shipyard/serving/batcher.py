@@ -2,6 +2,10 @@
 
 A batch slot (one of `max_concurrency`) is taken before a batch is gathered, so while every slot is busy
 requests pile up and the next batch leaves fuller. A batch whose prediction raises fails every request in it.
+
+Admission (`is_full`): requests in running batches don't wait; the others do. At most `max_queue_length`
+wait while every slot runs a batch, and each idle slot adds room for the one batch it is about to fill:
+waiting < max_queue_length + idle_slots * max_batch_size.
 """
 
 from __future__ import annotations
@@ -52,11 +56,20 @@ class Batcher:
         self._metrics = metrics
         self._queue: asyncio.Queue[BatchItem] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._slot_count = slots
         self.running = 0
+        """Requests in batches handed to a worker and not yet settled."""
+        self.busy = 0
+        """Batches handed to a worker and not yet settled."""
 
     @property
     def waiting(self) -> int:
         return self._queue.qsize()
+
+    def is_full(self, admitted: int, max_queue_length: int) -> bool:
+        """Whether one more request would wait beyond the queue (see the module's docstring)."""
+        waiting = admitted - self.running
+        return waiting >= max_queue_length + (self._slot_count - self.busy) * self._max_size
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
@@ -112,13 +125,15 @@ class Batcher:
         for item in batch:
             self._metrics.batch_wait.observe(now - item.enqueued)
         self.running += len(batch)
+        self.busy += 1
         future = self._to_thread(self._run_batch, batch)
         future.add_done_callback(lambda done: self._settle(batch, done))
 
     def _settle(self, batch: list[BatchItem], done: asyncio.Future[Any]) -> None:
         self.running -= len(batch)
+        self.busy -= 1
         self._slots.release()
-        error = done.exception()
+        error = PredictionFailed("the batch was cancelled") if done.cancelled() else done.exception()
         results: list[Any] = [error] * len(batch) if error is not None else done.result()
         if error is None and len(results) != len(batch):
             log.error(

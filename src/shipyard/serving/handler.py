@@ -2,16 +2,19 @@
 
 A handler is a class with `__init__(self, config, model_path)`, `predict(self, payload)` and optionally
 `predict_batch(self, payloads) -> list`. `headers` and `query` keyword parameters are passed only when the
-method declares them (or takes `**kwargs`).
+method declares them (or takes `**kwargs`). Either method may be `async def`: the replica awaits it on its
+event loop; callers that are not async (batch jobs) run it to completion on a loop of their thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import logging
 import sys
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,8 @@ log = logging.getLogger("shipyard.handler")
 
 PredictFn = Callable[[Any, Mapping[str, str] | None, Mapping[str, str] | None], Any]
 PredictBatchFn = Callable[[list[Any], list[Mapping[str, str]], list[Mapping[str, str]]], list[Any]]
+AsyncPredictFn = Callable[[Any, Mapping[str, str] | None, Mapping[str, str] | None], Awaitable[Any]]
+AsyncPredictBatchFn = Callable[[list[Any], list[Mapping[str, str]], list[Mapping[str, str]]], Awaitable[list[Any]]]
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,10 @@ def _import_file(path: Path, ref: HandlerRef) -> Any:
 
 @dataclass(frozen=True)
 class BoundHandler:
-    """A constructed handler with its methods adapted to one calling convention."""
+    """A constructed handler with its methods adapted to one calling convention.
+
+    `predict` and `predict_batch` are always plain calls; for an `async def` method they run the coroutine
+    to completion, and `predict_async` / `predict_batch_async` hold the coroutine function itself."""
 
     instance: Any
     predict: PredictFn
@@ -103,6 +111,8 @@ class BoundHandler:
     wants_headers: bool = False
     """Whether predict or predict_batch declares `headers`; callers may pass None otherwise."""
     wants_query: bool = False
+    predict_async: AsyncPredictFn | None = None
+    predict_batch_async: AsyncPredictBatchFn | None = None
 
 
 def construct(
@@ -115,6 +125,8 @@ def construct(
     """Call the handler's __init__; if it raises, the HandlerLoadError carries the exception's text."""
     try:
         instance = handler_class(config, model_path, **builtin_options)
+    except HandlerLoadError:
+        raise  # a built-in handler's own refusal already names the handler and the remedy
     except Exception as exc:
         log.debug("handler %s failed to load", ref.text, exc_info=True)
         message = getattr(exc, "message", None) or str(exc)
@@ -127,16 +139,43 @@ def construct(
 def bind(instance: Any) -> BoundHandler:
     predict = getattr(instance, "predict", None)
     predict_batch = getattr(instance, "predict_batch", None)
-    single: PredictFn | None = _adapt(predict) if callable(predict) else None
-    batch: PredictBatchFn | None = _adapt(predict_batch) if callable(predict_batch) else None
+    single: Any = _adapt(predict) if callable(predict) else None
+    batch: Any = _adapt(predict_batch) if callable(predict_batch) else None
+    single_async, batch_async = _is_async(predict), _is_async(predict_batch)
     if single is None and batch is not None:
-        single = _single_from_batch(batch)
+        single, single_async = _single_from_batch(batch, batch_async), batch_async
     if single is None:
         raise HandlerLoadError(f"handler {type(instance).__name__} needs a predict or predict_batch method")
     declared = [_declares(method) for method in (predict, predict_batch) if callable(method)]
-    wants_headers = any(headers for headers, _ in declared)
-    wants_query = any(query for _, query in declared)
-    return BoundHandler(instance, single, batch, wants_headers, wants_query)
+    return BoundHandler(
+        instance,
+        _blocking(single) if single_async else single,
+        _blocking(batch) if batch is not None and batch_async else batch,
+        wants_headers=any(headers for headers, _ in declared),
+        wants_query=any(query for _, query in declared),
+        predict_async=single if single_async else None,
+        predict_batch_async=batch if batch_async else None,
+    )
+
+
+def _is_async(method: Any) -> bool:
+    return callable(method) and inspect.iscoroutinefunction(method)
+
+
+_THREAD_LOOPS = threading.local()
+
+
+def _blocking(coroutine_function: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    """A plain call that runs the coroutine on this thread's own event loop (kept, so a handler's loop-bound
+    resources such as client sessions survive from one call to the next)."""
+
+    def call(*args: Any) -> Any:
+        loop = getattr(_THREAD_LOOPS, "loop", None)
+        if loop is None:
+            loop = _THREAD_LOOPS.loop = asyncio.new_event_loop()
+        return loop.run_until_complete(coroutine_function(*args))
+
+    return call
 
 
 def _declares(method: Callable[..., Any]) -> tuple[bool, bool]:
@@ -158,11 +197,22 @@ def _adapt(method: Callable[..., Any]) -> Callable[[Any, Any, Any], Any]:
     return lambda arg, headers, query: method(arg)
 
 
-def _single_from_batch(batch: PredictBatchFn) -> PredictFn:
+def _single_from_batch(batch: Any, is_async: bool) -> Any:
+    def first(results: list[Any]) -> Any:
+        if isinstance(results[0], BaseException):
+            raise results[0]
+        return results[0]
+
+    if is_async:
+
+        async def predict_async(
+            payload: Any, headers: Mapping[str, str] | None, query: Mapping[str, str] | None
+        ) -> Any:
+            return first(await batch([payload], [headers or {}], [query or {}]))
+
+        return predict_async
+
     def predict(payload: Any, headers: Mapping[str, str] | None, query: Mapping[str, str] | None) -> Any:
-        result = batch([payload], [headers or {}], [query or {}])
-        if isinstance(result[0], BaseException):
-            raise result[0]
-        return result[0]
+        return first(batch([payload], [headers or {}], [query or {}]))
 
     return predict

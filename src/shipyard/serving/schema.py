@@ -1,9 +1,14 @@
-"""Checks a payload against the API's input schema: every bad field named, with its reason."""
+"""Checks a payload against the API's input schema: every bad field named, with its reason.
+
+Values in messages are shown as JSON (`got true`, `got null`, `got "blue"`): the client sent JSON.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from shipyard.errors import SchemaViolation
 from shipyard.spec.models import FieldType, InputSchema, SchemaField
@@ -37,27 +42,32 @@ class SchemaChecker:
         else:
             self._check_record(payload, "", problems, report)
         if problems:
-            raise SchemaViolation(dict(list(problems.items())[:MAX_REPORTED]))
+            shown = dict(list(problems.items())[:MAX_REPORTED])
+            raise SchemaViolation(shown, omitted=len(problems) - len(shown))
         return report
 
     def _check_record(self, record: Any, prefix: str, problems: dict[str, str], report: SchemaReport) -> None:
         if not isinstance(record, dict):
             names = ", ".join(self.schema.fields)
             problems[prefix.rstrip(".") or "(payload)"] = (
-                f"must be a record (a JSON object with fields {names}), got {type(record).__name__}"
+                f"must be a record (a JSON object with fields {names}), got {json_type(record)}"
             )
             return
         for name, spec in self._fields:
-            if name not in record or record[name] is None:
+            if name not in record:
                 if spec.required:
                     problems[prefix + name] = "required field is missing"
+                continue
+            if record[name] is None:
+                if spec.required:
+                    problems[prefix + name] = "must not be null (the field is required)"
                 continue
             reason = self._check_value(name, spec, record[name])
             if reason == "unknown":
                 if self.schema.unknown_categories == "warn":
                     report.unknown_categories.append(name)
                     continue
-                reason = f"unknown category {record[name]!r}; expected one of {spec.enum}"
+                reason = f"unknown category {show(record[name])}; expected one of {show(spec.enum)}"
             if reason:
                 problems[prefix + name] = reason
         if self.schema.extra_fields == "reject":
@@ -71,9 +81,9 @@ class SchemaChecker:
         if name in self._enums and _hashable(value) not in self._enums[name]:
             return "unknown"
         if spec.min is not None and value < spec.min:
-            return f"must be >= {spec.min:g}, got {value!r}"
+            return f"must be >= {spec.min:g}, got {show(value)}"
         if spec.max is not None and value > spec.max:
-            return f"must be <= {spec.max:g}, got {value!r}"
+            return f"must be <= {spec.max:g}, got {show(value)}"
         return None
 
 
@@ -88,7 +98,31 @@ def _type_problem(kind: FieldType, value: Any) -> str | None:
     if ok:
         return None
     expected = {"float": "a number", "int": "a whole number", "str": "a string", "bool": "true or false"}
-    return f"must be {expected[kind.value]}, got {value!r}"
+    return f"must be {expected[kind.value]}, got {show(value)}"
+
+
+def show(value: Any) -> str:
+    """A value as the client wrote it: JSON, cut short when long."""
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    except TypeError:
+        text = json_type(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def json_type(value: Any) -> str:
+    """The JSON kind of a value, for messages: an object, an array, a string, a number, a boolean or null."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return "a string" if isinstance(value, str) else type(value).__name__
 
 
 def _hashable(value: Any) -> Any:

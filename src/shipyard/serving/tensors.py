@@ -1,18 +1,24 @@
 """Open Inference Protocol v2 tensors: request inputs to numpy arrays, handler results to outputs.
 
 One input tensor becomes the payload as an ndarray of its shape; several become a dict of name -> ndarray.
-A result that is a dict becomes one output per key; anything else becomes one output (named after the
-first requested output, else `output-0`). BYTES tensors carry strings.
+When the API has a schema and every input is named after one of its fields, the inputs are columns: each
+1-D (or [n, 1]) and of one length; the payload is the dict of name -> 1-D array and the schema check runs on
+the rows. A result that is a dict becomes one output per key; anything else becomes one output (named after
+the first requested output, else the API's default output name). BYTES tensors carry strings; dicts and
+lists inside them are sent as JSON text.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from shipyard.errors import InvalidTensor
+from shipyard.serving import binary_tensors, codec
 
 DTYPES: dict[str, Any] = {
     "BOOL": np.bool_,
@@ -30,27 +36,73 @@ DTYPES: dict[str, Any] = {
     "BYTES": np.object_,
 }
 _NAMES = {np.dtype(dtype): name for name, dtype in DTYPES.items() if name != "BYTES"}
+DEFAULT_OUTPUT = "output-0"
 
 
-def decode_inputs(request: Any) -> tuple[Any, list[str]]:
-    """The handler payload for an inference request, and the names of the outputs it asked for."""
+@dataclass(frozen=True)
+class Decoded:
+    """An inference request: its input arrays by name and how it wants its outputs."""
+
+    arrays: dict[str, np.ndarray]
+    wanted: list[str] = field(default_factory=list)
+    """Requested output names, in order; empty means every output."""
+    binary: dict[str, bool] = field(default_factory=dict)
+    """Outputs whose `parameters.binary_data` was set."""
+    binary_default: bool = False
+    """The request's `parameters.binary_data_output`."""
+
+    @property
+    def payload(self) -> Any:
+        return next(iter(self.arrays.values())) if len(self.arrays) == 1 else self.arrays
+
+    def is_binary(self, name: str) -> bool:
+        return self.binary.get(name, self.binary_default)
+
+
+def decode_inputs(request: Any, tail: memoryview | None = None) -> Decoded:
+    """The input arrays of an inference request; `tail` holds the raw data of binary inputs."""
     if not isinstance(request, dict):
         raise InvalidTensor(f"an inference request must be a JSON object with 'inputs', got {type(request).__name__}")
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise InvalidTensor("'inputs' must be a non-empty list of tensors {name, shape, datatype, data}")
-    arrays = {}
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
     for index, tensor in enumerate(inputs):
-        name, array = decode_tensor(tensor, index)
+        name, array, used = decode_tensor(tensor, index, tail, offset)
         if name in arrays:
             raise InvalidTensor(f"input {name!r} appears twice; each input tensor needs its own name")
         arrays[name] = array
-    wanted = [str(o["name"]) for o in request.get("outputs") or [] if isinstance(o, dict) and o.get("name")]
-    payload = next(iter(arrays.values())) if len(arrays) == 1 else arrays
-    return payload, wanted
+        offset += used
+    if tail is not None and offset != len(tail):
+        raise InvalidTensor(
+            f"the body carries {len(tail)} bytes of binary tensor data, but the inputs' binary_data_size add up to "
+            f"{offset}"
+        )
+    wanted, binary = _requested_outputs(request.get("outputs"))
+    parameters = request.get("parameters")
+    binary_default = isinstance(parameters, dict) and parameters.get("binary_data_output") is True
+    return Decoded(arrays, wanted, binary, binary_default)
 
 
-def decode_tensor(tensor: Any, index: int) -> tuple[str, np.ndarray]:
+def _requested_outputs(outputs: Any) -> tuple[list[str], dict[str, bool]]:
+    wanted: list[str] = []
+    binary: dict[str, bool] = {}
+    for output in outputs if isinstance(outputs, list) else []:
+        if not isinstance(output, dict) or not output.get("name"):
+            continue
+        name = str(output["name"])
+        wanted.append(name)
+        parameters = output.get("parameters")
+        if isinstance(parameters, dict) and isinstance(parameters.get("binary_data"), bool):
+            binary[name] = parameters["binary_data"]
+    return wanted, binary
+
+
+def decode_tensor(
+    tensor: Any, index: int, tail: memoryview | None = None, offset: int = 0
+) -> tuple[str, np.ndarray, int]:
+    """One input: its name, its array, and how many bytes of the binary tail it used."""
     if not isinstance(tensor, dict):
         raise InvalidTensor(f"inputs[{index}] must be an object {{name, shape, datatype, data}}")
     name = tensor.get("name")
@@ -61,8 +113,35 @@ def decode_tensor(tensor: Any, index: int) -> tuple[str, np.ndarray]:
         raise InvalidTensor(f"input {name!r}: shape must be a list of whole numbers >= 0, got {shape!r}")
     if datatype not in DTYPES:
         raise InvalidTensor(f"input {name!r}: datatype must be one of {', '.join(DTYPES)}, got {datatype!r}")
+    size = _binary_size(tensor, name)
+    if size is not None:
+        if tail is None:
+            raise InvalidTensor(
+                f"input {name!r} has parameters.binary_data_size, but the request has no "
+                f"{binary_tensors.HEADER} header; send the header, or the data as JSON"
+            )
+        if offset + size > len(tail):
+            raise InvalidTensor(f"input {name!r}: binary_data_size {size} runs past the end of the body")
+        raw = tail[offset : offset + size]
+        return name, binary_tensors.decode_raw(name, raw, shape, datatype, DTYPES[datatype]), size
     if data is None:
-        raise InvalidTensor(f"input {name!r}: 'data' is missing (binary tensor data is not supported)")
+        raise InvalidTensor(
+            f"input {name!r}: 'data' is missing (or send it in binary with parameters.binary_data_size)"
+        )
+    return name, _from_json(name, data, shape, datatype), 0
+
+
+def _binary_size(tensor: dict[str, Any], name: str) -> int | None:
+    parameters = tensor.get("parameters")
+    size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+    if size is None:
+        return None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InvalidTensor(f"input {name!r}: parameters.binary_data_size must be a whole number >= 0, got {size!r}")
+    return size
+
+
+def _from_json(name: str, data: Any, shape: list[int], datatype: str) -> np.ndarray:
     flat = _flatten(data if isinstance(data, list) else [data])
     expected = math.prod(shape)
     if len(flat) != expected:
@@ -71,7 +150,7 @@ def decode_tensor(tensor: Any, index: int) -> tuple[str, np.ndarray]:
         array = np.asarray(flat, dtype=DTYPES[datatype])
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidTensor(f"input {name!r}: data does not fit datatype {datatype}: {exc}") from None
-    return name, array.reshape(shape)
+    return array.reshape(shape)
 
 
 def _flatten(data: list[Any]) -> list[Any]:
@@ -83,20 +162,107 @@ def _flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
-def encode_outputs(result: Any, wanted: list[str]) -> list[dict[str, Any]]:
+def field_columns(arrays: dict[str, np.ndarray], fields: Collection[str]) -> dict[str, np.ndarray] | None:
+    """The inputs as schema columns when every input is named after a field, else None."""
+    if not all(name in fields for name in arrays):
+        return None
+    columns = {}
+    for name, array in arrays.items():
+        if array.ndim == 2 and array.shape[1] == 1:
+            array = array.reshape(-1)
+        if array.ndim != 1:
+            raise InvalidTensor(
+                f"input {name!r} is a schema field, so it is a column: send shape [n] (or [n, 1]), "
+                f"got {list(array.shape)}"
+            )
+        columns[name] = array
+    lengths = {len(column) for column in columns.values()}
+    if len(lengths) > 1:
+        shown = ", ".join(f"{name} [{len(column)}]" for name, column in columns.items())
+        raise InvalidTensor(f"the column inputs must all have the same length, got {shown}")
+    return columns
+
+
+def column_records(columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Rows of columns as records, for the schema check."""
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*(c.tolist() for c in columns.values()), strict=True)]
+
+
+@dataclass
+class Outputs:
+    """Output tensors as JSON, and the raw bytes of those sent in binary (in the same order)."""
+
+    tensors: list[dict[str, Any]]
+    blobs: list[bytes]
+
+
+def encode_outputs(
+    result: Any, wanted: list[str], default_name: str = DEFAULT_OUTPUT, is_binary: Any = None
+) -> Outputs:
     if isinstance(result, dict):
         named = {str(key): value for key, value in result.items()}
         names = [n for n in wanted if n in named] or list(named)
-        return [encode_tensor(name, named[name]) for name in names]
-    return [encode_tensor(wanted[0] if wanted else "output-0", result)]
+        pairs = [(name, named[name]) for name in names]
+    else:
+        pairs = [(wanted[0] if wanted else default_name, result)]
+    outputs = Outputs([], [])
+    for name, value in pairs:
+        binary = bool(is_binary(name)) if is_binary is not None else False
+        tensor, blob = encode_tensor(name, value, binary)
+        outputs.tensors.append(tensor)
+        if blob is not None:
+            outputs.blobs.append(blob)
+    return outputs
 
 
-def encode_tensor(name: str, value: Any) -> dict[str, Any]:
+def encode_tensor(name: str, value: Any, binary: bool = False) -> tuple[dict[str, Any], bytes | None]:
+    """One output tensor, with its data as JSON or, when `binary`, as raw bytes beside it."""
     array = value if isinstance(value, np.ndarray) else np.asarray(value)
+    shape = list(array.shape)
     if array.dtype.kind in "USO":
-        data = [item.decode() if isinstance(item, bytes) else str(item) for item in array.reshape(-1).tolist()]
-        return {"name": name, "shape": list(array.shape), "datatype": "BYTES", "data": data}
-    datatype = _NAMES.get(array.dtype)
+        elements = [_element(name, item) for item in array.reshape(-1).tolist()]
+        if binary:
+            raw = binary_tensors.encode_raw(np.asarray(elements, dtype=np.object_), "BYTES")
+            return _binary_tensor(name, shape, "BYTES", raw), raw
+        data = [_json_text(name, item) for item in elements]
+        return {"name": name, "shape": shape, "datatype": "BYTES", "data": data}, None
+    datatype = datatype_of(array.dtype)
     if datatype is None:
         raise TypeError(f"output {name!r} has dtype {array.dtype}, which has no Open Inference Protocol type")
-    return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": array.reshape(-1).tolist()}
+    if binary:
+        raw = binary_tensors.encode_raw(array, datatype)
+        return _binary_tensor(name, shape, datatype, raw), raw
+    return {"name": name, "shape": shape, "datatype": datatype, "data": array.reshape(-1).tolist()}, None
+
+
+def datatype_of(dtype: np.dtype[Any]) -> str | None:
+    """The OIP datatype of a numpy dtype: BYTES for strings and objects, None when there is none."""
+    if dtype.kind in "USO":
+        return "BYTES"
+    return _NAMES.get(dtype)
+
+
+def _binary_tensor(name: str, shape: list[int], datatype: str, raw: bytes) -> dict[str, Any]:
+    return {"name": name, "shape": shape, "datatype": datatype, "parameters": {"binary_data_size": len(raw)}}
+
+
+def _element(name: str, item: Any) -> str | bytes:
+    """A BYTES element: text as it is, anything else (a dict, a list, a number, None) as JSON text."""
+    if isinstance(item, str | bytes):
+        return item
+    try:
+        return codec.dump_json(item).decode()
+    except TypeError as exc:
+        raise TypeError(f"output {name!r} holds a {type(item).__name__} that cannot be sent as text: {exc}") from None
+
+
+def _json_text(name: str, item: str | bytes) -> str:
+    if isinstance(item, str):
+        return item
+    try:
+        return item.decode()
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"output {name!r} holds bytes that are not UTF-8 text; ask for it in binary (parameters.binary_data)"
+        ) from None

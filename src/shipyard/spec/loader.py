@@ -35,16 +35,16 @@ def find_spec_file(path: str | os.PathLike[str]) -> Path:
         for name in SPEC_FILENAMES:
             if (target / name).is_file():
                 return target / name
-        raise ConfigError([f"{_display(target)}: no shipyard.yaml here; create one that lists your APIs"])
+        raise ConfigError([f"{display_path(target)}: no shipyard.yaml here; create one that lists your APIs"])
     if target.is_file():
         return target
-    raise ConfigError([f"{_display(target)}: no such file or directory; pass a project directory or a yaml file"])
+    raise ConfigError([f"{display_path(target)}: no such file or directory; pass a project directory or a yaml file"])
 
 
 def load(path: str | os.PathLike[str]) -> Project:
     """Read and validate a project; raises ConfigError listing every problem at once."""
     source = find_spec_file(path)
-    shown = _display(source)
+    shown = display_path(source)
     node, data = _parse_yaml(source, shown)
     if data is None:
         raise ConfigError([f"{shown}: the file is empty; list your APIs, starting with '- name: ...'"])
@@ -78,7 +78,41 @@ def _parse_yaml(source: Path, shown: str) -> tuple[yaml.Node | None, Any]:
         raise ConfigError([f"{shown}{where}: not valid YAML: {problem}"]) from None
     finally:
         loader.dispose()
+    duplicates = _duplicate_keys(node, shown)
+    if duplicates:
+        raise ConfigError(duplicates)
     return node, data
+
+
+def _duplicate_keys(root: yaml.Node | None, shown: str) -> list[str]:
+    """YAML keeps the last of two equal keys without a word; a spec that says a thing twice is refused."""
+    problems: list[tuple[int, str]] = []
+    pending, visited = [root], set()
+    while pending:
+        node = pending.pop()
+        if node is None or id(node) in visited:
+            continue
+        visited.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                pending.append(value)
+                if not isinstance(key, yaml.ScalarNode) or key.value == "<<":
+                    continue
+                line = key.start_mark.line + 1
+                if key.value in first:
+                    problems.append(
+                        (
+                            line,
+                            f"{shown}:{line}: duplicate key {key.value!r} (first on line {first[key.value]}); "
+                            "keep one of them",
+                        )
+                    )
+                else:
+                    first[key.value] = line
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+    return [text for _, text in sorted(problems)]
 
 
 def _cross_check(apis: list[Any], shown: str) -> list[str]:
@@ -106,8 +140,21 @@ def _describe(exc: ValidationError, data: list[Any], node: yaml.Node | None, sho
         loc = _strip_tag(error["loc"])
         line = _line_of(node, loc)
         where = f" (line {line})" if line else ""
-        found.append((line or 0, f"{shown}: {_key_path(loc, data)}: {_message(error, loc, data)}{where}"))
+        allowed = _allowed_keys(loc, data) if error["type"] == "extra_forbidden" else []
+        found.append((line or 0, f"{shown}: {_key_path(loc, data)}: {_message(error, allowed)}{where}"))
     return [text for _, text in sorted(found, key=lambda item: item[0])]
+
+
+def describe_errors(exc: ValidationError, model: type[BaseModel], prefix: str) -> list[str]:
+    """One `prefix.key.path: message` line per problem of `model` (a handler's config, say), worded as the
+    loader words shipyard.yaml's own problems."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        allowed = _keys_of(_walk(model, loc[:-1])) if error["type"] == "extra_forbidden" else []
+        path = ".".join([prefix, *(str(part) for part in loc)])
+        lines.append(f"{path}: {_message(error, allowed)}")
+    return lines
 
 
 def _strip_tag(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
@@ -126,7 +173,7 @@ def _key_path(loc: tuple[int | str, ...], data: list[Any]) -> str:
     return ".".join([first, *(str(part) for part in rest)]) if rest else first
 
 
-def _message(error: ErrorDetails, loc: tuple[int | str, ...], data: list[Any]) -> str:
+def _message(error: ErrorDetails, allowed: list[str]) -> str:
     kind, ctx, value = error["type"], error.get("ctx", {}), error.get("input")
     bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
     if kind in bounds:
@@ -135,7 +182,6 @@ def _message(error: ErrorDetails, loc: tuple[int | str, ...], data: list[Any]) -
     if kind == "missing":
         return "required key is missing"
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc, data)
         hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
         return f"unknown key{hint}"
     if kind == "union_tag_invalid":
@@ -150,10 +196,31 @@ def _message(error: ErrorDetails, loc: tuple[int | str, ...], data: list[Any]) -
         return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {_show(value)}"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
+    if kind in _FRACTIONAL:
+        return f"must be a whole number, got {_show(value)}"
     if kind.endswith(("_type", "_parsing")):
-        expected = kind.rsplit("_", 1)[0].replace("dict", "mapping").replace("model_attributes", "mapping")
+        expected = kind.rsplit("_", 1)[0]
+        expected = _TYPE_WORDS.get(expected, expected)
         return f"must be {_article(expected)} {expected}, got {_show(value)}"
-    return f"{error['msg']}, got {_show(value)}"
+    message = error["msg"][0].lower() + error["msg"][1:]
+    return message if "got " in message else f"{message}, got {_show(value)}"
+
+
+_FRACTIONAL = ("int_from_float",)
+_TYPE_WORDS = {
+    "dict": "mapping",
+    "model": "mapping",
+    "model_attributes": "mapping",
+    "dataclass": "mapping",
+    "typed_dict": "mapping",
+    "list": "list",
+    "tuple": "list",
+    "set": "list",
+    "int": "int",
+    "float": "number",
+    "bool": "boolean",
+    "string": "string",
+}
 
 
 def _article(word: str) -> str:
@@ -177,11 +244,18 @@ def _allowed_keys(loc: tuple[int | str, ...], data: list[Any]) -> list[str]:
     """Walk the models along the key path to the mapping that had the unknown key."""
     head = data[loc[0]] if loc and isinstance(loc[0], int) and loc[0] < len(data) else None
     kind = head.get("kind", "RealtimeAPI") if isinstance(head, dict) else "RealtimeAPI"
-    model: Any = _KIND_MODELS.get(str(kind))
-    for part in loc[1:-1]:
+    return _keys_of(_walk(_KIND_MODELS.get(str(kind)), loc[1:-1]))
+
+
+def _walk(model: Any, parts: tuple[int | str, ...]) -> Any:
+    for part in parts:
         model = _field_model(model, part)
         if model is None:
-            return []
+            return None
+    return model
+
+
+def _keys_of(model: Any) -> list[str]:
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         return []
     return [field.alias or name for name, field in model.model_fields.items()]
@@ -229,6 +303,7 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     return found
 
 
-def _display(path: Path) -> str:
+def display_path(path: Path) -> str:
+    """`path` as the user would write it: relative to the working directory when it lies below it."""
     relative = os.path.relpath(path.resolve(), Path.cwd())
     return path.name if relative == path.name else (relative if not relative.startswith("..") else str(path))

@@ -5,6 +5,7 @@ Each API is one of three kinds, chosen by `kind` (default `RealtimeAPI`). Unknow
 
 from __future__ import annotations
 
+import json
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -17,6 +18,7 @@ from shipyard.spec.units import ByteSize, CountOrPercent, Cpu, Duration
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 BUILTIN_HANDLERS = ("sklearn", "onnx")
 _HANDLER_PATTERN = re.compile(r"^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$")
+_MEDIA_TYPE = re.compile(r"^(\*/\*|[A-Za-z0-9][\w.+-]*/(\*|[A-Za-z0-9][\w.+-]*))$")
 
 
 class _Strict(BaseModel):
@@ -133,7 +135,24 @@ class SchemaField(_Strict):
             FieldType.int,
         ):
             raise ValueError(f"min/max apply to float and int fields, not {self.type.value}")
+        wrong = [value for value in self.enum or [] if not _is_of_type(value, self.type)]
+        if wrong:
+            words = {"float": "numbers", "int": "whole numbers", "str": "strings", "bool": "true or false"}
+            raise ValueError(
+                f"enum values of {'an' if self.type is FieldType.int else 'a'} {self.type.value} field must be "
+                f"{words[self.type.value]}, got {json.dumps(wrong)}"
+            )
         return self
+
+
+def _is_of_type(value: Any, kind: FieldType) -> bool:
+    """What the schema check accepts for a field of `kind` (booleans are never numbers)."""
+    if kind is FieldType.str:
+        return isinstance(value, str)
+    if kind is FieldType.bool:
+        return isinstance(value, bool)
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return is_number and (kind is FieldType.float or float(value).is_integer())
 
 
 class InputSchema(_Strict):
@@ -196,6 +215,20 @@ class RealtimeAPI(_APIBase):
     autoscaling: Autoscaling = Autoscaling()
     update_strategy: UpdateStrategy = UpdateStrategy()
     monitoring: Monitoring = Monitoring()
+
+    @field_validator("content_types")
+    @classmethod
+    def _media_types(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("must list at least one media type such as application/json (or leave it out)")
+        wrong = [item for item in value if not _MEDIA_TYPE.match(item)]
+        if wrong:
+            raise ValueError(
+                f"must be media types such as application/json, text/* or */*, got {', '.join(map(repr, wrong))}"
+            )
+        return [item.lower() for item in value]
 
     def accepted_content_types(self) -> list[str]:
         if self.content_types is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from shipyard.errors import HandlerLoadError
 
 
@@ -15,3 +17,10 @@ def builtin_handler(name: str) -> type:
 
         return OnnxHandler
     raise HandlerLoadError(f"unknown built-in handler {name!r}; built-ins are: sklearn, onnx")
+
+
+def check_builtin(name: str, config: dict[str, Any], model_path: str | None, check_model: bool = True) -> list[str]:
+    """A built-in handler's config and model file, checked before a server binds: `key: problem` lines."""
+    checker = builtin_handler(name).check  # type: ignore[attr-defined]
+    problems: list[str] = checker(config, model_path, check_model)
+    return problems

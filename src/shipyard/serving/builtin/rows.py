@@ -1,8 +1,8 @@
 """Turn the payload shapes users send to tabular models into rows, and predictions back into their shape.
 
 Accepted payloads: one record `{"a": 1, "b": 2}` or one row `[1, 2]` (answered `{"prediction": value}`),
-a list of records or rows, or `{"instances": rows-or-records}` (answered `{"predictions": [...]}`), or an
-array from the v2 protocol (answered with an array).
+a list of records or rows, or `{"instances": rows-or-records}` (answered `{"predictions": [...]}`), or from
+the v2 protocol an array of rows or a dict of feature columns (answered with an array).
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def to_rows(payload: Any, features: Sequence[str] | None) -> Rows:
         if matrix.ndim != 2:
             raise BadRequest(f"expected a 1-D or 2-D tensor of features, got shape {list(payload.shape)}")
         return Rows(matrix, Form.array)
+    if isinstance(payload, dict) and payload and all(isinstance(v, np.ndarray) for v in payload.values()):
+        return Rows(_column_matrix(payload, features), Form.array)
     if isinstance(payload, dict) and "instances" in payload:
         inner = to_rows(payload["instances"], features)
         if inner.form is Form.single:
@@ -56,6 +58,38 @@ def to_rows(payload: Any, features: Sequence[str] | None) -> Rows:
         'expected a record {"feature": value, ...}, a list of records, a row [v1, v2, ...], a list of rows, '
         f'or {{"instances": [...]}}; got {type(payload).__name__}'
     )
+
+
+def _column_matrix(columns: dict[str, np.ndarray], features: Sequence[str] | None) -> np.ndarray:
+    """OIP v2 inputs named after the features, one 1-D tensor per feature, as a matrix in feature order."""
+    if not features:
+        raise BadRequest(
+            "the inputs are named columns, but this model's feature order is unknown; send one [n, features] "
+            "tensor or declare the order with a schema or config.features"
+        )
+    missing = [name for name in features if name not in columns]
+    if missing:
+        raise BadRequest(f"the inputs lack the feature(s) {', '.join(missing)}; expected {', '.join(features)}")
+    chosen = [columns[name].reshape(-1) for name in features]
+    if len({len(column) for column in chosen}) > 1:
+        raise BadRequest(f"the feature columns {', '.join(features)} must all have the same length")
+    return np.column_stack(chosen)
+
+
+def check_width(rows: Rows, width: int | None) -> None:
+    """Every row must hold `width` values (the estimator's n_features_in_), or the payload is refused alone."""
+    if width is None:
+        return
+    matrix = rows.matrix
+    if isinstance(matrix, np.ndarray):
+        if matrix.ndim == 2 and matrix.shape[1] != width:
+            raise BadRequest(f"each row needs {width} feature values, got {matrix.shape[1]}")
+        return
+    for index, row in enumerate(matrix):
+        count = len(row) if isinstance(row, list | tuple) else 1
+        if count != width:
+            where = f"row {index}" if len(matrix) > 1 else "the row"
+            raise BadRequest(f"{where} has {count} value{'s' if count != 1 else ''}; this model needs {width} features")
 
 
 def _record_row(record: dict[str, Any], features: Sequence[str] | None, index: int | None) -> list[Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,7 +10,16 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shipyard.errors import BadRequest, HandlerLoadError, ShipyardError
-from shipyard.serving.builtin.rows import Rows, from_predictions, stack, to_rows
+from shipyard.serving.builtin.model_file import (
+    ZIP_MAGIC,
+    ModelFileProblem,
+    find_model_file,
+    looks_like_pickle,
+    read_head,
+)
+from shipyard.serving.builtin.rows import Rows, check_width, from_predictions, stack, to_rows
+from shipyard.serving.tensors import datatype_of
+from shipyard.spec.loader import describe_errors
 
 log = logging.getLogger("shipyard.handler.sklearn")
 
@@ -27,48 +35,65 @@ class SklearnConfig(BaseModel):
     features: list[str] | None = None
     """Feature order for records; defaults to the schema's field order, then the estimator's feature_names_in_."""
     allow_pickle: bool = False
-    """Load .joblib/.pkl files. Unpickling runs code from the file: only for files you trust."""
+    """Load .joblib/.pkl/.pickle files. Unpickling runs code from the file: only for files you trust."""
     trusted_types: list[str] = Field(default_factory=list)
     """Extra types a .skops file may contain beyond skops' defaults."""
 
 
-def parse_config(config: dict[str, Any], handler: str) -> Any:
-    try:
-        return SklearnConfig.model_validate(config) if handler == "sklearn" else None
-    except ValidationError as exc:
-        problems = "; ".join(f"config.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise HandlerLoadError(f"handler 'sklearn': {problems}") from None
-
-
-def find_model_file(model_path: str | None, suffixes: Sequence[str], handler: str) -> Path:
-    if model_path is None:
-        raise HandlerLoadError(f"handler {handler!r} needs a model: set `model:` to a file or directory")
-    path = Path(model_path)
-    if path.is_file():
-        return path
-    found = sorted(p for p in path.iterdir() if p.suffix in suffixes) if path.is_dir() else []
-    if len(found) != 1:
-        what = "no" if not found else f"{len(found)}"
-        raise HandlerLoadError(
-            f"handler {handler!r}: {what} model files ({', '.join(suffixes)}) in {model_path!r}; "
-            "point `model:` at exactly one file"
+def model_file(config: SklearnConfig, model_path: str | None) -> Path:
+    """The file to load, refused unless it is a real .skops archive or a pickle the config allows."""
+    file = find_model_file(model_path, SAFE_SUFFIXES + PICKLE_SUFFIXES, "sklearn")
+    head = read_head(file)
+    if file.suffix in SAFE_SUFFIXES:
+        if looks_like_pickle(head):
+            raise ModelFileProblem(
+                f"{file.name!r} is named .skops but holds a pickle, which is never loaded under another name; "
+                "save the model with skops.io.dump"
+            )
+        if not head.startswith(ZIP_MAGIC):
+            raise ModelFileProblem(
+                f"{file.name!r} is not a skops file (a zip archive); save the model with skops.io.dump"
+            )
+    elif not config.allow_pickle:
+        raise ModelFileProblem(
+            f"{file.name!r} is a pickle-based file and loading it runs code from the file; "
+            "save the model with skops (.skops), or set config.allow_pickle: true if you trust it"
         )
-    return found[0]
+    return file
 
 
 class SklearnHandler:
     def __init__(self, config: dict[str, Any], model_path: str | None, feature_names: list[str] | None = None):
-        self.config: SklearnConfig = parse_config(config, "sklearn")
-        file = find_model_file(model_path, SAFE_SUFFIXES + PICKLE_SUFFIXES, "sklearn")
-        self.estimator = self._load(file)
+        problems = self.check(config, model_path)
+        if problems:
+            raise HandlerLoadError(f"handler 'sklearn': {'; '.join(problems)}")
+        self.config = SklearnConfig.model_validate(config)
+        self.estimator = self._load(model_file(self.config, model_path))
         names = getattr(self.estimator, "feature_names_in_", None)
         self.features = self.config.features or feature_names or (list(names) if names is not None else None)
+        width = getattr(self.estimator, "n_features_in_", None)
+        self.width: int | None = int(width) if isinstance(width, int | np.integer) else None
         if not callable(getattr(self.estimator, self.config.method, None)):
             raise HandlerLoadError(
                 f"handler 'sklearn': {type(self.estimator).__name__} has no method {self.config.method!r}; "
                 "choose another config.method"
             )
         self._call = getattr(self.estimator, self.config.method)
+
+    @staticmethod
+    def check(config: dict[str, Any], model_path: str | None, check_model: bool = True) -> list[str]:
+        """What can be refused without loading the model, one `key: problem` line each."""
+        try:
+            parsed = SklearnConfig.model_validate(config)
+        except ValidationError as exc:
+            return describe_errors(exc, SklearnConfig, "config")
+        if not check_model:
+            return []
+        try:
+            model_file(parsed, model_path)
+        except ModelFileProblem as exc:
+            return [f"model: {exc}"]
+        return []
 
     def _load(self, file: Path) -> Any:
         if file.suffix in SAFE_SUFFIXES:
@@ -81,17 +106,13 @@ class SklearnHandler:
                     "list them under config.trusted_types if you trust this file"
                 )
             return skops.io.load(file, trusted=self.config.trusted_types or None)
-        if file.suffix in PICKLE_SUFFIXES and not self.config.allow_pickle:
-            raise HandlerLoadError(
-                f"handler 'sklearn': {file.name} is a pickle-based file and loading it runs code from the file; "
-                "save the model with skops (.skops), or set config.allow_pickle: true if you trust it"
-            )
+        assert self.config.allow_pickle and file.suffix in PICKLE_SUFFIXES, "model_file() lets no other file through"
         import joblib
 
         return joblib.load(file)
 
     def predict(self, payload: Any) -> Any:
-        rows = to_rows(payload, self.features)
+        rows = self._rows(payload)
         return from_predictions(self._run(rows.matrix), rows)
 
     def predict_batch(self, payloads: list[Any]) -> list[Any]:
@@ -99,11 +120,17 @@ class SklearnHandler:
         parsed: list[Rows | ShipyardError] = []
         for payload in payloads:
             try:
-                parsed.append(to_rows(payload, self.features))
+                parsed.append(self._rows(payload))
             except ShipyardError as exc:
                 parsed.append(exc)
         good = [rows for rows in parsed if isinstance(rows, Rows)]
-        predictions = self._run(stack(good)) if good else []
+        try:
+            predictions = self._run(stack(good)) if good else []
+        except BadRequest:
+            if len(good) == 1:
+                raise
+            # one payload the estimator rejects (a text value, say) must not sink the others: answer each alone
+            return [rows if isinstance(rows, ShipyardError) else self._predict_rows(rows) for rows in parsed]
         results: list[Any] = []
         offset = 0
         for rows in parsed:
@@ -113,6 +140,36 @@ class SklearnHandler:
             results.append(from_predictions(predictions[offset : offset + len(rows)], rows))
             offset += len(rows)
         return results
+
+    def _rows(self, payload: Any) -> Rows:
+        rows = to_rows(payload, self.features)
+        check_width(rows, self.width)
+        return rows
+
+    def _predict_rows(self, rows: Rows) -> Any:
+        try:
+            return from_predictions(self._run(rows.matrix), rows)
+        except ShipyardError as exc:
+            return exc
+
+    def tensor_inputs(self) -> list[dict[str, Any]]:
+        """OIP v2 metadata without a schema: one [n, features] tensor (any name will do)."""
+        return [{"name": "input-0", "datatype": "FP64", "shape": [-1, self.width if self.width else -1]}]
+
+    def tensor_outputs(self) -> list[dict[str, Any]]:
+        """OIP v2 metadata: the one output, named `predictions`, as config.method makes it."""
+        classes = getattr(self.estimator, "classes_", None)
+        method = self.config.method
+        if method == "predict":
+            datatype = datatype_of(np.asarray(classes).dtype) if classes is not None else "FP64"
+            shape = [-1]
+        elif method in ("predict_proba", "predict_log_proba") and classes is not None:
+            datatype, shape = "FP64", [-1, len(classes)]
+        elif method == "decision_function" and classes is not None:
+            datatype, shape = "FP64", [-1] if len(classes) == 2 else [-1, len(classes)]
+        else:
+            datatype, shape = "FP64", [-1, -1]
+        return [{"name": "predictions", "datatype": datatype or "BYTES", "shape": shape}]
 
     def predict_matrix(self, matrix: np.ndarray) -> list[Any]:
         """Batch jobs' columnar path: for records whose feature values are `matrix`'s rows, the value of
