@@ -20,12 +20,12 @@ from shipyard.jobs.output import OutputFolder
 HANDLERS = Path(__file__).with_name("handlers.py")
 
 
-def make_job_project(root: Path, handler: str = "handlers.py:Doubler", **spec: Any) -> Path:
+def make_job_project(root: Path, handler: str = "handlers.py:Doubler", name: str = "double", **spec: Any) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     extra = "".join(f"  {key}: {value}\n" for key, value in spec.items())
     (root / "shipyard.yaml").write_text(
         textwrap.dedent(f"""\
-            - name: double
+            - name: {name}
               kind: BatchAPI
               handler: {handler}
             """)

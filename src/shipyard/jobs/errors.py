@@ -37,3 +37,15 @@ class JobConflict(ShipyardError):
 
 class BadJobOption(ShipyardError):
     status_code = 400
+
+
+class StoreFailed(ShipyardError):
+    """The store refused a write; the message is the database's first line, never a traceback."""
+
+    status_code = 500
+
+    def __init__(self, what: str, detail: str) -> None:
+        first = detail.strip().splitlines()[0] if detail.strip() else "no detail"
+        super().__init__(
+            f"the store could not record {what}: {first}; check SHIPYARD_DATABASE_URL and the database, then retry"
+        )

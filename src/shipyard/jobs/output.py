@@ -104,10 +104,9 @@ class OutputFolder:
         return Part(relative, rows, digest(data), len(data))
 
     def check_usable(self) -> None:
-        """DEST must be new or empty (or hold only an unfinished run of this layout); never mix two jobs."""
+        """DEST must be new or empty; never mix two jobs. Nothing is created here (see `create`)."""
         try:
             if not self.fs.exists(self.root):
-                self.fs.makedirs(self.root, exist_ok=True)
                 return
             if not self.fs.isdir(self.root):
                 raise BadOutput(self.url, "is a file", "name a folder")
@@ -116,6 +115,24 @@ class OutputFolder:
             raise BadOutput(self.url, f"cannot be used: {exc}", "check the path and its permissions") from None
         if entries:
             raise BadOutput(self.url, f"already holds {len(entries)} file(s)", "choose a new or empty folder")
+
+    def create(self) -> bool:
+        """Make the folder (so a permission problem shows at submit); True when it did not exist before."""
+        try:
+            if self.fs.exists(self.root):
+                return False
+            self.fs.makedirs(self.root, exist_ok=True)
+        except OSError as exc:
+            raise BadOutput(self.url, f"cannot be created: {exc}", "check the path and its permissions") from None
+        return True
+
+    def remove_if_empty(self) -> None:
+        """Undo `create` after a submit that failed: the folder goes if nothing was written into it."""
+        try:
+            if self.fs.isdir(self.root) and not self.fs.ls(self.root, detail=False):
+                self.fs.rmdir(self.root)
+        except OSError:
+            pass  # best effort: an empty folder left behind harms nothing
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         data = orjson.dumps(manifest, option=orjson.OPT_INDENT_2)

@@ -7,6 +7,7 @@ them too. `shipyard.jobs` (sdk.py) picks the transport: the daemon when one serv
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -20,14 +21,15 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from shipyard.errors import ConfigError
 from shipyard.jobs import queue, records
 from shipyard.jobs.driver import DriverOptions, job_dir
-from shipyard.jobs.errors import BadInput, BadJobOption, BadOutput, JobConflict
+from shipyard.jobs.errors import BadInput, BadJobOption, BadOutput, JobConflict, StoreFailed
 from shipyard.jobs.output import FORMATS, OutputFolder, OutputFormat
 from shipyard.jobs.runner import JobRunner, RunnerOptions
-from shipyard.jobs.splitter import check, expand
+from shipyard.jobs.splitter import Source, check, expand
 from shipyard.jobs.states import ACTIVE, JobState
 from shipyard.jobs.view import JobInfo, job_info
 from shipyard.settings import Settings
@@ -87,7 +89,9 @@ def check_handler(request: JobRequest) -> None:
 
 
 def enqueue(request: JobRequest, import_handler: bool) -> JobInfo:
-    """Validate the request against its project and inputs, and record the job as pending in the store."""
+    """Validate the request against its project and inputs, and record the job as pending in the store.
+
+    Nothing is left behind when this fails: no job, no copy of --items, no output folder it created."""
     from shipyard.serving.replica import resolve_model
 
     settings = Settings.from_env()
@@ -97,8 +101,54 @@ def enqueue(request: JobRequest, import_handler: bool) -> JobInfo:
         check_handler(request)
     model = resolve_model(project, api)
     job_id = f"{api.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
-    inputs = list(request.inputs) + _items_file(settings.home, job_id, request.items)
-    sources = expand(inputs)
+    folder = _output(request)
+    created = False
+    try:
+        inputs = list(request.inputs) + _items_file(settings.home, job_id, request.items)
+        sources = expand(inputs)
+        _check_inputs(sources, api, request)
+        created = folder.create()
+        _record(settings, _job_row(job_id, api, project, request, sources, folder.url, model))
+    except BaseException:
+        shutil.rmtree(job_dir(settings.home, job_id), ignore_errors=True)
+        if created:
+            folder.remove_if_empty()
+        raise
+    return get(job_id, settings)
+
+
+def _job_row(
+    job_id: str, api: BatchAPI, project: Project, request: JobRequest, sources: list[Source], output: str, model: Any
+) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "api": api.name,
+        "project": project.directory,
+        "spec": api.model_dump(mode="json", by_alias=True),
+        "inputs": [{"url": s.url, "format": s.format} for s in sources],
+        "output": output,
+        "format": request.format,
+        "id_column": request.id_column,
+        "batch_size": api.batch_size,
+        "workers": api.workers,
+        "max_retries": api.max_retries,
+        "timeout": api.timeout,
+        "model_path": model.path,
+        "model_digest": model.digest,
+    }
+
+
+def _record(settings: Settings, values: dict[str, Any]) -> None:
+    """Insert the job; a database error becomes one line (the database's own first line)."""
+    try:
+        with open_store(settings) as engine, write_transaction(engine) as connection:
+            _refuse_shared_output(connection, values["output"])
+            records.insert_job(connection, values)
+    except SQLAlchemyError as exc:
+        raise StoreFailed(f"job {values['id']!r}", str(getattr(exc, "orig", None) or exc)) from None
+
+
+def _check_inputs(sources: list[Source], api: BatchAPI, request: JobRequest) -> None:
     required = [n for n, f in (api.input_schema.fields.items() if api.input_schema else []) if f.required]
     try:
         check(sources, required + ([request.id_column] if request.id_column else []))
@@ -108,29 +158,6 @@ def enqueue(request: JobRequest, import_handler: bool) -> JobInfo:
         raise BadInput(
             "--items", exc.message.split(": ", 1)[1].split("; ")[0], "add the fields to every record"
         ) from None
-    folder = _output(request)
-    with open_store(settings) as engine, write_transaction(engine) as connection:
-        _refuse_shared_output(connection, folder.url)
-        records.insert_job(
-            connection,
-            {
-                "id": job_id,
-                "api": api.name,
-                "project": project.directory,
-                "spec": api.model_dump(mode="json", by_alias=True),
-                "inputs": [{"url": s.url, "format": s.format} for s in sources],
-                "output": folder.url,
-                "format": request.format,
-                "id_column": request.id_column,
-                "batch_size": api.batch_size,
-                "workers": api.workers,
-                "max_retries": api.max_retries,
-                "timeout": api.timeout,
-                "model_path": model.path,
-                "model_digest": model.digest,
-            },
-        )
-    return get(job_id, settings)
 
 
 def absolute(request: JobRequest) -> JobRequest:
