@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from shipyard import jobs
 from shipyard.jobs import JobRequest
-from shipyard.jobs.errors import StoreFailed
+from shipyard.jobs.errors import BadInput, BadOutput, StoreFailed
 from shipyard.settings import Settings
 from shipyard.store import create_store_engine, migrate
 from tests.jobs.conftest import make_job_project, write_rows
@@ -44,3 +44,23 @@ def test_a_store_that_refuses_the_job_is_one_line_and_leaves_no_folder(tmp_path:
     assert ": no room; check SHIPYARD_DATABASE_URL" in caught.value.message
     assert not output.exists(), "the output folder this submit created is removed again"
     assert not list((Settings.from_env().home / "jobs").glob("double-*")), "nor is the copy of --items kept"
+
+
+def test_an_id_column_missing_from_items_is_named_in_their_terms(tmp_path: Path) -> None:
+    project = make_job_project(tmp_path / "p")
+    items = [{"id": 1, "x": 1}, {"id": 2, "x": 2, "note": "kept"}]
+    request = JobRequest("double", [], str(tmp_path / "out"), str(project), items=items, id_column="nope")
+    with pytest.raises(BadInput) as caught:
+        jobs.submit(request, start_runner=False)
+    assert caught.value.message == (
+        "input '--items': records have no field 'nope' for --id-column (they have: id, x, note); "
+        "pass one of their fields to --id-column, or leave the option out"
+    )
+
+
+def test_memory_filesystems_are_refused_at_submit(tmp_path: Path) -> None:
+    project = make_job_project(tmp_path / "p")
+    source = write_rows(tmp_path / "in.csv", range(3))
+    with pytest.raises(BadOutput, match=r"^output 'memory://scored': lives in one process's memory"):
+        jobs.submit(JobRequest("double", [str(source)], "memory://scored", str(project)), start_runner=False)
+    assert jobs.list_jobs() == []

@@ -24,8 +24,10 @@ from sqlalchemy import Engine
 from shipyard.jobs import queue, records
 from shipyard.jobs.enqueuer import Enqueuer
 from shipyard.jobs.output import OutputFolder, manifest
+from shipyard.jobs.schemas import declared_types
 from shipyard.jobs.splitter import Source
 from shipyard.jobs.states import EXIT_LOAD_FAILED, JobState, final_state, stop_state
+from shipyard.spec import BatchAPI
 from shipyard.store import read_transaction, write_transaction
 
 log = logging.getLogger("shipyard.jobs.runner")
@@ -103,7 +105,8 @@ class JobDriver:
             not self.enqueuer.is_alive() and not self.enqueuer.finished and not self.enqueuer.error
         ):
             sources = [Source(**source) for source in job["inputs"]]
-            self.enqueuer = Enqueuer(self.engine, self.job_id, sources, job["batch_size"])
+            types = declared_types(BatchAPI.model_validate(job["spec"]))
+            self.enqueuer = Enqueuer(self.engine, self.job_id, sources, job["batch_size"], types)
             self.enqueuer.start()
         if self.enqueuer.error:
             self._fail(self.enqueuer.error)

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, func, select
 from shipyard.errors import ShipyardError
 from shipyard.jobs import codec, queue
 from shipyard.jobs.scoring import describe
-from shipyard.jobs.splitter import Source, split
+from shipyard.jobs.splitter import Source, Types, split
 from shipyard.store import read_transaction, write_transaction
 from shipyard.store.tables import job_batches
 
@@ -20,12 +20,16 @@ log = logging.getLogger("shipyard.jobs.enqueuer")
 class Enqueuer(threading.Thread):
     """Runs once; afterwards `finished` is True, or `error` says why the inputs could not be read."""
 
-    def __init__(self, engine: Engine, job_id: str, sources: list[Source], batch_size: int) -> None:
+    def __init__(
+        self, engine: Engine, job_id: str, sources: list[Source], batch_size: int, types: Types | None = None
+    ) -> None:
         super().__init__(name=f"enqueue-{job_id}", daemon=True)
         self.engine = engine
         self.job_id = job_id
         self.sources = sources
         self.batch_size = batch_size
+        self.types = types or {}
+        """The columns' declared types (the API's schema)."""
         self.should_stop = threading.Event()
         self.finished = False
         self.error: str | None = None
@@ -42,7 +46,7 @@ class Enqueuer(threading.Thread):
     def _enqueue(self) -> None:
         with read_transaction(self.engine) as connection:
             seq, source_index, offset = queue.last_position(connection, self.job_id)
-        for chunk in split(self.sources, self.batch_size, (source_index, offset)):
+        for chunk in split(self.sources, self.batch_size, (source_index, offset), self.types):
             if self.should_stop.is_set():
                 return
             payload = codec.encode(chunk.table)

@@ -19,13 +19,13 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any, Literal
 
-import fsspec
 import orjson
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from shipyard.jobs.errors import BadOutput
+from shipyard.jobs.locations import UnusableLocation, open_location
 from shipyard.jobs.queue import Part
 
 OutputFormat = Literal["parquet", "jsonl", "csv"]
@@ -85,9 +85,9 @@ class OutputFolder:
     def __init__(self, url: str) -> None:
         self.url = url
         try:
-            self.fs, self.root = fsspec.core.url_to_fs(url)
-        except (ValueError, ImportError) as exc:
-            raise BadOutput(url, f"is not a usable path or URL ({exc})", "check the scheme") from None
+            self.fs, self.root = open_location(url)
+        except UnusableLocation as exc:
+            raise BadOutput(url, exc.problem, exc.remedy) from None
         self.root = self.root.rstrip("/")
 
     def _path(self, relative: str) -> str:

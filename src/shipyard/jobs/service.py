@@ -26,7 +26,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from shipyard.errors import ConfigError
 from shipyard.jobs import queue, records
 from shipyard.jobs.driver import DriverOptions, job_dir
-from shipyard.jobs.errors import BadInput, BadJobOption, BadOutput, JobConflict, StoreFailed
+from shipyard.jobs.errors import (
+    BadInput,
+    BadJobOption,
+    BadOutput,
+    JobConflict,
+    MissingColumns,
+    MissingIdColumn,
+    StoreFailed,
+)
 from shipyard.jobs.output import FORMATS, OutputFolder, OutputFormat
 from shipyard.jobs.runner import JobRunner, RunnerOptions
 from shipyard.jobs.splitter import Source, check, expand
@@ -38,6 +46,7 @@ from shipyard.store import create_store_engine, migrate, read_transaction, write
 from shipyard.store.tables import jobs as jobs_table
 
 RUNNER_PID = "runner.pid"
+ITEMS_FILE = "items.jsonl"
 RETRYABLE = (JobState.completed_with_failures, JobState.stopped, JobState.timed_out, JobState.failed)
 
 
@@ -151,13 +160,23 @@ def _record(settings: Settings, values: dict[str, Any]) -> None:
 def _check_inputs(sources: list[Source], api: BatchAPI, request: JobRequest) -> None:
     required = [n for n, f in (api.input_schema.fields.items() if api.input_schema else []) if f.required]
     try:
-        check(sources, required + ([request.id_column] if request.id_column else []))
-    except BadInput as exc:
-        if request.items is None or not exc.source.endswith("items.jsonl"):
+        check(sources, required, request.id_column)
+    except (MissingColumns, MissingIdColumn) as exc:
+        if request.items is None or not exc.source.endswith(ITEMS_FILE):
             raise
-        raise BadInput(
-            "--items", exc.message.split(": ", 1)[1].split("; ")[0], "add the fields to every record"
-        ) from None
+        raise _items_error(exc) from None
+
+
+def _items_error(exc: MissingColumns | MissingIdColumn) -> BadInput:
+    """The same problem in --items' terms: records and fields, not files and columns."""
+    fields = ", ".join(exc.found) or "none"
+    if isinstance(exc, MissingColumns):
+        problem = (
+            f"records lack the field(s) {', '.join(exc.missing)} that the API's schema requires (they have: {fields})"
+        )
+        return BadInput("--items", problem, "add the fields to every record")
+    problem = f"records have no field {exc.column!r} for --id-column (they have: {fields})"
+    return BadInput("--items", problem, "pass one of their fields to --id-column, or leave the option out")
 
 
 def absolute(request: JobRequest) -> JobRequest:
@@ -165,7 +184,7 @@ def absolute(request: JobRequest) -> JobRequest:
     same files whatever its working directory."""
 
     def local(text: str) -> str:
-        return text if "://" in text else str(Path(text).expanduser().absolute())
+        return text if "://" in text else os.path.normpath(Path(text).expanduser().absolute())
 
     return replace(
         request,
@@ -199,7 +218,7 @@ def _items_file(home: Path, job_id: str, items: list[dict[str, Any]] | None) -> 
         return []
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise BadInput("--items", "must be a JSON list of records (objects)", 'pass [{"a": 1}, {"a": 2}]')
-    path = job_dir(home, job_id) / "items.jsonl"
+    path = job_dir(home, job_id) / ITEMS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     option = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
     path.write_bytes(b"".join(orjson.dumps(item, option=option) for item in items))
