@@ -55,6 +55,7 @@ def read_output(destination: Path) -> tuple[list[dict[str, Any]], list[dict[str,
     folder = OutputFolder(str(destination))
     manifest = folder.read_manifest()
     assert manifest is not None, f"no _manifest.json in {destination}"
+    assert manifest["complete"] is True, f"the manifest in {destination} is marked partial"
     rows: list[dict[str, Any]] = []
     for part in manifest["parts"]:
         path = destination / part["path"]

@@ -102,6 +102,27 @@ def test_bad_rows_are_dead_lettered_alone_and_retry_reruns_only_them(tmp_path: P
     assert not list((tmp_path / "out" / "_failed").iterdir()), "superseded dead letters are cleaned up"
 
 
+def test_inputs_whose_fields_and_types_differ_make_one_output_table(tmp_path: Path, runner: Runner) -> None:
+    project = make_job_project(tmp_path / "p", batch_size=2, workers=2, max_retries=0)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.csv").write_text("id,x,tag\n0,1,\n1,2,\n")
+    (inputs / "b.csv").write_text("id,x,tag\n2,3.5,text\n")
+    (inputs / "c.jsonl").write_text('{"id": 3}\n{"id": 4, "x": 5}\n{"id": 5, "x": 6, "note": "keep me"}\n')
+    job_id = _submit(project, [str(inputs)], tmp_path / "out")
+    runner(only={job_id})
+    job = jobs.wait(job_id, timeout=90)
+    assert (job.state, job.rows_done, job.rows_failed) == ("completed_with_failures", 5, 1)
+    rows, failed = assert_exactly_once(tmp_path / "out", range(6))
+    assert [(row["id"], row["_error"]) for row in failed] == [
+        (3, "TypeError: unsupported operand type(s) for *: 'NoneType' and 'int'")
+    ], "the record without x is the only one dead-lettered"
+    whole = pq.read_table(tmp_path / "out").sort_by("id")  # the folder reads as one table
+    assert whole.column("x").to_pylist() == [1.0, 2.0, 3.5, 5.0, 6.0]
+    assert whole.column("tag").to_pylist() == [None, None, "text", None, None]
+    assert whole.column("note").to_pylist() == [None, None, None, None, "keep me"]
+
+
 def test_a_handler_without_predict_batch_runs_per_row(tmp_path: Path, runner: Runner) -> None:
     project = make_job_project(tmp_path / "p", handler="handlers.py:PerRow", batch_size=8, max_retries=0)
     job_id = _submit(project, [str(write_rows(tmp_path / "in.jsonl", range(20)))], tmp_path / "out", format="jsonl")
@@ -157,12 +178,17 @@ def test_stop_drains_workers_keeps_parts_and_retry_finishes(tmp_path: Path, runn
     job_id = _submit(project, [str(write_rows(tmp_path / "in.parquet", range(100)))], tmp_path / "out")
     runner(only={job_id})
     _wait_for(lambda: jobs.get(job_id, with_events=False).batches_done >= 2, what="two batches")
+    stray = tmp_path / "out" / "part-000099-7.parquet"  # as a worker that lost its lease may leave
+    stray.write_bytes(b"leftover")
     jobs.stop(job_id)
     job = jobs.wait(job_id, timeout=60)
     assert job.state == "stopped" and 0 < job.rows_done < 100
     parts = sorted((tmp_path / "out").glob("part-*"))
     assert sum(pq.read_table(p).num_rows for p in parts) == job.rows_done, "finished parts are kept"
-    assert not (tmp_path / "out" / "_manifest.json").exists()
+    assert stray.name not in {p.name for p in parts}, "what the store does not list is cleaned up"
+    manifest = orjson.loads((tmp_path / "out" / "_manifest.json").read_bytes())
+    assert (manifest["complete"], manifest["state"], manifest["rows"]) == (False, "stopped", job.rows_done)
+    assert sorted(part["path"] for part in manifest["parts"]) == [p.name for p in parts]
     jobs.retry(job_id, start_runner=False)
     runner(only={job_id})
     assert jobs.wait(job_id, timeout=90).state == "succeeded"

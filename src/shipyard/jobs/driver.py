@@ -17,18 +17,18 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sqlalchemy import Engine
 
 from shipyard.jobs import queue, records
 from shipyard.jobs.enqueuer import Enqueuer
-from shipyard.jobs.output import OutputFolder, manifest
+from shipyard.jobs.finalize import finalize
 from shipyard.jobs.schemas import declared_types
 from shipyard.jobs.splitter import Source
 from shipyard.jobs.states import EXIT_LOAD_FAILED, JobState, final_state, stop_state
 from shipyard.spec import BatchAPI
-from shipyard.store import read_transaction, write_transaction
+from shipyard.store import write_transaction
 
 log = logging.getLogger("shipyard.jobs.runner")
 
@@ -63,6 +63,7 @@ class JobDriver:
     crashes: int = 0
     done_seen: int = -1
     stopping_since: float | None = None
+    partial_written: bool = False
     finished: bool = False
 
     @property
@@ -138,12 +139,8 @@ class JobDriver:
             self._finish(job)
 
     def _finish(self, job: dict[str, Any]) -> None:
-        with read_transaction(self.engine) as connection:
-            output, failed = queue.parts(connection, self.job_id)
-        state = final_state(sum(part.rows for part in failed))
-        folder = OutputFolder(job["output"])
-        folder.clean({part.path for part in output + failed})
-        folder.write_manifest(manifest({**job, "state": state.value}, output, failed))
+        state = final_state(queue.read_progress(self.engine, self.job_id).rows_failed)
+        output, failed = finalize(self.engine, job, state, True, self._note)
         rows, dead = sum(p.rows for p in output), sum(p.rows for p in failed)
         reason = f"every batch is done: {rows} rows scored"
         if dead:
@@ -170,6 +167,7 @@ class JobDriver:
             return
         queue.release_all(self.engine, self.job_id)
         state = stop_state(job["stop_request"])
+        finalize(self.engine, job, state, False, self._note)  # a manifest of the parts kept, marked partial
         progress = queue.read_progress(self.engine, self.job_id)
         verb = "timed out" if state is JobState.timed_out else "stopped"
         done = f"{progress.batches_done} of {progress.batches} batches done"
@@ -190,7 +188,10 @@ class JobDriver:
         log.info("job %s %s: %s", self.job_id, state.value, reason)
 
     def _after_end(self, job: dict[str, Any]) -> None:
-        """The job is over: run its on_job_complete hook once, then let go."""
+        """The job is over: once its workers are gone, a failed job's partial manifest; the hook once; let go."""
+        if job["state"] == JobState.failed and not self.partial_written and not self._alive():
+            self.partial_written = True
+            finalize(self.engine, job, JobState.failed, False, self._note)
         if job["hook_state"] != records.HOOK_PENDING:
             self.finished = not self._alive()
             return
@@ -200,6 +201,10 @@ class JobDriver:
     def _timed_out(self, job: dict[str, Any]) -> bool:
         started, limit = job["started_at"], job["timeout"]
         return bool(limit and started and time.time() - started > limit)
+
+    def _note(self, message: str) -> None:
+        """A line in the job's log (beside its workers' output), as `jobs logs` shows it."""
+        write_note(self.log_path, message)
 
     # -- worker processes -------------------------------------------------------------------------------------
 
@@ -288,7 +293,10 @@ def job_dir(home: Path, job_id: str) -> Path:
     return home / "jobs" / job_id
 
 
-def open_log(home: Path, job_id: str) -> IO[bytes]:
-    path = job_dir(home, job_id) / "job.log"
+def write_note(path: Path, message: str, level: str = "INFO") -> None:
+    """Append one line in the workers' log format: `2026-05-20 10:11:12,345 INFO runner: message`."""
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{int(now % 1 * 1000):03d}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "ab")
+    with open(path, "ab") as log_file:  # append mode: lines of runner and workers interleave whole
+        log_file.write(f"{stamp} {level} runner: {message}\n".encode())

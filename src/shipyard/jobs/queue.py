@@ -66,6 +66,8 @@ class Outcome:
     part: Part | None = None
     failed_part: Part | None = None
     dead_payload: bytes | None = None
+    part_schema: bytes | None = None
+    """The Arrow schema of the part as written (serialized), so the job's end can give all parts one."""
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,7 @@ def complete(engine: Engine, held: Lease, outcome: Outcome, now: float | None = 
         "ok_rows": outcome.ok_rows,
         "failed_rows": outcome.failed_rows,
         "dead_payload": outcome.dead_payload,
+        "part_schema": outcome.part_schema,
         "payload": b"",  # the rows now live in the parts; keep the store small
         "done_at": now,
     }
@@ -356,3 +359,29 @@ def parts(connection: Connection, job_id: str) -> tuple[list[Part], list[Part]]:
     output = [Part(r.part, r.ok_rows, r.part_digest, r.part_bytes) for r in found if r.part]
     failed = [Part(r.failed_part, r.failed_rows, r.failed_digest, r.failed_bytes) for r in found if r.failed_part]
     return output, failed
+
+
+def stored_parts(connection: Connection, job_id: str) -> list[tuple[int, Part, bytes | None]]:
+    """(seq, output part, its recorded schema) of every done batch that wrote an output part."""
+    found = connection.execute(
+        select(_B.seq, _B.part, _B.ok_rows, _B.part_digest, _B.part_bytes, _B.part_schema)
+        .where(_B.job_id == job_id, _B.state == BatchState.done, _B.part.is_not(None))
+        .order_by(_B.seq)
+    ).all()
+    return [
+        (
+            r.seq,
+            Part(r.part, r.ok_rows, r.part_digest, r.part_bytes),
+            None if r.part_schema is None else bytes(r.part_schema),
+        )
+        for r in found
+    ]
+
+
+def retype_part(connection: Connection, job_id: str, seq: int, part: Part, schema: bytes) -> None:
+    """The batch's output part was rewritten to the job's schema under a new name."""
+    connection.execute(
+        update(job_batches)
+        .where(_B.job_id == job_id, _B.seq == seq)
+        .values(part=part.path, part_digest=part.digest, part_bytes=part.size, part_schema=schema)
+    )

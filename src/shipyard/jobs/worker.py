@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 
 from shipyard.errors import ShipyardError
 from shipyard.jobs import codec, queue, records
-from shipyard.jobs.output import OutputFolder, encode, encode_records, failed_name, part_name
+from shipyard.jobs.output import OutputFolder, encode, encode_records, failed_name, part_name, prepare
 from shipyard.jobs.queue import Lease, Outcome
 from shipyard.jobs.scoring import BatchFailed, Scored, dead_letters, describe, output_table, score_table
 from shipyard.jobs.states import EXIT_LOAD_FAILED, JobState, Mode
@@ -165,18 +165,18 @@ class Worker:
             raise BatchFailed(f"writing the batch's output failed: {describe(exc)}") from exc
 
     def _write_parts(self, held: Lease, table: pa.Table, scored: Scored) -> Outcome:
-        part = failed_part = dead_payload = None
+        part = failed_part = dead_payload = part_schema = None
         if scored.ok:
-            rows = output_table(table, scored, self.job["id_column"])
-            part = self.folder.write(
-                part_name(held.seq, held.attempt, self.job["format"]), encode(rows, self.job["format"]), rows.num_rows
-            )
+            fmt = self.job["format"]
+            rows = prepare(output_table(table, scored, self.job["id_column"]), fmt)
+            part = self.folder.write(part_name(held.seq, held.attempt, fmt), encode(rows, fmt), rows.num_rows)
+            part_schema = rows.schema.serialize().to_pybytes()
         if scored.errors:
             numbers = [held.row_number(i) for i in range(table.num_rows)]
             letters, dead = dead_letters(table, scored, numbers, self.sources[held.source_index])
             failed_part = self.folder.write(failed_name(held.seq, held.attempt), encode_records(letters), len(letters))
             dead_payload = codec.encode(dead)
-        return Outcome(len(scored.ok), len(scored.errors), part, failed_part, dead_payload)
+        return Outcome(len(scored.ok), len(scored.errors), part, failed_part, dead_payload, part_schema)
 
 
 def peak_memory_mb() -> int:
