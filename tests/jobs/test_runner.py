@@ -113,7 +113,7 @@ def test_inputs_whose_fields_and_types_differ_make_one_output_table(tmp_path: Pa
     runner(only={job_id})
     job = jobs.wait(job_id, timeout=90)
     assert (job.state, job.rows_done, job.rows_failed) == ("completed_with_failures", 5, 1)
-    rows, failed = assert_exactly_once(tmp_path / "out", range(6))
+    _, failed = assert_exactly_once(tmp_path / "out", range(6))
     assert [(row["id"], row["_error"]) for row in failed] == [
         (3, "TypeError: unsupported operand type(s) for *: 'NoneType' and 'int'")
     ], "the record without x is the only one dead-lettered"
