@@ -102,8 +102,29 @@ def test_failures_back_off_then_run_row_by_row_then_dead_letter(engine: Engine) 
     assert queue.fail(engine, again, "boom", now=1001)
     rows = queue.lease(engine, JOB, "w1", ttl=10, max_retries=1, now=1100)
     assert rows is not None and rows.mode is Mode.rows
-    crashed = queue.lease(engine, JOB, "w2", ttl=10, max_retries=1, now=1200)
-    assert crashed is not None and crashed.mode is Mode.dead, "the worker died even row by row"
+    for now in (1200, 1300):  # the worker dies twice outside any row (say, writing the part)
+        rows = queue.lease(engine, JOB, "w2", ttl=10, max_retries=1, now=now)
+        assert rows is not None and rows.mode is Mode.rows and rows.crashed_rows == {}
+    crashed = queue.lease(engine, JOB, "w2", ttl=10, max_retries=1, now=1400)
+    assert crashed is not None and crashed.mode is Mode.dead, "it kept dying outside any one row"
+
+
+def test_a_worker_that_dies_on_a_row_blames_only_that_row(engine: Engine) -> None:
+    _fill(engine, 1)
+    held = queue.lease(engine, JOB, "w1", ttl=10, max_retries=0, now=1000)
+    assert held is not None and queue.fail(engine, held, "boom", now=1000)
+    rows = queue.lease(engine, JOB, "w1", ttl=10, max_retries=0, now=1100)
+    assert rows is not None and rows.mode is Mode.rows
+    assert queue.advance(engine, rows, 0, ttl=10, now=1100)
+    assert queue.advance(engine, rows, 1, ttl=10, now=1101)
+    (holding,) = queue.holdings(engine, JOB)
+    assert (holding.owner, holding.row_cursor, holding.leased_at, holding.expires_at) == ("w1", 1, 1101, 1111)
+    assert queue.abandon(engine, JOB, "w1", "w1 exited with code 3", now=1102) == [1]
+    again = queue.lease(engine, JOB, "w2", ttl=10, max_retries=0, now=1102)
+    assert again is not None and again.mode is Mode.rows and again.failures == 1, "no failure counted"
+    assert again.crashed_rows == {1: "w1 exited with code 3"} and again.last_error == "w1 exited with code 3"
+    assert not queue.advance(engine, rows, 0, ttl=10, now=1103), "the dead worker's lease is gone"
+    assert queue.abandon(engine, JOB, "w1", "late", now=1104) == [], "and it holds nothing to abandon"
 
 
 def test_dead_letters_are_requeued_as_new_batches_once(engine: Engine) -> None:

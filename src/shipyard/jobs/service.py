@@ -39,7 +39,7 @@ from shipyard.jobs.output import FORMATS, OutputFolder, OutputFormat
 from shipyard.jobs.runner import JobRunner, RunnerOptions
 from shipyard.jobs.splitter import Source, check, expand
 from shipyard.jobs.states import ACTIVE, JobState
-from shipyard.jobs.view import JobInfo, job_info
+from shipyard.jobs.view import JobInfo, job_info, run_seconds
 from shipyard.settings import Settings
 from shipyard.spec import BatchAPI, Project, load
 from shipyard.store import create_store_engine, migrate, read_transaction, write_transaction
@@ -315,7 +315,10 @@ def stop(job_id: str, settings: Settings | None = None) -> JobInfo:
 
 
 def retry(job_id: str, start_runner: bool = True, settings: Settings | None = None) -> JobInfo:
-    """Re-run the job's dead-lettered rows (and, for a stopped or failed job, what it had not finished)."""
+    """Re-run the job's dead-lettered rows (and, for a stopped or failed job, what it had not finished).
+
+    The retry is a new run: its timeout counts from now, and the time since the job ended is not counted
+    in its duration and rate."""
     settings = settings or Settings.from_env()
     with open_store(settings) as engine:
         with write_transaction(engine) as connection:
@@ -323,16 +326,38 @@ def retry(job_id: str, start_runner: bool = True, settings: Settings | None = No
             if JobState(job["state"]) not in RETRYABLE:
                 states = ", ".join(state.value for state in RETRYABLE)
                 raise JobConflict(f"job {job_id!r} is {job['state']}; retry applies to jobs that are {states}")
+            unfinished = queue.unfinished(connection, job_id)
             batches, rows = queue.requeue_dead(connection, job_id)
-            state = JobState.running if job["total_batches"] is not None else JobState.pending
-            reason = f"retrying {rows} dead-lettered rows in {batches} batches"
+            now = time.time()
             records.transition(
-                connection, job_id, state, reason, stop_request=None, ended_at=None, error=None, hook_state=None
+                connection,
+                job_id,
+                JobState.running if job["total_batches"] is not None else JobState.pending,
+                retry_reason(rows, batches, unfinished, job["total_batches"] is None),
+                stop_request=None,
+                ended_at=None,
+                error=None,
+                hook_state=None,
+                run_started_at=now,
+                prior_seconds=run_seconds(
+                    job["started_at"], job["run_started_at"], job["ended_at"], job["prior_seconds"] or 0.0, now
+                )
+                or 0.0,
             )
         OutputFolder(job["output"]).remove_manifest()  # the folder is incomplete again until the job ends
     if start_runner:
         ensure_runner(settings)
     return get(job_id, settings)
+
+
+def retry_reason(dead_rows: int, dead_batches: int, unfinished: tuple[int, int], unsplit: bool) -> str:
+    """What a retry will run: `retrying 2 dead-lettered rows (2 new batches), 5 unfinished batches (50 rows)`."""
+    parts = [f"{dead_rows} dead-lettered rows ({dead_batches} new batches)"]
+    if unfinished[0]:
+        parts.append(f"{unfinished[0]} unfinished batches ({unfinished[1]} rows)")
+    if unsplit:
+        parts.append("the part of the input not split yet")
+    return "retrying " + ", ".join(parts)
 
 
 # -- the runner's composition root --------------------------------------------------------------------------

@@ -32,6 +32,10 @@ class JobInfo:
     ended_at: float | None
     error: str | None
     events: list[Event] = field(default_factory=list)
+    run_started_at: float | None = None
+    """When the current run began: the first start, or the last `jobs retry`."""
+    prior_seconds: float = 0.0
+    """Seconds the job ran before its current run (runs that ended before a retry)."""
 
     @property
     def is_finished(self) -> bool:
@@ -41,13 +45,12 @@ class JobInfo:
 
     @property
     def duration(self) -> float | None:
-        if self.started_at is None:
-            return None
-        return (self.ended_at or time.time()) - self.started_at
+        """Seconds the job has run, over all its runs (the time between an end and a retry not counted)."""
+        return run_seconds(self.started_at, self.run_started_at, self.ended_at, self.prior_seconds, time.time())
 
     @property
     def rate(self) -> float | None:
-        """Rows per second since the job started."""
+        """Rows per second of running time."""
         duration = self.duration
         handled = self.rows_done + self.rows_failed
         return handled / duration if duration and handled else None
@@ -77,6 +80,15 @@ class JobInfo:
         return cls(**values)
 
 
+def run_seconds(
+    started_at: float | None, run_started_at: float | None, ended_at: float | None, prior: float, now: float
+) -> float | None:
+    start = run_started_at or started_at
+    if start is None:
+        return prior or None
+    return prior + max(0.0, (ended_at or now) - start)
+
+
 def job_info(row: dict[str, Any], progress: Progress, events: list[Event] | None = None) -> JobInfo:
     return JobInfo(
         id=row["id"],
@@ -97,4 +109,6 @@ def job_info(row: dict[str, Any], progress: Progress, events: list[Event] | None
         ended_at=row["ended_at"],
         error=row["error"],
         events=events or [],
+        run_started_at=row["run_started_at"],
+        prior_seconds=row["prior_seconds"] or 0.0,
     )
