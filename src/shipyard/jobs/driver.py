@@ -25,6 +25,7 @@ from shipyard.jobs.pool import WorkerPool, WorkerProcess
 from shipyard.jobs.schemas import declared_types
 from shipyard.jobs.splitter import Source
 from shipyard.jobs.states import ACTIVE, EXIT_LOAD_FAILED, JobState, final_state, stop_state
+from shipyard.jobs.view import batches_done_text
 from shipyard.spec import BatchAPI
 from shipyard.store import write_transaction
 
@@ -173,12 +174,7 @@ class JobDriver:
 
     def _done_text(self, job: dict[str, Any]) -> str:
         progress = queue.read_progress(self.engine, self.job_id)
-        if job["total_batches"] is None:  # still splitting: how many batches there would be is unknown
-            return (
-                f"{progress.batches_done} of the {progress.batches} batches split so far done "
-                "(the rest of the input was not split yet)"
-            )
-        return f"{progress.batches_done} of {progress.batches} batches done"
+        return batches_done_text(progress.batches_done, progress.batches, job["total_batches"] is not None)
 
     def _fail(self, reason: str) -> None:
         if self.enqueuer is not None:

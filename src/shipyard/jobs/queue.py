@@ -472,3 +472,29 @@ def retype_part(connection: Connection, job_id: str, seq: int, part: Part, schem
         .where(_B.job_id == job_id, _B.seq == seq)
         .values(part=part.path, part_digest=part.digest, part_bytes=part.size, part_schema=schema)
     )
+
+
+def error_counts(connection: Connection, job_id: str, top: int = 5) -> list[dict[str, Any]]:
+    """The job's most frequent distinct errors: of its dead letters (rows) and of its failed batch attempts."""
+    found = connection.execute(
+        select(_B.last_error, _B.dead_errors).where(
+            _B.job_id == job_id, or_(_B.last_error.is_not(None), _B.dead_errors.is_not(None))
+        )
+    ).all()
+    return top_errors([(row.last_error, row.dead_errors or {}) for row in found], top)
+
+
+def top_errors(batches: list[tuple[str | None, dict[str, int]]], top: int = 5) -> list[dict[str, Any]]:
+    """(last error of a batch's attempts, its dead letters' errors with row counts) per batch, as the `top`
+    largest counts: `{"error": ..., "count": 3, "of": "rows dead-lettered" | "batch attempts failed"}`."""
+    rows: dict[str, int] = {}
+    attempts: dict[str, int] = {}
+    for last_error, dead in batches:
+        if last_error:
+            attempts[last_error] = attempts.get(last_error, 0) + 1
+        for error, count in dead.items():
+            rows[error] = rows.get(error, 0) + int(count)
+    counted = [(count, "rows dead-lettered", error) for error, count in rows.items()]
+    counted += [(count, "batch attempts failed", error) for error, count in attempts.items()]
+    counted.sort(key=lambda item: (-item[0], item[1] != "rows dead-lettered", item[2]))
+    return [{"error": error, "count": count, "of": of} for count, of, error in counted[:top]]

@@ -252,8 +252,9 @@ def info(engine: Engine, job_id: str, with_events: bool = False) -> JobInfo:
     with read_transaction(engine) as connection:
         row = records.read(connection, job_id)
         progress = queue.progress(connection, job_id)
+        errors = queue.error_counts(connection, job_id)
     events = [event for _, event in records.events(engine, job_id)] if with_events else None
-    return job_info(row, progress, events)
+    return job_info(row, progress, events, errors)
 
 
 def get(job_id: str, settings: Settings | None = None, with_events: bool = True) -> JobInfo:

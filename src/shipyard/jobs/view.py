@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from shipyard.jobs.queue import Progress
-from shipyard.jobs.records import Event
+from shipyard.jobs.records import Event, has_live_runner
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,12 @@ class JobInfo:
     """When the current run began: the first start, or the last `jobs retry`."""
     prior_seconds: float = 0.0
     """Seconds the job ran before its current run (runs that ended before a retry)."""
+    runner_active: bool = True
+    """Whether a live runner holds the job; an unfinished job that no runner holds makes no progress."""
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    """The most frequent distinct errors: `{"error", "count", "of": "rows dead-lettered" | "batch attempts failed"}`."""
+    batches_total: int | None = None
+    """How many batches the whole input makes; None until it is all split (`batches` counts those so far)."""
 
     @property
     def is_finished(self) -> bool:
@@ -63,6 +69,11 @@ class JobInfo:
         return max(0.0, (self.rows_total - self.rows_done - self.rows_failed) / rate)
 
     @property
+    def is_stalled(self) -> bool:
+        """Unfinished, and no runner holds it: nothing moves until one starts."""
+        return not self.is_finished and not self.runner_active
+
+    @property
     def manifest(self) -> str:
         return f"{self.output.rstrip('/')}/_manifest.json"
 
@@ -80,6 +91,13 @@ class JobInfo:
         return cls(**values)
 
 
+def batches_done_text(done: int, stored: int, is_split: bool) -> str:
+    """`7 of 20 batches done`; while the input is still being split, the total is not known yet."""
+    if is_split:
+        return f"{done} of {stored} batches done"
+    return f"{done} of the {stored} batches split so far done (the rest of the input was not split yet)"
+
+
 def run_seconds(
     started_at: float | None, run_started_at: float | None, ended_at: float | None, prior: float, now: float
 ) -> float | None:
@@ -89,7 +107,12 @@ def run_seconds(
     return prior + max(0.0, (ended_at or now) - start)
 
 
-def job_info(row: dict[str, Any], progress: Progress, events: list[Event] | None = None) -> JobInfo:
+def job_info(
+    row: dict[str, Any],
+    progress: Progress,
+    events: list[Event] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> JobInfo:
     return JobInfo(
         id=row["id"],
         api=row["api"],
@@ -111,4 +134,7 @@ def job_info(row: dict[str, Any], progress: Progress, events: list[Event] | None
         events=events or [],
         run_started_at=row["run_started_at"],
         prior_seconds=row["prior_seconds"] or 0.0,
+        runner_active=has_live_runner(row),
+        errors=errors or [],
+        batches_total=row["total_batches"],
     )
