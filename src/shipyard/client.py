@@ -191,6 +191,9 @@ class Client:
     def retry_job(self, job_id: str) -> JobInfo:
         return _job(self._call("POST", f"/v1/jobs/{job_id}/retry"))
 
+    def delete_job(self, job_id: str) -> None:
+        self._call("DELETE", f"/v1/jobs/{job_id}")
+
     def job_logs(self, job_id: str, *, follow: bool = False, poll: float = 0.5) -> Iterator[str]:
         """The job's log lines; with `follow`, keeps yielding new ones until the job ends."""
         offset = 0

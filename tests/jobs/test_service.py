@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from shipyard import jobs
 from shipyard.jobs import JobRequest
-from shipyard.jobs.errors import BadInput, BadOutput, StoreFailed
+from shipyard.jobs.errors import BadInput, BadOutput, JobConflict, JobNotFound, StoreFailed
 from shipyard.settings import Settings
 from shipyard.store import create_store_engine, migrate
 from tests.jobs.conftest import make_job_project, write_rows
@@ -64,3 +64,18 @@ def test_memory_filesystems_are_refused_at_submit(tmp_path: Path) -> None:
     with pytest.raises(BadOutput, match=r"^output 'memory://scored': lives in one process's memory"):
         jobs.submit(JobRequest("double", [str(source)], "memory://scored", str(project)), start_runner=False)
     assert jobs.list_jobs() == []
+
+
+def test_delete_forgets_an_ended_job_and_keeps_its_output(tmp_path: Path) -> None:
+    project = make_job_project(tmp_path / "p")
+    items = [{"id": 1, "x": 1}]
+    job = jobs.submit(JobRequest("double", [], str(tmp_path / "out"), str(project), items=items), start_runner=False)
+    with pytest.raises(JobConflict, match=r"is pending; only a job that ended can be deleted: `shipyard jobs stop"):
+        jobs.delete(job.id)
+    jobs.stop(job.id)  # no runner holds it: it stops at once
+    home = Settings.from_env().home
+    assert (home / "jobs" / job.id).is_dir()
+    jobs.delete(job.id)
+    with pytest.raises(JobNotFound):
+        jobs.get(job.id)
+    assert not (home / "jobs" / job.id).exists() and (tmp_path / "out").is_dir()

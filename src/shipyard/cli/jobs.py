@@ -437,6 +437,20 @@ def retry(job_id: str, wait: bool) -> None:
 
 @jobs.command()
 @click.argument("job_id", metavar="JOB")
+@reports_errors
+def delete(job_id: str) -> None:
+    """Forget an ended job: its batches, dead letters' copies and events in the store, and its log.
+
+    The output folder (parts, _failed/, manifest) is kept. A job with dead letters cannot be retried
+    once deleted."""
+    from shipyard import jobs as sdk
+
+    sdk.delete(job_id)
+    click.echo(f"{job_id}: deleted (its output folder is kept)")
+
+
+@jobs.command()
+@click.argument("job_id", metavar="JOB")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the job ends.")
 @reports_errors
 def logs(job_id: str, follow: bool) -> None:

@@ -42,6 +42,8 @@ class DriverOptions:
     """On stop or timeout, how long workers may take to finish the batch in hand before SIGKILL."""
     max_crashes: int = 5
     """Worker crashes in a row, with no batch finished (and no bad row found) in between, before the job fails."""
+    min_ahead: int = 32
+    """The enqueuer stays at most max(this, 4 x workers) batches ahead of the workers."""
 
 
 @dataclass
@@ -110,7 +112,8 @@ class JobDriver:
         ):
             sources = [Source(**source) for source in job["inputs"]]
             types = declared_types(BatchAPI.model_validate(job["spec"]))
-            self.enqueuer = Enqueuer(self.engine, self.job_id, sources, job["batch_size"], types)
+            ahead = max(self.options.min_ahead, 4 * job["workers"])
+            self.enqueuer = Enqueuer(self.engine, self.job_id, sources, job["batch_size"], types, ahead)
             self.enqueuer.start()
         if self.enqueuer.error:
             self._fail(self.enqueuer.error)

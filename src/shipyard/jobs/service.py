@@ -361,6 +361,23 @@ def retry_reason(dead_rows: int, dead_batches: int, unfinished: tuple[int, int],
     return "retrying " + ", ".join(parts)
 
 
+def delete(job_id: str, settings: Settings | None = None) -> None:
+    """Forget an ended job: its rows in the store (batches, dead letters' copies, events) and its log.
+    Its output folder is the user's and stays as it is."""
+    settings = settings or Settings.from_env()
+    with open_store(settings) as engine, write_transaction(engine) as connection:
+        job = records.read(connection, job_id)
+        if not JobState(job["state"]).is_terminal:
+            raise JobConflict(
+                f"job {job_id!r} is {job['state']}; only a job that ended can be deleted: "
+                f"`shipyard jobs stop {job_id}` first"
+            )
+        if job["hook_state"] == records.HOOK_PENDING:
+            raise JobConflict(f"job {job_id!r} ended but its on_job_complete hook has not run yet; try again shortly")
+        records.delete(connection, job_id)
+    shutil.rmtree(job_dir(settings.home, job_id), ignore_errors=True)
+
+
 # -- the runner's composition root --------------------------------------------------------------------------
 
 
