@@ -20,6 +20,7 @@ LIMIT = 600.0
         (100, 5, Holding(3, "w", NOW - 20, NOW - 1, None), "it holds batch 3 past its lease's expiry"),
         (900, 5, Holding(3, "w", NOW - 601, NOW + 10, None), "batch 3 ran longer than batch_timeout (600s)"),
         (900, 5, Holding(3, "w", NOW - 601, NOW + 10, 7), "row 7 of batch 3 ran longer than batch_timeout (600s)"),
+        (900, 5, Holding(3, "w", None, NOW + 10, None), None),
         (100, 31, None, "its heartbeat stopped 31s ago (it is hung or stopped)"),
         (STARTUP_GRACE - 1, None, None, None),
         (STARTUP_GRACE + 1, None, None, f"it has not beaten once in {STARTUP_GRACE + 1:.0f}s"),

@@ -52,7 +52,7 @@ def why_unhealthy(
     """Why a live worker must be replaced, or None while it is healthy (see the module's docstring)."""
     if holding is not None and holding.expires_at < now:
         return f"it holds batch {holding.seq} past its lease's expiry (it is hung or stopped)"
-    if holding is not None and now - holding.leased_at > batch_timeout:
+    if holding is not None and holding.leased_at is not None and now - holding.leased_at > batch_timeout:
         what = (
             f"batch {holding.seq}" if holding.row_cursor is None else f"row {holding.row_cursor} of batch {holding.seq}"
         )

@@ -83,7 +83,8 @@ class Holding:
 
     seq: int
     owner: str
-    leased_at: float
+    leased_at: float | None
+    """None for a lease taken before Shipyard recorded when (its time limit is not checked)."""
     expires_at: float
     row_cursor: int | None
 
@@ -344,7 +345,7 @@ def holdings(engine: Engine, job_id: str) -> list[Holding]:
                 _B.job_id == job_id, _B.state == BatchState.leased
             )
         ).all()
-    return [Holding(r.seq, r.lease_owner, r.leased_at or 0.0, r.lease_expires_at or 0.0, r.row_cursor) for r in found]
+    return [Holding(r.seq, r.lease_owner, r.leased_at, r.lease_expires_at or 0.0, r.row_cursor) for r in found]
 
 
 def progress(connection: Connection, job_id: str) -> Progress:
