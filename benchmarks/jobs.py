@@ -148,6 +148,7 @@ def main() -> None:
         }
         print(json.dumps(result, indent=2))
         out = ROOT / "benchmarks" / "results" / "jobs.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from shipyard.errors import ConfigError, ShipyardError
+from shipyard.errors import ConfigError, ShipyardError, from_wire
 from shipyard.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -191,6 +191,9 @@ class Client:
     def retry_job(self, job_id: str) -> JobInfo:
         return _job(self._call("POST", f"/v1/jobs/{job_id}/retry"))
 
+    def delete_job(self, job_id: str) -> None:
+        self._call("DELETE", f"/v1/jobs/{job_id}")
+
     def job_logs(self, job_id: str, *, follow: bool = False, poll: float = 0.5) -> Iterator[str]:
         """The job's log lines; with `follow`, keeps yielding new ones until the job ends."""
         offset = 0
@@ -263,6 +266,11 @@ def _remote_error(response: httpx.Response) -> ShipyardError:
         return RemoteError("HTTPError", f"HTTP {response.status_code}: {response.text[:200]}", response.status_code)
     if error.get("problems"):
         return ConfigError(list(error["problems"]))
+    import shipyard.jobs.errors  # noqa: F401  (the job routes' error classes, so that they are known)
+
+    known = from_wire(error, response.status_code) if isinstance(error, dict) else None
+    if known is not None:  # the class the daemon raised: the same exception and exit code as without one
+        return known
     if response.status_code == 400:  # the request itself was wrong: a usage error, exit code 2 in the CLI
         return ConfigError([str(error.get("message", ""))])
     return RemoteError(str(error.get("type", "Error")), str(error.get("message", "")), response.status_code)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ShipyardError(Exception):
     """Base of every error Shipyard raises on purpose; `status_code` is its HTTP status."""
@@ -154,3 +156,28 @@ class PredictionFailed(ShipyardError):
 
     def __init__(self, message: str = "the handler raised an error; see the API's log for this request id") -> None:
         super().__init__(message)
+
+
+def from_wire(body: dict[str, Any], status_code: int) -> ShipyardError | None:
+    """The error a daemon reported as `{"type": ..., "message": ..., ...}`, as the same class it raised (so
+    callers and exit codes see no difference from a call without a daemon); None for an unknown type.
+    Only classes loaded in this process are known. Extra keys (`fields`, ...) become attributes."""
+    found = _subclass(ShipyardError, str(body.get("type", "")))
+    if found is None or found in (ConfigError, BadRequest):  # a malformed request stays a usage error
+        return None
+    error = found.__new__(found)
+    ShipyardError.__init__(error, str(body.get("message", "")), status_code)  # not the subclass's message builder
+    for key, value in body.items():
+        if key not in ("type", "message"):
+            setattr(error, key, value)
+    return error
+
+
+def _subclass(base: type[ShipyardError], name: str) -> type[ShipyardError] | None:
+    for cls in base.__subclasses__():
+        if cls.__name__ == name:
+            return cls
+        deeper = _subclass(cls, name)
+        if deeper is not None:
+            return deeper
+    return None

@@ -60,3 +60,77 @@ def test_bad_input_is_one_line_naming_the_file_and_nothing_is_queued(tmp_path: P
     assert "the glob matches no file" in glob.stderr
     listed = _shipyard("jobs", "list", "-o", "json", cwd=project)
     assert json.loads(listed.stdout) == []
+
+
+def test_list_never_cuts_ids_and_get_says_when_no_runner_holds_the_job(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from shipyard import jobs
+    from shipyard.cli.main import cli
+    from tests.jobs.conftest import write_rows
+
+    api = "a" + "b" * 62
+    project = make_job_project(tmp_path / "p", name=api)
+    source = write_rows(tmp_path / "in.csv", range(3))
+    job = jobs.submit(jobs.JobRequest(api, [str(source)], str(tmp_path / "out"), str(project)), start_runner=False)
+    listed = CliRunner().invoke(cli, ["jobs", "list"], terminal_width=80)
+    assert listed.exit_code == 0, listed.output
+    header, line = listed.output.splitlines()
+    assert header.split() == ["JOB", "API", "STATE", "ROWS", "FAILED", "STARTED", "DURATION"]
+    assert line.split()[:2] == [job.id, api], "the whole id, however narrow the terminal"
+    assert "pending (no runner)" in line
+    shown = CliRunner().invoke(cli, ["jobs", "get", job.id])
+    assert "pending (no runner holds this job: start one with `shipyard up` or `shipyard jobs run-scheduler`)" in (
+        " ".join(shown.output.split())
+    )
+    assert json.loads(CliRunner().invoke(cli, ["jobs", "get", job.id, "-o", "json"]).output)["runner_active"] is False
+
+
+def test_get_watch_as_json_prints_json_lines_and_the_errors(tmp_path: Path) -> None:
+    import threading
+
+    from click.testing import CliRunner
+
+    from shipyard import jobs
+    from shipyard.cli.main import cli
+    from tests.jobs.conftest import write_rows
+
+    project = make_job_project(tmp_path / "p", batch_size=5, max_retries=0, config="{bad: [3], sleep: 0.2}")
+    source = write_rows(tmp_path / "in.parquet", range(20))
+    job = jobs.submit(jobs.JobRequest("double", [str(source)], str(tmp_path / "out"), str(project)), start_runner=False)
+    runner = threading.Thread(target=jobs.run_scheduler, kwargs={"burst": True, "only": {job.id}}, daemon=True)
+    runner.start()
+    watched = CliRunner().invoke(cli, ["jobs", "get", job.id, "-w", "-o", "json"])
+    runner.join(60)
+    assert watched.exit_code == 0, watched.output
+    lines = watched.output.splitlines()
+    states = [json.loads(line)["state"] for line in lines]  # every line is one JSON object, nothing else
+    assert states[-1] == "completed_with_failures" and len(states) >= 2 and "\x1b" not in watched.output
+    assert json.loads(lines[-1])["errors"] == [
+        {"error": "ValueError: cannot score x=3", "count": 1, "of": "rows dead-lettered"},
+        {"error": "ValueError: cannot score x=3", "count": 1, "of": "batch attempts failed"},
+    ]
+    table = CliRunner().invoke(cli, ["jobs", "get", job.id]).output
+    assert "1 rows dead-lettered: ValueError: cannot score x=3" in table
+
+
+def test_log_lines_print_above_the_progress_bar_not_through_it() -> None:
+    import io
+    import logging
+
+    from rich.console import Console
+
+    from shipyard.cli.jobs import logs_above
+
+    before, screen = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    plain = logging.StreamHandler(before)
+    root.addHandler(plain)
+    try:
+        with logs_above(Console(file=screen, width=120)):
+            logging.getLogger("shipyard.jobs.runner").warning("job x is slow")
+        logging.getLogger("shipyard.jobs.runner").warning("after the bar")
+    finally:
+        root.removeHandler(plain)
+    assert "shipyard.jobs.runner: job x is slow" in screen.getvalue()
+    assert before.getvalue() == "after the bar\n", "the stream handler is set aside, then back"

@@ -7,7 +7,11 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from shipyard import jobs
+from shipyard.jobs import JobRequest
+from shipyard.jobs.errors import BadInput, JobNotFound
 from shipyard.jobs.service import ensure_runner
 from shipyard.settings import Settings
 from tests.e2e.conftest import Daemon, shipyard
@@ -48,3 +52,27 @@ def test_a_job_in_the_daemon_resumes_after_the_daemon_is_killed(daemon: Daemon, 
         f"error: job {job_id!r} is succeeded; retry applies to jobs that are "
         "completed_with_failures, stopped, timed_out, failed"
     ]
+
+
+def test_errors_through_the_daemon_are_the_same_as_without_it(daemon: Daemon, tmp_path: Path) -> None:
+    """Same exception class in the SDK, same line and exit code in the CLI, daemon or not."""
+    project = make_job_project(tmp_path / "p")
+    (project / "shipyard.yaml").write_text(
+        (project / "shipyard.yaml").read_text() + "  schema: {fields: {x: {type: int}}}\n"
+    )
+    (project / "rows.csv").write_text("id,y\n1,2\n")
+    command = ("jobs", "submit", "double", "--input", str(project / "rows.csv"), "--output", str(tmp_path / "out"))
+    expected = [
+        f"error: input '{project / 'rows.csv'}': lacks the column(s) x that the API's schema requires "
+        "(it has: id, y); add the columns, or mark them required: false in the schema"
+    ]
+    through = shipyard(*command, "--project", str(project))
+    assert (through.returncode, through.stderr.strip().splitlines()) == (1, expected)
+    with pytest.raises(JobNotFound, match=r"job 'ghost' not found"):
+        jobs.get("ghost")
+    with pytest.raises(BadInput, match=r"lacks the column\(s\) x"):
+        jobs.submit(JobRequest("double", [str(project / "rows.csv")], str(tmp_path / "out"), str(project)))
+    assert shipyard("down", "--timeout", "20").returncode == 0
+    daemon.wait_for(lambda: not daemon.home.is_locked(), what="the daemon to stop")
+    direct = shipyard(*command, "--project", str(project))
+    assert (direct.returncode, direct.stderr.strip().splitlines()) == (1, expected)

@@ -20,12 +20,12 @@ from shipyard.jobs.output import OutputFolder
 HANDLERS = Path(__file__).with_name("handlers.py")
 
 
-def make_job_project(root: Path, handler: str = "handlers.py:Doubler", **spec: Any) -> Path:
+def make_job_project(root: Path, handler: str = "handlers.py:Doubler", name: str = "double", **spec: Any) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     extra = "".join(f"  {key}: {value}\n" for key, value in spec.items())
     (root / "shipyard.yaml").write_text(
         textwrap.dedent(f"""\
-            - name: double
+            - name: {name}
               kind: BatchAPI
               handler: {handler}
             """)
@@ -55,6 +55,7 @@ def read_output(destination: Path) -> tuple[list[dict[str, Any]], list[dict[str,
     folder = OutputFolder(str(destination))
     manifest = folder.read_manifest()
     assert manifest is not None, f"no _manifest.json in {destination}"
+    assert manifest["complete"] is True, f"the manifest in {destination} is marked partial"
     rows: list[dict[str, Any]] = []
     for part in manifest["parts"]:
         path = destination / part["path"]

@@ -14,14 +14,19 @@ class Doubler:
     raise; run on their own, only they raise.
 
     config.sleep: seconds per batch; config.marks: a folder where each batch leaves `<pid>-<first id>`
-    when it starts, so a test can see a worker mid-batch (and kill it).
+    when it starts, so a test can see a worker mid-batch (and kill it); config.sleep_file: a file holding
+    the seconds per batch, read for every batch. config.exit_on: a batch holding
+    this x ends the process at once (os._exit(3)); config.loop_on: a batch holding this x never returns.
     """
 
     def __init__(self, config: dict[str, Any], model_path: str | None) -> None:
         self.bad = set(config.get("bad", []))
         self.bad_file = Path(config["bad_file"]) if config.get("bad_file") else None
         self.sleep = float(config.get("sleep", 0))
+        self.sleep_file = Path(config["sleep_file"]) if config.get("sleep_file") else None
         self.marks = Path(config["marks"]) if config.get("marks") else None
+        self.exit_on = config.get("exit_on")
+        self.loop_on = config.get("loop_on")
         self.batch_sizes: list[int] = []
 
     def predict_batch(self, payloads: list[dict[str, Any]]) -> list[Any]:
@@ -29,7 +34,12 @@ class Doubler:
         if self.marks is not None:
             self.marks.mkdir(parents=True, exist_ok=True)
             (self.marks / f"{os.getpid()}-{payloads[0]['id']}").write_text(str(len(payloads)))
-        time.sleep(self.sleep)
+        time.sleep(float(self.sleep_file.read_text()) if self.sleep_file is not None else self.sleep)
+        xs = {p.get("x") for p in payloads}
+        if self.exit_on is not None and self.exit_on in xs:
+            os._exit(3)
+        while self.loop_on is not None and self.loop_on in xs:
+            pass  # an endless loop that holds the GIL only as long as Python lets it
         if self.bad_file is not None:
             self.bad = set(json.loads(self.bad_file.read_text()))
         bad = [p["x"] for p in payloads if p["x"] in self.bad]

@@ -102,8 +102,29 @@ def test_failures_back_off_then_run_row_by_row_then_dead_letter(engine: Engine) 
     assert queue.fail(engine, again, "boom", now=1001)
     rows = queue.lease(engine, JOB, "w1", ttl=10, max_retries=1, now=1100)
     assert rows is not None and rows.mode is Mode.rows
-    crashed = queue.lease(engine, JOB, "w2", ttl=10, max_retries=1, now=1200)
-    assert crashed is not None and crashed.mode is Mode.dead, "the worker died even row by row"
+    for now in (1200, 1300):  # the worker dies twice outside any row (say, writing the part)
+        rows = queue.lease(engine, JOB, "w2", ttl=10, max_retries=1, now=now)
+        assert rows is not None and rows.mode is Mode.rows and rows.crashed_rows == {}
+    crashed = queue.lease(engine, JOB, "w2", ttl=10, max_retries=1, now=1400)
+    assert crashed is not None and crashed.mode is Mode.dead, "it kept dying outside any one row"
+
+
+def test_a_worker_that_dies_on_a_row_blames_only_that_row(engine: Engine) -> None:
+    _fill(engine, 1)
+    held = queue.lease(engine, JOB, "w1", ttl=10, max_retries=0, now=1000)
+    assert held is not None and queue.fail(engine, held, "boom", now=1000)
+    rows = queue.lease(engine, JOB, "w1", ttl=10, max_retries=0, now=1100)
+    assert rows is not None and rows.mode is Mode.rows
+    assert queue.advance(engine, rows, 0, ttl=10, now=1100)
+    assert queue.advance(engine, rows, 1, ttl=10, now=1101)
+    (holding,) = queue.holdings(engine, JOB)
+    assert (holding.owner, holding.row_cursor, holding.leased_at, holding.expires_at) == ("w1", 1, 1101, 1111)
+    assert queue.abandon(engine, JOB, "w1", "w1 exited with code 3", now=1102) == [1]
+    again = queue.lease(engine, JOB, "w2", ttl=10, max_retries=0, now=1102)
+    assert again is not None and again.mode is Mode.rows and again.failures == 1, "no failure counted"
+    assert again.crashed_rows == {1: "w1 exited with code 3"} and again.last_error == "w1 exited with code 3"
+    assert not queue.advance(engine, rows, 0, ttl=10, now=1103), "the dead worker's lease is gone"
+    assert queue.abandon(engine, JOB, "w1", "late", now=1104) == [], "and it holds nothing to abandon"
 
 
 def test_dead_letters_are_requeued_as_new_batches_once(engine: Engine) -> None:
@@ -159,3 +180,43 @@ def test_no_batch_is_leased_twice_by_competing_processes(engine: Engine, tmp_pat
     assert sorted(leased) == list(range(60))
     assert sum(1 for log in logs if log.read_text()) >= 2, "the processes should have shared the work"
     assert queue.read_progress(engine, JOB).batches_done == 60
+
+
+def test_payloads_are_compressed_and_uncompressed_ones_still_read(engine: Engine) -> None:
+    table = pa.table({"id": list(range(5000)), "x": [1.5] * 5000})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:  # as Shipyard stored batches before compressing
+        writer.write_table(table)
+    plain = sink.getvalue().to_pybytes()
+    packed = codec.encode(table)
+    assert len(packed) < len(plain) / 2
+    assert codec.decode(packed).equals(table) and codec.decode(plain).equals(table)
+
+
+def test_the_enqueuer_stays_a_window_ahead_of_the_workers_and_resumes(engine: Engine, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from shipyard.jobs.enqueuer import Enqueuer
+    from shipyard.jobs.splitter import expand
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"id": list(range(30))}), path)
+    sources = expand([str(path)])
+    first = Enqueuer(engine, JOB, sources, batch_size=2, ahead=4)
+    first.start()
+    deadline = time.monotonic() + 30
+    while queue.read_progress(engine, JOB).batches < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # room for more, were it not bounded
+    assert queue.read_progress(engine, JOB).batches == 4 and first.is_alive()
+    for _ in range(3):  # workers catch up: three more fit
+        held = queue.lease(engine, JOB, "w", ttl=30, max_retries=1)
+        assert held is not None and queue.complete(engine, held, _done())
+    while queue.read_progress(engine, JOB).batches < 7 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.should_stop.set()
+    first.join(10)
+    assert not first.is_alive() and not first.finished and queue.read_progress(engine, JOB).batches == 7
+    second = Enqueuer(engine, JOB, sources, batch_size=2, ahead=100)
+    second.run()
+    assert second.finished and second.totals() == (15, 30), "resumed after the stored batches, none twice"

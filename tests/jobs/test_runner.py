@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -74,7 +75,10 @@ def test_a_job_over_files_of_every_format(tmp_path: Path, runner: Runner, fmt: s
     }
 
 
-def test_bad_rows_are_dead_lettered_alone_and_retry_reruns_only_them(tmp_path: Path, runner: Runner) -> None:
+def test_bad_rows_are_dead_lettered_alone_and_retry_reruns_only_them(
+    database_url: str, tmp_path: Path, runner: Runner
+) -> None:
+    """On SQLite and on PostgreSQL: the whole job, its dead letters, the retry, and the runner's notes."""
     bad_file = tmp_path / "bad.json"
     bad_file.write_text("[5, 17]")
     project = make_job_project(
@@ -92,6 +96,9 @@ def test_bad_rows_are_dead_lettered_alone_and_retry_reruns_only_them(tmp_path: P
         (17, 17, "ValueError: cannot score x=17"),
     ]
     assert failed[0]["_source"] == str(source)
+    notes = [line.split(" runner: ", 1)[1] for line in jobs.logs(job_id) if " INFO runner: " in line]
+    assert notes[1].startswith("[enqueuing] splitting 1 input file(s)")
+    assert notes[-1].startswith("[completed_with_failures] every batch is done: 28 rows scored, 2 rows dead-lettered")
     bad_file.write_text("[]")
     jobs.retry(job_id, start_runner=False)
     assert not (tmp_path / "out" / "_manifest.json").exists(), "a retried job's folder is incomplete until it ends"
@@ -100,6 +107,27 @@ def test_bad_rows_are_dead_lettered_alone_and_retry_reruns_only_them(tmp_path: P
     assert (job.state, job.rows_done, job.rows_failed) == ("succeeded", 30, 0)
     rows, failed = assert_exactly_once(tmp_path / "out", range(30))
     assert not list((tmp_path / "out" / "_failed").iterdir()), "superseded dead letters are cleaned up"
+
+
+def test_inputs_whose_fields_and_types_differ_make_one_output_table(tmp_path: Path, runner: Runner) -> None:
+    project = make_job_project(tmp_path / "p", batch_size=2, workers=2, max_retries=0)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.csv").write_text("id,x,tag\n0,1,\n1,2,\n")
+    (inputs / "b.csv").write_text("id,x,tag\n2,3.5,text\n")
+    (inputs / "c.jsonl").write_text('{"id": 3}\n{"id": 4, "x": 5}\n{"id": 5, "x": 6, "note": "keep me"}\n')
+    job_id = _submit(project, [str(inputs)], tmp_path / "out")
+    runner(only={job_id})
+    job = jobs.wait(job_id, timeout=90)
+    assert (job.state, job.rows_done, job.rows_failed) == ("completed_with_failures", 5, 1)
+    _, failed = assert_exactly_once(tmp_path / "out", range(6))
+    assert [(row["id"], row["_error"]) for row in failed] == [
+        (3, "TypeError: unsupported operand type(s) for *: 'NoneType' and 'int'")
+    ], "the record without x is the only one dead-lettered"
+    whole = pq.read_table(tmp_path / "out").sort_by("id")  # the folder reads as one table
+    assert whole.column("x").to_pylist() == [1.0, 2.0, 3.5, 5.0, 6.0]
+    assert whole.column("tag").to_pylist() == [None, None, "text", None, None]
+    assert whole.column("note").to_pylist() == [None, None, None, None, "keep me"]
 
 
 def test_a_handler_without_predict_batch_runs_per_row(tmp_path: Path, runner: Runner) -> None:
@@ -157,31 +185,105 @@ def test_stop_drains_workers_keeps_parts_and_retry_finishes(tmp_path: Path, runn
     job_id = _submit(project, [str(write_rows(tmp_path / "in.parquet", range(100)))], tmp_path / "out")
     runner(only={job_id})
     _wait_for(lambda: jobs.get(job_id, with_events=False).batches_done >= 2, what="two batches")
+    stray = tmp_path / "out" / "part-000099-7.parquet"  # as a worker that lost its lease may leave
+    stray.write_bytes(b"leftover")
     jobs.stop(job_id)
     job = jobs.wait(job_id, timeout=60)
     assert job.state == "stopped" and 0 < job.rows_done < 100
     parts = sorted((tmp_path / "out").glob("part-*"))
     assert sum(pq.read_table(p).num_rows for p in parts) == job.rows_done, "finished parts are kept"
-    assert not (tmp_path / "out" / "_manifest.json").exists()
+    assert stray.name not in {p.name for p in parts}, "what the store does not list is cleaned up"
+    manifest = orjson.loads((tmp_path / "out" / "_manifest.json").read_bytes())
+    assert (manifest["complete"], manifest["state"], manifest["rows"]) == (False, "stopped", job.rows_done)
+    assert sorted(part["path"] for part in manifest["parts"]) == [p.name for p in parts]
     jobs.retry(job_id, start_runner=False)
     runner(only={job_id})
     assert jobs.wait(job_id, timeout=90).state == "succeeded"
     assert_exactly_once(tmp_path / "out", range(100))
 
 
-def test_timeout_ends_the_job_as_timed_out(tmp_path: Path, runner: Runner) -> None:
-    project = make_job_project(tmp_path / "p", batch_size=5, workers=1, timeout="1s", config="{sleep: 0.4}")
-    job_id = _submit(project, [str(write_rows(tmp_path / "in.parquet", range(100)))], tmp_path / "out")
+def test_timeout_ends_the_job_as_timed_out_and_a_retry_gets_a_fresh_clock(tmp_path: Path, runner: Runner) -> None:
+    sleep = tmp_path / "sleep"
+    sleep.write_text("0.5")
+    project = make_job_project(tmp_path / "p", batch_size=2, workers=1, timeout="4s", config=f"{{sleep_file: {sleep}}}")
+    job_id = _submit(project, [str(write_rows(tmp_path / "in.parquet", range(40)))], tmp_path / "out")
     runner(only={job_id})
     job = jobs.wait(job_id, timeout=60)
-    assert job.state == "timed_out" and job.rows_done < 100
-    assert "ran longer than its timeout of 1s" in " ".join(event.message for event in jobs.get(job_id).events)
+    assert job.state == "timed_out" and job.rows_done < 40
+    assert "ran longer than its timeout of 4s" in " ".join(event.message for event in jobs.get(job_id).events)
+    first_run = job.duration
+    sleep.write_text("0")
+    time.sleep(1)  # idle time between the end and the retry is not running time
+    retried = jobs.retry(job_id, start_runner=False)
+    unfinished = 20 - job.batches_done
+    assert retried.reason == (
+        f"retrying 0 dead-lettered rows (0 new batches), {unfinished} unfinished batches ({unfinished * 2} rows)"
+    )
+    runner(only={job_id})
+    job = jobs.wait(job_id, timeout=60)
+    assert (job.state, job.rows_done) == ("succeeded", 40), "the retry's timeout counts from the retry"
+    assert job.prior_seconds == first_run
+    assert job.duration is not None and job.ended_at is not None and job.started_at is not None
+    assert job.duration < job.ended_at - job.started_at - 0.9, "the idle second before the retry is not counted"
+    assert_exactly_once(tmp_path / "out", range(40))
+
+
+def test_a_row_that_kills_its_worker_is_the_only_one_dead_lettered(tmp_path: Path, runner: Runner) -> None:
+    project = make_job_project(tmp_path / "p", batch_size=10, workers=1, max_retries=0, config="{exit_on: 13}")
+    job_id = _submit(project, [str(write_rows(tmp_path / "in.parquet", range(20)))], tmp_path / "out")
+    runner(only={job_id})
+    job = jobs.wait(job_id, timeout=90)
+    assert (job.state, job.rows_done, job.rows_failed) == ("completed_with_failures", 19, 1)
+    _, failed = assert_exactly_once(tmp_path / "out", range(20))
+    assert [(row["id"], row["_row"]) for row in failed] == [(13, 13)]
+    assert failed[0]["_error"].startswith("not run again: the worker died on this row (worker-")
+    assert failed[0]["_error"].endswith(" exited with code 3)")
+    events = [event.message for event in jobs.get(job_id).events]
+    assert any("row 3 of its batch is set aside as a dead letter" in message for message in events), events
+
+
+def test_a_stopped_worker_is_killed_and_replaced(tmp_path: Path, runner: Runner) -> None:
+    marks = tmp_path / "marks"
+    project = make_job_project(tmp_path / "p", batch_size=5, workers=1, config=f"{{sleep: 0.3, marks: {marks}}}")
+    job_id = _submit(project, [str(write_rows(tmp_path / "in.parquet", range(40)))], tmp_path / "out")
+    runner(only={job_id}, lease_ttl=3.0)
+    _wait_for(lambda: marks.exists() and any(marks.iterdir()), what="a worker to start a batch")
+    victim = int(next(marks.iterdir()).name.split("-")[0])
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        job = jobs.wait(job_id, timeout=90)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+    assert (job.state, job.rows_done) == ("succeeded", 40)
+    assert_exactly_once(tmp_path / "out", range(40))
+    killed = [event.message for event in jobs.get(job_id).events if "is killed and replaced" in event.message]
+    assert len(killed) == 1 and ("lease's expiry" in killed[0] or "heartbeat stopped" in killed[0]), killed
+
+
+def test_a_batch_that_never_returns_is_cut_off_by_batch_timeout(tmp_path: Path, runner: Runner) -> None:
+    project = make_job_project(
+        tmp_path / "p", batch_size=5, workers=1, max_retries=0, batch_timeout="2s", config="{loop_on: 7}"
+    )
+    job_id = _submit(project, [str(write_rows(tmp_path / "in.parquet", range(10)))], tmp_path / "out")
+    runner(only={job_id})
+    job = jobs.wait(job_id, timeout=90)
+    assert (job.state, job.rows_done, job.rows_failed) == ("completed_with_failures", 9, 1)
+    _, failed = assert_exactly_once(tmp_path / "out", range(10))
+    assert [row["id"] for row in failed] == [7]
+    assert "was killed: row 2 of batch 1 ran longer than batch_timeout (2s)" in failed[0]["_error"]
 
 
 def test_a_handler_that_does_not_load_fails_the_job_with_its_error(tmp_path: Path, runner: Runner) -> None:
-    project = make_job_project(tmp_path / "p", handler="handlers.py:Unloadable")
+    project = make_job_project(tmp_path / "p", handler="handlers.py:Unloadable", workers=2)
     job_id = _submit(project, [str(write_rows(tmp_path / "in.csv", range(5)))], tmp_path / "out")
-    runner(only={job_id})
-    job = jobs.wait(job_id, timeout=60)
+    runner(only={job_id}).join(60)  # until the runner let go: every worker it started has exited
+    job = jobs.get(job_id)
     assert job.state == "failed"
     assert "Unloadable.__init__ raised OSError: weights.bin is missing" in job.reason
+    states = [event.state for event in job.events]
+    assert states.count("failed") == 1
+    after = [event.message for event in job.events[states.index("failed") + 1 :]]
+    assert not [message for message in after if "could not load" in message], "no worker started after the end"
+    manifest = orjson.loads((tmp_path / "out" / "_manifest.json").read_bytes())
+    assert (manifest["complete"], manifest["state"], manifest["rows"]) == (False, "failed", 0)

@@ -77,7 +77,7 @@ def test_dead_letters_carry_the_error_source_and_row_number() -> None:
 
 
 def test_retry_policy() -> None:
-    assert [mode_for(f, max_retries=2) for f in range(5)] == [Mode.batch] * 3 + [Mode.rows, Mode.dead]
+    assert [mode_for(f, max_retries=2) for f in range(7)] == [Mode.batch] * 3 + [Mode.rows] * 3 + [Mode.dead]
     assert [backoff(f) for f in (1, 2, 3, 10)] == [0.5, 1.0, 2.0, 30.0]
     assert (final_state(0), final_state(1)) == ("succeeded", "completed_with_failures")
 

@@ -9,8 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shipyard.jobs.errors import BadInput
-from shipyard.jobs.splitter import check, expand, rebatch, split
+from shipyard.jobs import splitter
+from shipyard.jobs.errors import BadInput, BadOutput
+from shipyard.jobs.output import OutputFolder
+from shipyard.jobs.splitter import check, expand, rebatch, split, widen
 from tests.jobs.conftest import write_rows
 
 
@@ -117,3 +119,162 @@ def test_unreadable_files_fail_naming_the_file(tmp_path: Path, name: str, conten
     path.write_bytes(content)
     with pytest.raises(BadInput, match=message):
         list(split(expand([str(path)]), 10))
+
+
+# -- fields that come and go, and types that change part-way -------------------------------------------------
+
+
+def test_json_lines_keep_every_field_any_record_has(tmp_path: Path) -> None:
+    sparse = tmp_path / "sparse.jsonl"
+    sparse.write_text('{"id": 1}\n{"id": 2, "x": 5}\n{"id": 3, "x": 6, "note": "keep me"}\n')
+    sources = expand([str(sparse)])
+    check(sources, ["id", "x"])  # x is there, though not in the first record
+    (chunk,) = split(sources, 10)
+    assert chunk.table.to_pylist() == [
+        {"id": 1, "x": None, "note": None},
+        {"id": 2, "x": 5, "note": None},
+        {"id": 3, "x": 6, "note": "keep me"},
+    ]
+
+
+def test_a_json_lines_field_that_turns_float_after_65536_lines_is_widened(tmp_path: Path) -> None:
+    path = tmp_path / "drift.jsonl"
+    lines = [f'{{"id": {i}, "x": {i}}}' for i in range(65_536)] + ['{"id": 65536, "x": 1.5, "late": "yes"}']
+    path.write_text("\n".join(lines) + "\n")
+    chunks = list(split(expand([str(path)]), batch_size=70_000))
+    assert [c.table.num_rows for c in chunks] == [65_537]
+    table = chunks[0].table
+    assert (table.schema.field("x").type, table.column("x")[-1].as_py(), table.column("x")[3].as_py()) == (
+        pa.float64(),
+        1.5,
+        3.0,
+    )
+    assert table.column("late").to_pylist()[-2:] == [None, "yes"]
+
+
+def test_mixed_kinds_in_one_field_become_text_rather_than_fail(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"id": 1, "v": 7}\n{"id": 2, "v": "seven"}\n{"id": 3, "v": {"n": 7}}\n')
+    (chunk,) = split(expand([str(path)]), 10)
+    assert chunk.table.column("v").to_pylist() == ["7", "seven", '{"n":7}']
+
+
+def _csv(path: Path, rows: int, last: str) -> Path:
+    """A CSV far over one 1 MB block, with whole numbers in x, then `last` in x on the final row."""
+    path.write_text("id,x,tag\n" + "".join(f"{i},{i}," + "\n" for i in range(rows)) + f"{rows},{last},late\n")
+    return path
+
+
+def test_a_csv_column_of_ints_that_holds_a_float_after_150k_rows_is_read_whole(tmp_path: Path) -> None:
+    path = _csv(tmp_path / "drift.csv", 150_000, "1.5")
+    chunks = list(split(expand([str(path)]), batch_size=50_000))
+    assert sum(c.table.num_rows for c in chunks) == 150_001
+    assert _ids(chunks) == list(range(150_001)), "no row is lost or sent twice by the reread"
+    last = chunks[-1].table
+    assert last.schema.field("x").type == pa.float64() and last.column("x")[-1].as_py() == 1.5
+    assert last.column("tag")[-1].as_py() == "late", "a column of nulls takes the type of its first value"
+    assert chunks[0].table.schema.field("x").type == pa.int64(), "batches sent before the widening keep theirs"
+
+
+def test_a_resumed_csv_rereads_from_its_offset_with_the_wider_type(tmp_path: Path) -> None:
+    path = _csv(tmp_path / "drift.csv", 150_000, "text now")
+    resumed = list(split(expand([str(path)]), batch_size=50_000, start=(0, 140_000)))
+    assert _ids(resumed) == list(range(140_000, 150_001))
+    assert resumed[-1].table.column("x")[-1].as_py() == "text now"
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "widened"),
+    [
+        ("null", "7", pa.int64()),
+        ("null", "7.5", pa.float64()),
+        ("null", "seven", pa.string()),
+        ("int64", "1.5", pa.float64()),
+        ("int64", "1e9", pa.float64()),
+        ("int64", "n/a?", pa.string()),
+        ("double", "x", pa.string()),
+        ("bool", "maybe", pa.string()),
+        ("timestamp[s]", "soon", pa.string()),
+    ],
+)
+def test_widen_takes_the_narrowest_type_that_holds_the_value(kind: str, value: str, widened: pa.DataType) -> None:
+    assert widen(kind, value) == widened
+
+
+def test_declared_types_are_read_as_declared_and_a_misfit_names_its_row(tmp_path: Path) -> None:
+    path = _csv(tmp_path / "typed.csv", 150_000, "1.5")
+    first = next(split(expand([str(path)]), batch_size=10, types={"x": pa.float64()}))
+    assert first.table.schema.field("x").type == pa.float64(), "ints read as the declared float"
+    with pytest.raises(BadInput, match=r"typed.csv': row 150000 \(line 150002\): 'x' is '1.5', which is not an int"):
+        list(split(expand([str(path)]), batch_size=50_000, types={"x": pa.int64()}))
+    jsonl = tmp_path / "typed.jsonl"
+    jsonl.write_text('{"id": 1, "x": 1}\n\n{"id": 2, "x": "two"}\n')
+    with pytest.raises(BadInput, match=r"typed.jsonl:3': 'x' is 'two', which is not an int as the API's schema"):
+        list(split(expand([str(jsonl)]), 10, types={"x": pa.int64()}))
+    parquet = tmp_path / "typed.parquet"
+    pq.write_table(pa.table({"id": [1, 2, 3], "x": [1.0, 2.0, 2.5]}), parquet)
+    with pytest.raises(BadInput, match=r"typed.parquet': row 2: 'x' is 2.5, which is not an int"):
+        list(split(expand([str(parquet)]), 10, types={"x": pa.int64()}))
+    assert next(split(expand([str(parquet)]), 10, types={"id": pa.float64()})).table.column("id").type == pa.float64()
+
+
+# -- a .json list, streamed -------------------------------------------------------------------------------
+
+
+def test_a_json_list_is_decoded_as_it_streams(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(splitter, "_JSON_BLOCK", 7)  # records cut across many reads
+    path = tmp_path / "items.json"
+    path.write_text(
+        ' [ {"id": 0, "x": "a, ]"} ,\n' + ",".join(f'{{"id": {i}, "x": {i}}}' for i in range(1, 50)) + "]\n"
+    )
+    chunks = list(split(expand([str(path)]), batch_size=20))
+    assert _ids(chunks) == list(range(50))
+    assert chunks[0].table.column("x")[0].as_py() == "a, ]"
+    empty = tmp_path / "empty.json"
+    empty.write_text("[ ]")
+    assert list(split(expand([str(empty)]), 10)) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('[{"id": 1}, {"id": 2', r"list.json': is not valid JSON at record 1"),
+        ('[{"id": 1}] {"id": 2}', r"list.json': has text after the list's closing \]"),
+        ('[{"id": 1} {"id": 2}]', r"list.json': is not valid JSON after record 0: expected , or \]"),
+        ('[{"id": 1}, 2]', r"list.json': must be a list of records"),
+    ],
+)
+def test_a_broken_json_list_names_the_record(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "list.json"
+    path.write_text(content)
+    with pytest.raises(BadInput, match=message):
+        list(split(expand([str(path)]), 10))
+
+
+# -- locations --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["memory://data/rows.csv", "simplecache::memory://data/rows.csv"])
+def test_process_local_filesystems_are_refused_for_input_and_output(url: str) -> None:
+    import fsspec
+
+    fsspec.filesystem("memory").pipe("/data/rows.csv", b"id,x\n1,1\n")
+    with pytest.raises(BadInput, match=r"lives in one process's memory .*; use a local path or a shared store"):
+        expand([url])
+    with pytest.raises(BadOutput, match=r"output 'memory://out': lives in one process's memory"):
+        OutputFolder("memory://out")
+
+
+def test_local_paths_are_normalised(tmp_path: Path) -> None:
+    write_rows(tmp_path / "in" / "a.csv", range(2))
+    (source,) = expand([str(tmp_path / "in" / ".." / "in" / "." / "a.csv")])
+    assert source.url == str(tmp_path / "in" / "a.csv")
+
+
+def test_an_id_column_the_input_lacks_is_named_with_the_columns_it_has(tmp_path: Path) -> None:
+    source = write_rows(tmp_path / "rows.csv", range(2))
+    with pytest.raises(
+        BadInput,
+        match=r"rows.csv': has no column 'nope' for --id-column \(it has: id, x\); pass one of its columns",
+    ):
+        check(expand([str(source)]), [], id_column="nope")

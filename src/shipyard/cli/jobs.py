@@ -9,11 +9,13 @@ foreground with a progress bar instead (Ctrl-C hands it to a detached runner and
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
@@ -24,6 +26,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from shipyard.cli.output import reports_errors
 
@@ -159,7 +162,7 @@ def _watch(job_id: str) -> Any:
     from shipyard import jobs as sdk
 
     console = Console(stderr=True)
-    with _progress(console) as bar:
+    with _progress(console) as bar, logs_above(console):
         task = bar.add_task(job_id, total=None, failed=0, state="pending", rows="", rate="")
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops the watching, not the job
             sdk.wait(job_id, on_change=lambda job: _advance(bar, task, job))
@@ -182,7 +185,7 @@ def _run_here(job_id: str) -> Any:
 
     previous = signal.signal(signal.SIGINT, interrupt)
     console = Console(stderr=True)
-    with _progress(console) as bar:
+    with _progress(console) as bar, logs_above(console):
         task = bar.add_task(job_id, total=None, failed=0, state="pending", rows="", rate="")
         last = [0.0]
 
@@ -203,6 +206,28 @@ def _run_here(job_id: str) -> Any:
             f"detached: job {job_id} continues in the background; `shipyard jobs stop {job_id}` stops it", err=True
         )
     return final
+
+
+@contextlib.contextmanager
+def logs_above(console: Console) -> Iterator[None]:
+    """While a live display runs, log lines print above it (through its console), not across it: the
+    handlers that write to a stream are set aside and one that writes to `console` takes their place."""
+    from rich.logging import RichHandler
+
+    root = logging.getLogger()
+    streams = [h for h in root.handlers if type(h) is logging.StreamHandler]
+    handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    handler.setLevel(min((h.level for h in streams), default=logging.WARNING))
+    for stream in streams:
+        root.removeHandler(stream)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        for stream in streams:
+            root.addHandler(stream)
 
 
 def _progress(console: Console) -> Progress:
@@ -256,14 +281,27 @@ def _seconds(value: float | None) -> str:
     return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
 
+NO_RUNNER = "no runner holds this job: start one with `shipyard up` or `shipyard jobs run-scheduler`"
+
+
+def state_text(job: Any) -> str:
+    """The state, and why nothing moves when no runner holds an unfinished job."""
+    return f"{job.state} ({NO_RUNNER})" if job.is_stalled else str(job.state)
+
+
+def _batches_text(job: Any) -> str:
+    total = f"{job.batches} total" if job.batches_total is not None else f"{job.batches} split so far"
+    return f"{job.batches_done} done, {job.batches_failed} with dead letters, {total}"
+
+
 def _render(job: Any) -> None:
     table = Table(show_header=False, box=None)
     rows = [
         ("job", job.id),
         ("api", job.api),
-        ("state", job.state),
+        ("state", state_text(job)),
         ("reason", job.reason),
-        ("batches", f"{job.batches_done} done, {job.batches_failed} with dead letters, {job.batches} total"),
+        ("batches", _batches_text(job)),
         (
             "rows",
             f"{job.rows_done:,} scored, {job.rows_failed:,} failed, "
@@ -276,8 +314,9 @@ def _render(job: Any) -> None:
     ]
     if job.error:
         rows.append(("error", job.error))
+    rows += [("errors" if i == 0 else "", f"{e['count']:,} {e['of']}: {e['error']}") for i, e in enumerate(job.errors)]
     for key, value in rows:
-        table.add_row(f"[bold]{key}[/]", str(value))
+        table.add_row(f"[bold]{key}[/]", Text(str(value)))
     console = Console(soft_wrap=True)
     console.print(table)
     if job.events:
@@ -289,20 +328,46 @@ def _render(job: Any) -> None:
 
 @jobs.command()
 @click.argument("job_id", metavar="JOB")
-@click.option("-w", "--watch", is_flag=True, help="Refresh every second until the job ends.")
+@click.option(
+    "-w", "--watch", is_flag=True, help="Refresh every second until the job ends (-o json: a line per change)."
+)
 @_OUTPUT
 @reports_errors
 def get(job_id: str, watch: bool, fmt: str) -> None:
-    """Show a job's state, progress and events."""
+    """Show a job's state, progress, errors and events."""
     from shipyard import jobs as sdk
 
     job = sdk.get(job_id)
+    if watch and fmt == "json":
+        _watch_json(job)
+        return
     while watch and not job.is_finished:
         click.clear()
         _render(job)
         time.sleep(1)
         job = sdk.get(job_id)
     _emit(job) if fmt == "json" else _render(job)
+
+
+def _watch_json(job: Any) -> None:
+    """JSON lines: the job as one compact object each time it changes, until it ends; nothing else."""
+    from shipyard import jobs as sdk
+
+    last = None
+    while True:
+        seen = _progress_key(job)
+        if seen != last:
+            click.echo(orjson.dumps(job.to_dict(), default=str).decode())
+            last = seen
+        if job.is_finished:
+            return
+        time.sleep(1)
+        job = sdk.get(job.id)
+
+
+def _progress_key(job: Any) -> tuple[Any, ...]:
+    """What counts as a change: not the clock (duration, rate) but state, counts and events."""
+    return (job.state, job.reason, job.batches, job.batches_done, job.rows_done, job.rows_failed, len(job.events))
 
 
 @jobs.command(name="list")
@@ -317,18 +382,30 @@ def list_command(api: str | None, fmt: str) -> None:
     if fmt == "json":
         click.echo(orjson.dumps([job.to_dict() for job in found], default=str).decode())
         return
-    table = Table("JOB", "API", "STATE", "ROWS", "FAILED", "STARTED", "DURATION")
-    for job in found:
-        table.add_row(
+    rows = [
+        (
             job.id,
             job.api,
-            job.state,
+            f"{job.state} (no runner)" if job.is_stalled else job.state,
             f"{job.rows_done:,}",
             f"{job.rows_failed:,}",
             _when(job.started_at),
             _seconds(job.duration),
         )
-    Console(soft_wrap=True).print(table)
+        for job in found
+    ]
+    for line in columns(("JOB", "API", "STATE", "ROWS", "FAILED", "STARTED", "DURATION"), rows):
+        click.echo(line)
+
+
+def columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Plain columns, each as wide as its widest value: nothing is ever cut (a narrow terminal wraps the
+    line), and piped output reads the same."""
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    return [
+        "  ".join(str(value).ljust(width) for value, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
 
 
 @jobs.command()
@@ -356,6 +433,20 @@ def retry(job_id: str, wait: bool) -> None:
         final = _run_foreground(job_id)
         click.echo(_summary(final))
         sys.exit(0 if final.state == "succeeded" else 1)
+
+
+@jobs.command()
+@click.argument("job_id", metavar="JOB")
+@reports_errors
+def delete(job_id: str) -> None:
+    """Forget an ended job: its batches, dead letters' copies and events in the store, and its log.
+
+    The output folder (parts, _failed/, manifest) is kept. A job with dead letters cannot be retried
+    once deleted."""
+    from shipyard import jobs as sdk
+
+    sdk.delete(job_id)
+    click.echo(f"{job_id}: deleted (its output folder is kept)")
 
 
 @jobs.command()

@@ -5,7 +5,7 @@ job = jobs.submit(jobs.JobRequest("iris-batch", inputs=["data/*.parquet"], outpu
 jobs.wait(job.id)
 """
 
-from shipyard.jobs.sdk import get, list_jobs, logs, retry, stop, submit, wait
+from shipyard.jobs.sdk import delete, get, list_jobs, logs, retry, stop, submit, wait
 from shipyard.jobs.service import JobRequest, run_scheduler
 from shipyard.jobs.states import JobState
 from shipyard.jobs.view import JobInfo
@@ -14,6 +14,7 @@ __all__ = [
     "JobInfo",
     "JobRequest",
     "JobState",
+    "delete",
     "get",
     "list_jobs",
     "logs",

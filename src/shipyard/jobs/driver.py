@@ -1,51 +1,49 @@
-"""Drives one job for its runner, one `step()` per tick: enqueue, keep workers running, stop, finish.
+"""Drives one job for its runner, one `step()` per tick: enqueue, keep healthy workers running, stop, finish.
 
 Every decision reads the job from the store first, so a driver that starts on a job another runner left
 half done simply continues it: enqueuing resumes after the last stored batch, leases of dead workers
-expire, and a finished job is finalized again (idempotently) if the runner died while finalizing.
+expire, and a finished job is finalized again (idempotently) if the runner died while finalizing. What
+the driver decides is an event in the store and a line in the job's log (`jobs logs`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sqlalchemy import Engine
 
 from shipyard.jobs import queue, records
 from shipyard.jobs.enqueuer import Enqueuer
-from shipyard.jobs.output import OutputFolder, manifest
+from shipyard.jobs.finalize import finalize
+from shipyard.jobs.pool import WorkerPool, WorkerProcess
+from shipyard.jobs.schemas import declared_types
 from shipyard.jobs.splitter import Source
-from shipyard.jobs.states import EXIT_LOAD_FAILED, JobState, final_state, stop_state
-from shipyard.store import read_transaction, write_transaction
+from shipyard.jobs.states import ACTIVE, EXIT_LOAD_FAILED, JobState, final_state, stop_state
+from shipyard.jobs.view import batches_done_text
+from shipyard.spec import BatchAPI
+from shipyard.store import write_transaction
 
 log = logging.getLogger("shipyard.jobs.runner")
+_DEFAULT_BATCH_TIMEOUT = 3600.0
 
 
 @dataclass(frozen=True)
 class DriverOptions:
     lease_ttl: float = 30.0
-    """Seconds a worker's batch lease lasts unless renewed (renewed every third of it)."""
+    """Seconds a worker's batch lease lasts unless renewed (renewed every third of it); a worker whose
+    heartbeat is older than this is replaced."""
     grace: float = 30.0
     """On stop or timeout, how long workers may take to finish the batch in hand before SIGKILL."""
     max_crashes: int = 5
-    """Worker crashes in a row, with no batch finished in between, before the job fails."""
-
-
-@dataclass
-class WorkerProcess:
-    name: str
-    process: subprocess.Popen[bytes]
-    hook: bool = False
+    """Worker crashes in a row, with no batch finished (and no bad row found) in between, before the job fails."""
+    min_ahead: int = 32
+    """The enqueuer stays at most max(this, 4 x workers) batches ahead of the workers."""
 
 
 @dataclass
@@ -56,12 +54,18 @@ class JobDriver:
     options: DriverOptions = field(default_factory=DriverOptions)
     wake: threading.Event = field(default_factory=threading.Event)
     """Set when one of its worker processes exits, so the runner steps at once instead of at its tick."""
-    workers: list[WorkerProcess] = field(default_factory=list)
     enqueuer: Enqueuer | None = None
     crashes: int = 0
     done_seen: int = -1
     stopping_since: float | None = None
+    ended_since: float | None = None
+    partial_written: bool = False
     finished: bool = False
+
+    def __post_init__(self) -> None:
+        self.pool = WorkerPool(
+            self.job_id, job_dir(self.home, self.job_id), self.log_path, self.options.lease_ttl, self.wake
+        )
 
     @property
     def log_path(self) -> Path:
@@ -69,7 +73,8 @@ class JobDriver:
 
     def step(self) -> None:
         job = records.get(self.engine, self.job_id)
-        self._reap(job)
+        if self._reap(job):
+            job = records.get(self.engine, self.job_id)  # an exit may have ended the job: never act on the old state
         state = JobState(job["state"])
         if state.is_terminal:
             self._after_end(job)
@@ -86,40 +91,42 @@ class JobDriver:
         else:
             self._run(job)
 
+    def note(self, message: str) -> None:
+        """A line in the job's log (beside its workers' output), as `jobs logs` shows it."""
+        write_note(self.log_path, message)
+
     # -- states ---------------------------------------------------------------------------------------------
 
     def _start(self, job: dict[str, Any]) -> None:
-        with write_transaction(self.engine) as connection:
-            records.transition(
-                connection,
-                self.job_id,
-                JobState.enqueuing,
-                f"splitting {len(job['inputs'])} input file(s) into batches of {job['batch_size']} rows",
-                started_at=job["started_at"] or time.time(),
-            )
+        now = time.time()
+        self._transition(
+            JobState.enqueuing,
+            f"splitting {len(job['inputs'])} input file(s) into batches of {job['batch_size']} rows",
+            started_at=job["started_at"] or now,
+            run_started_at=job["run_started_at"] or now,
+        )
 
     def _enqueue(self, job: dict[str, Any]) -> None:
         if self.enqueuer is None or (
             not self.enqueuer.is_alive() and not self.enqueuer.finished and not self.enqueuer.error
         ):
             sources = [Source(**source) for source in job["inputs"]]
-            self.enqueuer = Enqueuer(self.engine, self.job_id, sources, job["batch_size"])
+            types = declared_types(BatchAPI.model_validate(job["spec"]))
+            ahead = max(self.options.min_ahead, 4 * job["workers"])
+            self.enqueuer = Enqueuer(self.engine, self.job_id, sources, job["batch_size"], types, ahead)
             self.enqueuer.start()
         if self.enqueuer.error:
             self._fail(self.enqueuer.error)
             return
         if self.enqueuer.finished:
             batches, rows = self.enqueuer.totals()
-            with write_transaction(self.engine) as connection:
-                records.transition(
-                    connection,
-                    self.job_id,
-                    JobState.running,
-                    f"all {rows} rows are in the queue as {batches} batches",
-                    expect=[JobState.enqueuing],
-                    total_batches=batches,
-                    total_rows=rows,
-                )
+            self._transition(
+                JobState.running,
+                f"all {rows} rows are in the queue as {batches} batches",
+                expect=[JobState.enqueuing],
+                total_batches=batches,
+                total_rows=rows,
+            )
         self._keep_workers(job)
 
     def _run(self, job: dict[str, Any]) -> None:
@@ -135,12 +142,8 @@ class JobDriver:
             self._finish(job)
 
     def _finish(self, job: dict[str, Any]) -> None:
-        with read_transaction(self.engine) as connection:
-            output, failed = queue.parts(connection, self.job_id)
-        state = final_state(sum(part.rows for part in failed))
-        folder = OutputFolder(job["output"])
-        folder.clean({part.path for part in output + failed})
-        folder.write_manifest(manifest({**job, "state": state.value}, output, failed))
+        state = final_state(queue.read_progress(self.engine, self.job_id).rows_failed)
+        output, failed = finalize(self.engine, job, state, True, self.note)
         rows, dead = sum(p.rows for p in output), sum(p.rows for p in failed)
         reason = f"every batch is done: {rows} rows scored"
         if dead:
@@ -151,7 +154,7 @@ class JobDriver:
     def _request_stop(self, state: JobState, reason: str) -> None:
         with write_transaction(self.engine) as connection:
             records.set_values(connection, self.job_id, stop_request=state.value)
-            records.add_event(connection, self.job_id, f"stopping: {reason}")
+        self._event(f"stopping: {reason}")
 
     def _stop(self, job: dict[str, Any]) -> None:
         """Ask workers to finish their batch; once they are gone (or the grace ran out), end the job."""
@@ -160,119 +163,129 @@ class JobDriver:
         now = time.time()
         if self.stopping_since is None:
             self.stopping_since = now
-            self._signal_workers(signal.SIGTERM)
-        if self._alive() and now - self.stopping_since > self.options.grace:
-            self._signal_workers(signal.SIGKILL)
-        if self._alive() or (self.enqueuer is not None and self.enqueuer.is_alive()):
+            self.pool.signal(signal.SIGTERM)
+        if self.pool.scoring() and now - self.stopping_since > self.options.grace:
+            self.note(f"workers still busy after {self.options.grace:g}s: killing them")
+            self.pool.signal(signal.SIGKILL)
+        if self.pool.scoring() or (self.enqueuer is not None and self.enqueuer.is_alive()):
             return
         queue.release_all(self.engine, self.job_id)
         state = stop_state(job["stop_request"])
-        progress = queue.read_progress(self.engine, self.job_id)
+        finalize(self.engine, job, state, False, self.note)  # a manifest of the parts kept, marked partial
         verb = "timed out" if state is JobState.timed_out else "stopped"
-        done = f"{progress.batches_done} of {progress.batches} batches done"
-        reason = f"{verb} with {done}; their parts are kept"
-        self._end(state, reason)
+        self._end(state, f"{verb} with {self._done_text(job)}; their parts are kept")
+
+    def _done_text(self, job: dict[str, Any]) -> str:
+        progress = queue.read_progress(self.engine, self.job_id)
+        return batches_done_text(progress.batches_done, progress.batches, job["total_batches"] is not None)
 
     def _fail(self, reason: str) -> None:
         if self.enqueuer is not None:
             self.enqueuer.should_stop.set()
-        self._signal_workers(signal.SIGTERM)
+        self.pool.signal(signal.SIGTERM)
         self._end(JobState.failed, reason, error=reason)
 
     def _end(self, state: JobState, reason: str, **values: Any) -> None:
         job = records.get(self.engine, self.job_id)
         hook = None if job["spec"]["handler"] in ("sklearn", "onnx") else records.HOOK_PENDING
-        with write_transaction(self.engine) as connection:
-            records.transition(connection, self.job_id, state, reason, hook_state=hook, **values)
-        log.info("job %s %s: %s", self.job_id, state.value, reason)
+        if self._transition(state, reason, expect=ACTIVE, hook_state=hook, **values):
+            log.info("job %s %s: %s", self.job_id, state.value, reason)
 
     def _after_end(self, job: dict[str, Any]) -> None:
-        """The job is over: run its on_job_complete hook once, then let go."""
+        """The job is over: once its workers are gone, a failed job's partial manifest; the hook once; let go."""
+        self._drain_after_end()
+        if job["state"] == JobState.failed and not self.partial_written and not self.pool.scoring():
+            self.partial_written = True
+            finalize(self.engine, job, JobState.failed, False, self.note)
         if job["hook_state"] != records.HOOK_PENDING:
-            self.finished = not self._alive()
+            self.finished = not self.pool.alive()
             return
-        if not any(worker.hook for worker in self.workers) and not self._alive():
-            self.workers.append(self._spawn(job, hook=True))
+        if not any(worker.hook for worker in self.pool.workers) and not self.pool.alive():
+            self.pool.spawn(job["project"], hook=True)
+
+    def _drain_after_end(self) -> None:
+        """Workers told to stop when the job failed get the same grace as on `jobs stop`, then SIGKILL."""
+        if not self.pool.scoring():
+            return
+        now = time.time()
+        self.ended_since = self.ended_since or now
+        if now - self.ended_since > self.options.grace:
+            self.note(f"workers still busy {self.options.grace:g}s after the job ended: killing them")
+            self.pool.signal(signal.SIGKILL)
 
     def _timed_out(self, job: dict[str, Any]) -> bool:
-        started, limit = job["started_at"], job["timeout"]
+        """Past the job's timeout, counted from the start of this run (a retry starts the clock again)."""
+        started, limit = job["run_started_at"] or job["started_at"], job["timeout"]
         return bool(limit and started and time.time() - started > limit)
+
+    def _transition(self, state: JobState, reason: str, expect: Any = None, **values: Any) -> bool:
+        with write_transaction(self.engine) as connection:
+            moved = records.transition(connection, self.job_id, state, reason, expect, **values)
+        if moved:
+            self.note(f"[{state.value}] {reason}")
+        return moved
+
+    def _event(self, message: str) -> None:
+        with write_transaction(self.engine) as connection:
+            records.add_event(connection, self.job_id, message)
+        self.note(message)
 
     # -- worker processes -------------------------------------------------------------------------------------
 
     def _keep_workers(self, job: dict[str, Any]) -> None:
-        missing = job["workers"] - len(self.workers)
-        for _ in range(max(0, missing)):
-            self.workers.append(self._spawn(job))
+        """Replace workers that hang, then start as many as the job wants."""
+        limit = float(job["spec"].get("batch_timeout") or _DEFAULT_BATCH_TIMEOUT)
+        for worker, reason in self.pool.unhealthy(queue.holdings(self.engine, self.job_id), limit, time.time()):
+            self.pool.kill(worker, reason)
+            self._event(f"{worker.name} is killed and replaced: {reason}")
+        for _ in range(max(0, job["workers"] - len(self.pool.scoring()))):
+            self.pool.spawn(job["project"])
 
-    def _spawn(self, job: dict[str, Any], hook: bool = False) -> WorkerProcess:
-        name = f"{'hook' if hook else 'worker'}-{uuid.uuid4().hex[:6]}"
-        command = [sys.executable, "-m", "shipyard.jobs.worker", "--job", self.job_id, "--name", name]
-        command += ["--hook"] if hook else ["--lease-ttl", str(self.options.lease_ttl)]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as out:
-            process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(), cwd=job["project"]
-            )
-        threading.Thread(target=self._watch, args=(process,), name=f"watch-{name}", daemon=True).start()
-        return WorkerProcess(name, process, hook)
-
-    def _watch(self, process: subprocess.Popen[bytes]) -> None:
-        process.wait()
-        self.wake.set()
-
-    def _reap(self, job: dict[str, Any]) -> None:
-        for worker in [w for w in self.workers if w.process.poll() is not None]:
-            self.workers.remove(worker)
+    def _reap(self, job: dict[str, Any]) -> bool:
+        """Handle every worker that exited; True when any did (the job may have changed)."""
+        exited = self.pool.reap()
+        for worker in exited:
             self._exited(job, worker, int(worker.process.returncode))
+        return bool(exited)
 
     def _exited(self, job: dict[str, Any], worker: WorkerProcess, code: int) -> None:
         if worker.hook:
-            if code != 0 and records.get(self.engine, self.job_id)["hook_state"] == records.HOOK_PENDING:
-                with write_transaction(self.engine) as connection:
-                    records.set_values(connection, self.job_id, hook_state="failed")
-                    records.add_event(
-                        connection, self.job_id, f"on_job_complete's process exited with {_exit_text(code)}"
-                    )
+            self._hook_exited(code)
             return
         if code == 0:
             return
-        queue.expire_owner(self.engine, self.job_id, worker.name)
-        if code == EXIT_LOAD_FAILED and not JobState(job["state"]).is_terminal:
-            error = records.get(self.engine, self.job_id)["error"] or "the handler could not be loaded"
-            self._fail(error)
+        how = f"was killed: {worker.kill_reason}" if worker.kill_reason else f"exited with {_exit_text(code)}"
+        blamed = queue.abandon(self.engine, self.job_id, worker.name, f"{worker.name} {how}")
+        if code == EXIT_LOAD_FAILED and worker.kill_reason is None:
+            self._fail(records.get(self.engine, self.job_id)["error"] or "the handler could not be loaded")
             return
         if job["stop_request"] or JobState(job["state"]).is_terminal:
             return
-        self.crashes += 1
-        with write_transaction(self.engine) as connection:
-            records.add_event(
-                connection,
-                self.job_id,
-                f"{worker.name} exited with {_exit_text(code)}; its batch goes back to the queue",
-            )
+        if not any(row is not None for row in blamed):  # finding the row that kills workers is progress
+            self.crashes += 1
+        self._event(f"{worker.name} {how}; {_requeued(blamed)}")
 
-    def _alive(self) -> bool:
-        return any(worker.process.poll() is None for worker in self.workers)
-
-    def _signal_workers(self, sig: int) -> None:
-        for worker in self.workers:
-            if worker.process.poll() is None and not worker.hook:
-                worker.process.send_signal(sig)
+    def _hook_exited(self, code: int) -> None:
+        if code != 0 and records.get(self.engine, self.job_id)["hook_state"] == records.HOOK_PENDING:
+            with write_transaction(self.engine) as connection:
+                records.set_values(connection, self.job_id, hook_state="failed")
+            self._event(f"on_job_complete's process exited with {_exit_text(code)}")
 
     def shutdown(self, timeout: float) -> None:
         """The runner is leaving: workers finish their batch (SIGTERM), then are killed after `timeout`."""
         if self.enqueuer is not None:
             self.enqueuer.should_stop.set()
             self.enqueuer.join(timeout)
-        self._signal_workers(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for worker in self.workers:
-            try:
-                worker.process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait()
+        self.pool.shutdown(timeout)
+
+
+def _requeued(blamed: list[int | None]) -> str:
+    if not blamed:
+        return "it held no batch"
+    rows = [row for row in blamed if row is not None]
+    if rows:
+        return f"row {rows[0]} of its batch is set aside as a dead letter; the batch goes back to the queue"
+    return "its batch goes back to the queue"
 
 
 def _exit_text(code: int) -> str:
@@ -285,7 +298,10 @@ def job_dir(home: Path, job_id: str) -> Path:
     return home / "jobs" / job_id
 
 
-def open_log(home: Path, job_id: str) -> IO[bytes]:
-    path = job_dir(home, job_id) / "job.log"
+def write_note(path: Path, message: str, level: str = "INFO") -> None:
+    """Append one line in the workers' log format: `2026-05-20 10:11:12,345 INFO runner: message`."""
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{int(now % 1 * 1000):03d}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "ab")
+    with open(path, "ab") as log_file:  # append mode: lines of runner and workers interleave whole
+        log_file.write(f"{stamp} {level} runner: {message}\n".encode())

@@ -1,4 +1,8 @@
-"""A thread that splits a job's inputs into batches in the store, picking up where the stored ones end."""
+"""A thread that splits a job's inputs into batches in the store, picking up where the stored ones end.
+
+It stays at most `ahead` batches ahead of the workers (batches stored and not done), so the store holds
+a window of the input, not a copy of all of it; done batches drop their rows (`queue.complete`).
+"""
 
 from __future__ import annotations
 
@@ -10,22 +14,34 @@ from sqlalchemy import Engine, func, select
 from shipyard.errors import ShipyardError
 from shipyard.jobs import codec, queue
 from shipyard.jobs.scoring import describe
-from shipyard.jobs.splitter import Source, split
+from shipyard.jobs.splitter import Source, Types, split
 from shipyard.store import read_transaction, write_transaction
 from shipyard.store.tables import job_batches
 
 log = logging.getLogger("shipyard.jobs.enqueuer")
+_ROOM_POLL = 0.05
 
 
 class Enqueuer(threading.Thread):
     """Runs once; afterwards `finished` is True, or `error` says why the inputs could not be read."""
 
-    def __init__(self, engine: Engine, job_id: str, sources: list[Source], batch_size: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        job_id: str,
+        sources: list[Source],
+        batch_size: int,
+        types: Types | None = None,
+        ahead: int = 64,
+    ) -> None:
         super().__init__(name=f"enqueue-{job_id}", daemon=True)
         self.engine = engine
         self.job_id = job_id
         self.sources = sources
         self.batch_size = batch_size
+        self.types = types or {}
+        """The columns' declared types (the API's schema)."""
+        self.ahead = ahead
         self.should_stop = threading.Event()
         self.finished = False
         self.error: str | None = None
@@ -42,9 +58,12 @@ class Enqueuer(threading.Thread):
     def _enqueue(self) -> None:
         with read_transaction(self.engine) as connection:
             seq, source_index, offset = queue.last_position(connection, self.job_id)
-        for chunk in split(self.sources, self.batch_size, (source_index, offset)):
+        room = 0
+        for chunk in split(self.sources, self.batch_size, (source_index, offset), self.types):
+            room = room if room > 0 else self._wait_for_room()
             if self.should_stop.is_set():
                 return
+            room -= 1
             payload = codec.encode(chunk.table)
             with write_transaction(self.engine) as connection:
                 queue.enqueue(
@@ -52,6 +71,16 @@ class Enqueuer(threading.Thread):
                 )
             seq += 1
         self.finished = True
+
+    def _wait_for_room(self) -> int:
+        """Until fewer than `ahead` batches wait for workers (or the job stops); how many may be added."""
+        while not self.should_stop.is_set():
+            with read_transaction(self.engine) as connection:
+                room = self.ahead - queue.unfinished(connection, self.job_id)[0]
+            if room > 0:
+                return room
+            self.should_stop.wait(_ROOM_POLL)
+        return 0
 
     def totals(self) -> tuple[int, int]:
         """(batches, rows) of the inputs, once finished (retry batches are not counted)."""

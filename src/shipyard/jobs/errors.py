@@ -15,6 +15,34 @@ class BadInput(ShipyardError):
         super().__init__(f"input {source!r}: {problem}; {remedy}")
 
 
+class MissingColumns(BadInput):
+    """An input lacks columns that the API's schema requires."""
+
+    def __init__(self, source: str, missing: list[str], found: list[str]) -> None:
+        self.missing, self.found = missing, found
+        super().__init__(
+            source,
+            f"lacks the column(s) {', '.join(missing)} that the API's schema requires (it has: {_names(found)})",
+            "add the columns, or mark them required: false in the schema",
+        )
+
+
+class MissingIdColumn(BadInput):
+    """--id-column names a column that an input does not have."""
+
+    def __init__(self, source: str, column: str, found: list[str]) -> None:
+        self.column, self.found = column, found
+        super().__init__(
+            source,
+            f"has no column {column!r} for --id-column (it has: {_names(found)})",
+            "pass one of its columns to --id-column, or leave the option out to keep every column",
+        )
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) or "none"
+
+
 class BadOutput(ShipyardError):
     status_code = 400
 
@@ -37,3 +65,15 @@ class JobConflict(ShipyardError):
 
 class BadJobOption(ShipyardError):
     status_code = 400
+
+
+class StoreFailed(ShipyardError):
+    """The store refused a write; the message is the database's first line, never a traceback."""
+
+    status_code = 500
+
+    def __init__(self, what: str, detail: str) -> None:
+        first = detail.strip().splitlines()[0] if detail.strip() else "no detail"
+        super().__init__(
+            f"the store could not record {what}: {first}; check SHIPYARD_DATABASE_URL and the database, then retry"
+        )

@@ -2,16 +2,19 @@
 
 A lease is a token and an expiry. Its worker renews it while it works; if the worker dies, the lease
 expires and the next `lease()` hands the batch to another worker, counting the lost attempt as a failure
-(so a batch that kills its worker cannot loop forever). Every change is one short transaction that
-checks the token, so a worker that lost its lease can never mark the batch done. On SQLite the write
-lock serializes leasing; on PostgreSQL `FOR UPDATE SKIP LOCKED` lets workers lease side by side.
+(so a batch that kills its worker cannot loop forever). The runner does the same at once for a worker
+it saw exit or killed (`abandon`). Row by row, a worker records the row it is about to run
+(`advance`), so a death there blames that row alone: it is dead-lettered, unrun, on the next attempt,
+and the others run. Every change is one short transaction that checks the token, so a worker that lost
+its lease can never mark the batch done. On SQLite the write lock serializes leasing; on PostgreSQL
+`FOR UPDATE SKIP LOCKED` lets workers lease side by side.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, case, func, insert, or_, select, update
@@ -39,6 +42,8 @@ class Lease:
     row_numbers: list[int] | None
     payload: bytes
     last_error: str | None
+    crashed_rows: dict[int, str] = field(default_factory=dict)
+    """Row by row: rows (index in the batch) during which a worker died, and how it died."""
 
     def row_number(self, index: int) -> int:
         """The row's number within its source file (0-based), for dead letters."""
@@ -66,6 +71,22 @@ class Outcome:
     part: Part | None = None
     failed_part: Part | None = None
     dead_payload: bytes | None = None
+    dead_errors: dict[str, int] | None = None
+    """Each distinct error of the batch's dead letters, with how many rows it failed."""
+    part_schema: bytes | None = None
+    """The Arrow schema of the part as written (serialized), so the job's end can give all parts one."""
+
+
+@dataclass(frozen=True)
+class Holding:
+    """A leased batch as the runner sees it: who holds it, since when, until when."""
+
+    seq: int
+    owner: str
+    leased_at: float | None
+    """None for a lease taken before Shipyard recorded when (its time limit is not checked)."""
+    expires_at: float
+    row_cursor: int | None
 
 
 @dataclass(frozen=True)
@@ -127,6 +148,7 @@ def lease(
     with write_transaction(engine) as connection:
         query = (
             select(_B.seq, _B.state, _B.failures, _B.leases, _B.lease_owner, _B.last_error)
+            .add_columns(_B.row_cursor, _B.crashed_rows)
             .where(_available(job_id, now))
             .order_by(_B.seq)
             .limit(1)
@@ -136,9 +158,10 @@ def lease(
         found = connection.execute(query).first()
         if found is None:
             return None
-        expired = found.state == BatchState.leased
-        failures = found.failures + (1 if expired else 0)
-        error = f"the lease of {found.lease_owner} expired: the worker died or hung" if expired else found.last_error
+        values: dict[str, Any] = {"failures": found.failures, "last_error": found.last_error}
+        if found.state == BatchState.leased:  # its worker stopped renewing: that attempt failed
+            error = f"the lease of {found.lease_owner} expired: the worker hung or died"
+            values.update(_abandoned(found, error))
         token = uuid.uuid4().hex
         claimed = connection.execute(
             update(job_batches)
@@ -148,18 +171,19 @@ def lease(
                 lease_token=token,
                 lease_owner=owner,
                 lease_expires_at=now + ttl,
+                leased_at=now,
                 leases=_B.leases + 1,
-                failures=failures,
-                last_error=error,
+                **values,
             )
         )
         if claimed.rowcount != 1:
             return None
         row = connection.execute(
-            select(_B.source_index, _B.source_offset, _B.row_numbers, _B.payload).where(
+            select(_B.source_index, _B.source_offset, _B.row_numbers, _B.payload, _B.crashed_rows).where(
                 _B.job_id == job_id, _B.seq == found.seq
             )
         ).one()
+    failures = int(values["failures"])
     return Lease(
         job_id,
         found.seq,
@@ -172,8 +196,19 @@ def lease(
         row.source_offset,
         row.row_numbers,
         bytes(row.payload),
-        error,
+        values["last_error"],
+        {int(index): error for index, error in (row.crashed_rows or {}).items()},
     )
+
+
+def _abandoned(row: Any, error: str) -> dict[str, Any]:
+    """The attempt in hand is lost (its worker died, hung or was killed): blame the row it was on, if it was
+    on one (row by row), else count a failure of the whole attempt."""
+    if row.row_cursor is not None:
+        crashed = dict(row.crashed_rows or {})
+        crashed[str(row.row_cursor)] = error
+        return {"failures": row.failures, "row_cursor": None, "crashed_rows": crashed, "last_error": error}
+    return {"failures": row.failures + 1, "row_cursor": None, "last_error": error}
 
 
 def _held(held: Lease) -> Any:
@@ -193,6 +228,17 @@ def renew(engine: Engine, held: Lease, ttl: float, now: float | None = None) -> 
         return result.rowcount == 1
 
 
+def advance(engine: Engine, held: Lease, row: int, ttl: float, now: float | None = None) -> bool:
+    """Row by row: the worker is about to run row `row` (its lease renewed, and the row's clock started);
+    False when the lease was lost."""
+    now = time.time() if now is None else now
+    with write_transaction(engine) as connection:
+        result = connection.execute(
+            update(job_batches).where(_held(held)).values(row_cursor=row, leased_at=now, lease_expires_at=now + ttl)
+        )
+        return result.rowcount == 1
+
+
 def complete(engine: Engine, held: Lease, outcome: Outcome, now: float | None = None) -> bool:
     """Mark the batch done with the parts it wrote; False (and nothing changes) if the lease was lost."""
     now = time.time() if now is None else now
@@ -203,6 +249,9 @@ def complete(engine: Engine, held: Lease, outcome: Outcome, now: float | None = 
         "ok_rows": outcome.ok_rows,
         "failed_rows": outcome.failed_rows,
         "dead_payload": outcome.dead_payload,
+        "part_schema": outcome.part_schema,
+        "dead_errors": outcome.dead_errors,
+        "row_cursor": None,
         "payload": b"",  # the rows now live in the parts; keep the store small
         "done_at": now,
     }
@@ -232,6 +281,7 @@ def fail(engine: Engine, held: Lease, error: str, now: float | None = None) -> b
                 state=BatchState.pending,
                 lease_token=None,
                 lease_expires_at=None,
+                row_cursor=None,
                 failures=failures,
                 last_error=error,
                 not_before=now + backoff(failures),
@@ -246,7 +296,7 @@ def release(engine: Engine, held: Lease) -> bool:
         result = connection.execute(
             update(job_batches)
             .where(_held(held))
-            .values(state=BatchState.pending, lease_token=None, lease_expires_at=None)
+            .values(state=BatchState.pending, lease_token=None, lease_expires_at=None, row_cursor=None)
         )
         return result.rowcount == 1
 
@@ -257,21 +307,45 @@ def release_all(engine: Engine, job_id: str) -> int:
         result = connection.execute(
             update(job_batches)
             .where(_B.job_id == job_id, _B.state == BatchState.leased)
-            .values(state=BatchState.pending, lease_token=None, lease_expires_at=None)
+            .values(state=BatchState.pending, lease_token=None, lease_expires_at=None, row_cursor=None)
         )
         return int(result.rowcount)
 
 
-def expire_owner(engine: Engine, job_id: str, owner: str, now: float | None = None) -> int:
-    """The owner is known to be dead (its process exited): let its leases expire now, not at their time."""
+def abandon(engine: Engine, job_id: str, owner: str, error: str, now: float | None = None) -> list[int | None]:
+    """The owner is gone (its process exited, or the runner killed it): its batches go back to the queue now,
+    each losing its attempt as `_abandoned` says. Returns, per batch, the row it blamed (None: no row)."""
     now = time.time() if now is None else now
     with write_transaction(engine) as connection:
-        result = connection.execute(
-            update(job_batches)
-            .where(_B.job_id == job_id, _B.lease_owner == owner, _B.state == BatchState.leased)
-            .values(lease_expires_at=now - 1)
-        )
-        return int(result.rowcount)
+        held = connection.execute(
+            select(_B.seq, _B.failures, _B.row_cursor, _B.crashed_rows).where(
+                _B.job_id == job_id, _B.lease_owner == owner, _B.state == BatchState.leased
+            )
+        ).all()
+        for row in held:
+            connection.execute(
+                update(job_batches)
+                .where(_B.job_id == job_id, _B.seq == row.seq, _B.state == BatchState.leased, _B.lease_owner == owner)
+                .values(
+                    state=BatchState.pending,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    not_before=now,
+                    **_abandoned(row, error),
+                )
+            )
+        return [row.row_cursor for row in held]
+
+
+def holdings(engine: Engine, job_id: str) -> list[Holding]:
+    """Every leased batch of the job, for the runner's health checks."""
+    with read_transaction(engine) as connection:
+        found = connection.execute(
+            select(_B.seq, _B.lease_owner, _B.leased_at, _B.lease_expires_at, _B.row_cursor).where(
+                _B.job_id == job_id, _B.state == BatchState.leased
+            )
+        ).all()
+    return [Holding(r.seq, r.lease_owner, r.leased_at, r.lease_expires_at or 0.0, r.row_cursor) for r in found]
 
 
 def progress(connection: Connection, job_id: str) -> Progress:
@@ -287,6 +361,16 @@ def progress(connection: Connection, job_id: str) -> Progress:
         ).where(_B.job_id == job_id)
     ).one()
     return Progress(*(int(value) for value in row))
+
+
+def unfinished(connection: Connection, job_id: str) -> tuple[int, int]:
+    """(batches, rows) stored and not done yet."""
+    row = connection.execute(
+        select(func.count(), func.coalesce(func.sum(_B.rows), 0)).where(
+            _B.job_id == job_id, _B.state != BatchState.done
+        )
+    ).one()
+    return int(row[0]), int(row[1])
 
 
 def read_progress(engine: Engine, job_id: str) -> Progress:
@@ -338,7 +422,14 @@ def requeue_dead(connection: Connection, job_id: str) -> tuple[int, int]:
         connection.execute(
             update(job_batches)
             .where(_B.job_id == job_id, _B.seq == parent.seq)
-            .values(failed_rows=0, failed_part=None, failed_digest=None, failed_bytes=None, dead_payload=None)
+            .values(
+                failed_rows=0,
+                failed_part=None,
+                failed_digest=None,
+                failed_bytes=None,
+                dead_payload=None,
+                dead_errors=None,
+            )
         )
         seq += 1
         rows += table.num_rows
@@ -356,3 +447,55 @@ def parts(connection: Connection, job_id: str) -> tuple[list[Part], list[Part]]:
     output = [Part(r.part, r.ok_rows, r.part_digest, r.part_bytes) for r in found if r.part]
     failed = [Part(r.failed_part, r.failed_rows, r.failed_digest, r.failed_bytes) for r in found if r.failed_part]
     return output, failed
+
+
+def stored_parts(connection: Connection, job_id: str) -> list[tuple[int, Part, bytes | None]]:
+    """(seq, output part, its recorded schema) of every done batch that wrote an output part."""
+    found = connection.execute(
+        select(_B.seq, _B.part, _B.ok_rows, _B.part_digest, _B.part_bytes, _B.part_schema)
+        .where(_B.job_id == job_id, _B.state == BatchState.done, _B.part.is_not(None))
+        .order_by(_B.seq)
+    ).all()
+    return [
+        (
+            r.seq,
+            Part(r.part, r.ok_rows, r.part_digest, r.part_bytes),
+            None if r.part_schema is None else bytes(r.part_schema),
+        )
+        for r in found
+    ]
+
+
+def retype_part(connection: Connection, job_id: str, seq: int, part: Part, schema: bytes) -> None:
+    """The batch's output part was rewritten to the job's schema under a new name."""
+    connection.execute(
+        update(job_batches)
+        .where(_B.job_id == job_id, _B.seq == seq)
+        .values(part=part.path, part_digest=part.digest, part_bytes=part.size, part_schema=schema)
+    )
+
+
+def error_counts(connection: Connection, job_id: str, top: int = 5) -> list[dict[str, Any]]:
+    """The job's most frequent distinct errors: of its dead letters (rows) and of its failed batch attempts."""
+    found = connection.execute(
+        select(_B.last_error, _B.dead_errors).where(
+            _B.job_id == job_id, or_(_B.last_error.is_not(None), _B.dead_errors.is_not(None))
+        )
+    ).all()
+    return top_errors([(row.last_error, row.dead_errors or {}) for row in found], top)
+
+
+def top_errors(batches: list[tuple[str | None, dict[str, int]]], top: int = 5) -> list[dict[str, Any]]:
+    """(last error of a batch's attempts, its dead letters' errors with row counts) per batch, as the `top`
+    largest counts: `{"error": ..., "count": 3, "of": "rows dead-lettered" | "batch attempts failed"}`."""
+    rows: dict[str, int] = {}
+    attempts: dict[str, int] = {}
+    for last_error, dead in batches:
+        if last_error:
+            attempts[last_error] = attempts.get(last_error, 0) + 1
+        for error, count in dead.items():
+            rows[error] = rows.get(error, 0) + int(count)
+    counted = [(count, "rows dead-lettered", error) for error, count in rows.items()]
+    counted += [(count, "batch attempts failed", error) for error, count in attempts.items()]
+    counted.sort(key=lambda item: (-item[0], item[1] != "rows dead-lettered", item[2]))
+    return [{"error": error, "count": count, "of": of} for count, of, error in counted[:top]]

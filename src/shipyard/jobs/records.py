@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy import delete as sql_delete
 
 from shipyard.jobs.errors import JobNotFound
 from shipyard.jobs.states import ACTIVE, JobState
 from shipyard.store import read_transaction, write_transaction
-from shipyard.store.tables import job_events, jobs
+from shipyard.store.tables import job_batches, job_events, jobs
 
 _J = jobs.c
 HOOK_PENDING = "pending"
@@ -89,6 +90,12 @@ def transition(
         return False
     add_event(connection, job_id, reason, state)
     return True
+
+
+def delete(connection: Connection, job_id: str) -> None:
+    """The job's rows, batches and events (one by one: SQLite cascades only with foreign keys on)."""
+    for table, column in ((job_batches, job_batches.c.job_id), (job_events, job_events.c.job_id), (jobs, _J.id)):
+        connection.execute(sql_delete(table).where(column == job_id))
 
 
 def set_values(connection: Connection, job_id: str, **values: Any) -> None:

@@ -79,16 +79,21 @@ class JobRunner:
     def tick(self) -> None:
         for job_id in records.claim(self.engine, self.identity, self.options.hold, self._only()):
             log.info("%s runs job %s", self.identity.name, job_id)
+            self._driver(job_id).note(f"{self.identity.name} (pid {self.identity.pid}) runs this job")
         held = records.heartbeat(self.engine, self.identity, self.options.hold)
         for job_id in held:
-            driver = self.drivers.get(job_id)
-            if driver is None:
-                driver = JobDriver(self.engine, job_id, self.home, self.options.driver, self.wake)
-                self.drivers[job_id] = driver
+            driver = self._driver(job_id)
             driver.step()
             if driver.finished:
                 records.disown(self.engine, self.identity, job_id)
                 del self.drivers[job_id]
+
+    def _driver(self, job_id: str) -> JobDriver:
+        driver = self.drivers.get(job_id)
+        if driver is None:
+            driver = JobDriver(self.engine, job_id, self.home, self.options.driver, self.wake)
+            self.drivers[job_id] = driver
+        return driver
 
     def _only(self) -> set[str] | None:
         return set(self.options.only) if self.options.only is not None else None

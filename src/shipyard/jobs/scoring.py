@@ -3,7 +3,8 @@
 In `batch` mode all rows go to one `predict_batch` call (or `predict` per row when the handler has no
 `predict_batch`); if that raises, the whole batch failed and is retried. A result that *is* an exception
 (built-in handlers answer a malformed row that way) fails only its row. In `rows` mode every row runs on
-its own and only the rows that raise are dead-lettered.
+its own and only the rows that raise are dead-lettered; rows during which a worker died before are not
+run again but dead-lettered with how it died (`RowByRow`).
 
 A built-in handler skips the records altogether when the batch's feature columns are plain numbers
 without nulls: they become one matrix, of the dtype the records' values would have given, and its
@@ -12,7 +13,7 @@ predictions one column. Same estimator call, same values, no Python object per r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
@@ -48,6 +49,27 @@ class Scored:
     """The results already as columns (the columnar path), instead of one result per row."""
 
 
+class RowNotRun(Exception):
+    """A row is dead-lettered without running: a worker died while it ran before."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _nothing(_index: int) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class RowByRow:
+    """Row mode's bookkeeping: rows not to run again (index -> why), and a call before each row runs
+    (the worker records the row it is on, so that a death there blames that row)."""
+
+    skip: Mapping[int, str] = field(default_factory=dict)
+    before: Callable[[int], None] = _nothing
+
+
 @runtime_checkable
 class MatrixHandler(Protocol):
     """A built-in handler that scores a feature matrix directly (see `SklearnHandler.predict_matrix`)."""
@@ -62,14 +84,16 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}"
 
 
-def score_table(handler: BoundHandler, table: pa.Table, mode: Mode, columnar: bool = False) -> Scored:
+def score_table(
+    handler: BoundHandler, table: pa.Table, mode: Mode, columnar: bool = False, rows: RowByRow | None = None
+) -> Scored:
     """`score` over a batch's table; with `columnar` (built-in handlers only), by matrix when it can."""
     instance = handler.instance
     if columnar and mode is Mode.batch and isinstance(instance, MatrixHandler):
         matrix = feature_matrix(table, instance.features)
         if matrix is not None:
             return _by_matrix(instance, matrix)
-    return score(handler, table.to_pylist(), mode)
+    return score(handler, table.to_pylist(), mode, rows)
 
 
 def feature_matrix(table: pa.Table, features: list[str] | None) -> np.ndarray | None:
@@ -104,9 +128,9 @@ def _by_matrix(handler: MatrixHandler, matrix: np.ndarray) -> Scored:
     return Scored(list(range(len(values))), columns={"prediction": values})
 
 
-def score(handler: BoundHandler, records: list[dict[str, Any]], mode: Mode) -> Scored:
+def score(handler: BoundHandler, records: list[dict[str, Any]], mode: Mode, rows: RowByRow | None = None) -> Scored:
     if mode is Mode.rows:
-        return _one_by_one(handler, records)
+        return _one_by_one(handler, records, rows or RowByRow())
     try:
         results = _call(handler, records)
     except Exception as exc:  # the user's code: anything it raises fails the batch, which is retried
@@ -123,9 +147,13 @@ def _call(handler: BoundHandler, records: list[dict[str, Any]]) -> list[Any]:
     return [handler.predict(record, None, None) for record in records]
 
 
-def _one_by_one(handler: BoundHandler, records: list[dict[str, Any]]) -> Scored:
+def _one_by_one(handler: BoundHandler, records: list[dict[str, Any]], rows: RowByRow) -> Scored:
     results: list[Any] = []
-    for record in records:
+    for index, record in enumerate(records):
+        if index in rows.skip:
+            results.append(RowNotRun(rows.skip[index]))
+            continue
+        rows.before(index)
         try:
             results.append(_call(handler, [record])[0])
         except Exception as exc:  # this row is bad; the others still run
@@ -140,7 +168,7 @@ def _collect(results: list[Any]) -> Scored:
     scored = Scored()
     for index, result in enumerate(results):
         if isinstance(result, BaseException):
-            scored.errors[index] = describe(result)
+            scored.errors[index] = result.error if isinstance(result, RowNotRun) else describe(result)
         else:
             scored.ok.append(index)
             scored.results.append(result)

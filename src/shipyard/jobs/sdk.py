@@ -61,6 +61,16 @@ def retry(job_id: str, start_runner: bool = True) -> JobInfo:
         return client.retry_job(job_id)
 
 
+def delete(job_id: str) -> None:
+    """Forget an ended job (its store rows and log); its output folder stays."""
+    client = local_daemon()
+    if client is None:
+        service.delete(job_id)
+        return
+    with client:
+        client.delete_job(job_id)
+
+
 def logs(job_id: str, follow: bool = False) -> Iterator[str]:
     """The job's log lines (its workers' output and the runner's notes); `follow` until the job ends."""
     client = local_daemon()

@@ -7,6 +7,7 @@ them too. `shipyard.jobs` (sdk.py) picks the transport: the daemon when one serv
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -20,22 +21,32 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from shipyard.errors import ConfigError
 from shipyard.jobs import queue, records
 from shipyard.jobs.driver import DriverOptions, job_dir
-from shipyard.jobs.errors import BadInput, BadJobOption, BadOutput, JobConflict
+from shipyard.jobs.errors import (
+    BadInput,
+    BadJobOption,
+    BadOutput,
+    JobConflict,
+    MissingColumns,
+    MissingIdColumn,
+    StoreFailed,
+)
 from shipyard.jobs.output import FORMATS, OutputFolder, OutputFormat
 from shipyard.jobs.runner import JobRunner, RunnerOptions
-from shipyard.jobs.splitter import check, expand
+from shipyard.jobs.splitter import Source, check, expand
 from shipyard.jobs.states import ACTIVE, JobState
-from shipyard.jobs.view import JobInfo, job_info
+from shipyard.jobs.view import JobInfo, job_info, run_seconds
 from shipyard.settings import Settings
 from shipyard.spec import BatchAPI, Project, load
 from shipyard.store import create_store_engine, migrate, read_transaction, write_transaction
 from shipyard.store.tables import jobs as jobs_table
 
 RUNNER_PID = "runner.pid"
+ITEMS_FILE = "items.jsonl"
 RETRYABLE = (JobState.completed_with_failures, JobState.stopped, JobState.timed_out, JobState.failed)
 
 
@@ -87,7 +98,9 @@ def check_handler(request: JobRequest) -> None:
 
 
 def enqueue(request: JobRequest, import_handler: bool) -> JobInfo:
-    """Validate the request against its project and inputs, and record the job as pending in the store."""
+    """Validate the request against its project and inputs, and record the job as pending in the store.
+
+    Nothing is left behind when this fails: no job, no copy of --items, no output folder it created."""
     from shipyard.serving.replica import resolve_model
 
     settings = Settings.from_env()
@@ -97,40 +110,73 @@ def enqueue(request: JobRequest, import_handler: bool) -> JobInfo:
         check_handler(request)
     model = resolve_model(project, api)
     job_id = f"{api.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
-    inputs = list(request.inputs) + _items_file(settings.home, job_id, request.items)
-    sources = expand(inputs)
+    folder = _output(request)
+    created = False
+    try:
+        inputs = list(request.inputs) + _items_file(settings.home, job_id, request.items)
+        sources = expand(inputs)
+        _check_inputs(sources, api, request)
+        created = folder.create()
+        _record(settings, _job_row(job_id, api, project, request, sources, folder.url, model))
+    except BaseException:
+        shutil.rmtree(job_dir(settings.home, job_id), ignore_errors=True)
+        if created:
+            folder.remove_if_empty()
+        raise
+    return get(job_id, settings)
+
+
+def _job_row(
+    job_id: str, api: BatchAPI, project: Project, request: JobRequest, sources: list[Source], output: str, model: Any
+) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "api": api.name,
+        "project": project.directory,
+        "spec": api.model_dump(mode="json", by_alias=True),
+        "inputs": [{"url": s.url, "format": s.format} for s in sources],
+        "output": output,
+        "format": request.format,
+        "id_column": request.id_column,
+        "batch_size": api.batch_size,
+        "workers": api.workers,
+        "max_retries": api.max_retries,
+        "timeout": api.timeout,
+        "model_path": model.path,
+        "model_digest": model.digest,
+    }
+
+
+def _record(settings: Settings, values: dict[str, Any]) -> None:
+    """Insert the job; a database error becomes one line (the database's own first line)."""
+    try:
+        with open_store(settings) as engine, write_transaction(engine) as connection:
+            _refuse_shared_output(connection, values["output"])
+            records.insert_job(connection, values)
+    except SQLAlchemyError as exc:
+        raise StoreFailed(f"job {values['id']!r}", str(getattr(exc, "orig", None) or exc)) from None
+
+
+def _check_inputs(sources: list[Source], api: BatchAPI, request: JobRequest) -> None:
     required = [n for n, f in (api.input_schema.fields.items() if api.input_schema else []) if f.required]
     try:
-        check(sources, required + ([request.id_column] if request.id_column else []))
-    except BadInput as exc:
-        if request.items is None or not exc.source.endswith("items.jsonl"):
+        check(sources, required, request.id_column)
+    except (MissingColumns, MissingIdColumn) as exc:
+        if request.items is None or not exc.source.endswith(ITEMS_FILE):
             raise
-        raise BadInput(
-            "--items", exc.message.split(": ", 1)[1].split("; ")[0], "add the fields to every record"
-        ) from None
-    folder = _output(request)
-    with open_store(settings) as engine, write_transaction(engine) as connection:
-        _refuse_shared_output(connection, folder.url)
-        records.insert_job(
-            connection,
-            {
-                "id": job_id,
-                "api": api.name,
-                "project": project.directory,
-                "spec": api.model_dump(mode="json", by_alias=True),
-                "inputs": [{"url": s.url, "format": s.format} for s in sources],
-                "output": folder.url,
-                "format": request.format,
-                "id_column": request.id_column,
-                "batch_size": api.batch_size,
-                "workers": api.workers,
-                "max_retries": api.max_retries,
-                "timeout": api.timeout,
-                "model_path": model.path,
-                "model_digest": model.digest,
-            },
+        raise _items_error(exc) from None
+
+
+def _items_error(exc: MissingColumns | MissingIdColumn) -> BadInput:
+    """The same problem in --items' terms: records and fields, not files and columns."""
+    fields = ", ".join(exc.found) or "none"
+    if isinstance(exc, MissingColumns):
+        problem = (
+            f"records lack the field(s) {', '.join(exc.missing)} that the API's schema requires (they have: {fields})"
         )
-    return get(job_id, settings)
+        return BadInput("--items", problem, "add the fields to every record")
+    problem = f"records have no field {exc.column!r} for --id-column (they have: {fields})"
+    return BadInput("--items", problem, "pass one of their fields to --id-column, or leave the option out")
 
 
 def absolute(request: JobRequest) -> JobRequest:
@@ -138,7 +184,7 @@ def absolute(request: JobRequest) -> JobRequest:
     same files whatever its working directory."""
 
     def local(text: str) -> str:
-        return text if "://" in text else str(Path(text).expanduser().absolute())
+        return text if "://" in text else os.path.normpath(Path(text).expanduser().absolute())
 
     return replace(
         request,
@@ -172,7 +218,7 @@ def _items_file(home: Path, job_id: str, items: list[dict[str, Any]] | None) -> 
         return []
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise BadInput("--items", "must be a JSON list of records (objects)", 'pass [{"a": 1}, {"a": 2}]')
-    path = job_dir(home, job_id) / "items.jsonl"
+    path = job_dir(home, job_id) / ITEMS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     option = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
     path.write_bytes(b"".join(orjson.dumps(item, option=option) for item in items))
@@ -206,8 +252,9 @@ def info(engine: Engine, job_id: str, with_events: bool = False) -> JobInfo:
     with read_transaction(engine) as connection:
         row = records.read(connection, job_id)
         progress = queue.progress(connection, job_id)
+        errors = queue.error_counts(connection, job_id)
     events = [event for _, event in records.events(engine, job_id)] if with_events else None
-    return job_info(row, progress, events)
+    return job_info(row, progress, events, errors)
 
 
 def get(job_id: str, settings: Settings | None = None, with_events: bool = True) -> JobInfo:
@@ -269,7 +316,10 @@ def stop(job_id: str, settings: Settings | None = None) -> JobInfo:
 
 
 def retry(job_id: str, start_runner: bool = True, settings: Settings | None = None) -> JobInfo:
-    """Re-run the job's dead-lettered rows (and, for a stopped or failed job, what it had not finished)."""
+    """Re-run the job's dead-lettered rows (and, for a stopped or failed job, what it had not finished).
+
+    The retry is a new run: its timeout counts from now, and the time since the job ended is not counted
+    in its duration and rate."""
     settings = settings or Settings.from_env()
     with open_store(settings) as engine:
         with write_transaction(engine) as connection:
@@ -277,16 +327,55 @@ def retry(job_id: str, start_runner: bool = True, settings: Settings | None = No
             if JobState(job["state"]) not in RETRYABLE:
                 states = ", ".join(state.value for state in RETRYABLE)
                 raise JobConflict(f"job {job_id!r} is {job['state']}; retry applies to jobs that are {states}")
+            unfinished = queue.unfinished(connection, job_id)
             batches, rows = queue.requeue_dead(connection, job_id)
-            state = JobState.running if job["total_batches"] is not None else JobState.pending
-            reason = f"retrying {rows} dead-lettered rows in {batches} batches"
+            now = time.time()
             records.transition(
-                connection, job_id, state, reason, stop_request=None, ended_at=None, error=None, hook_state=None
+                connection,
+                job_id,
+                JobState.running if job["total_batches"] is not None else JobState.pending,
+                retry_reason(rows, batches, unfinished, job["total_batches"] is None),
+                stop_request=None,
+                ended_at=None,
+                error=None,
+                hook_state=None,
+                run_started_at=now,
+                prior_seconds=run_seconds(
+                    job["started_at"], job["run_started_at"], job["ended_at"], job["prior_seconds"] or 0.0, now
+                )
+                or 0.0,
             )
         OutputFolder(job["output"]).remove_manifest()  # the folder is incomplete again until the job ends
     if start_runner:
         ensure_runner(settings)
     return get(job_id, settings)
+
+
+def retry_reason(dead_rows: int, dead_batches: int, unfinished: tuple[int, int], unsplit: bool) -> str:
+    """What a retry will run: `retrying 2 dead-lettered rows (2 new batches), 5 unfinished batches (50 rows)`."""
+    parts = [f"{dead_rows} dead-lettered rows ({dead_batches} new batches)"]
+    if unfinished[0]:
+        parts.append(f"{unfinished[0]} unfinished batches ({unfinished[1]} rows)")
+    if unsplit:
+        parts.append("the part of the input not split yet")
+    return "retrying " + ", ".join(parts)
+
+
+def delete(job_id: str, settings: Settings | None = None) -> None:
+    """Forget an ended job: its rows in the store (batches, dead letters' copies, events) and its log.
+    Its output folder is the user's and stays as it is."""
+    settings = settings or Settings.from_env()
+    with open_store(settings) as engine, write_transaction(engine) as connection:
+        job = records.read(connection, job_id)
+        if not JobState(job["state"]).is_terminal:
+            raise JobConflict(
+                f"job {job_id!r} is {job['state']}; only a job that ended can be deleted: "
+                f"`shipyard jobs stop {job_id}` first"
+            )
+        if job["hook_state"] == records.HOOK_PENDING:
+            raise JobConflict(f"job {job_id!r} ended but its on_job_complete hook has not run yet; try again shortly")
+        records.delete(connection, job_id)
+    shutil.rmtree(job_dir(settings.home, job_id), ignore_errors=True)
 
 
 # -- the runner's composition root --------------------------------------------------------------------------

@@ -37,14 +37,19 @@ class Mode(StrEnum):
 
     batch = "batch"  #: all rows in one predict_batch call (or predict per row, any exception fails all)
     rows = "rows"  #: retries are used up: each row on its own, so only the bad rows are dead-lettered
-    dead = "dead"  #: even row by row the worker died; every row is dead-lettered without running
+    dead = "dead"  #: row by row, the worker kept dying outside any one row: dead-letter every row unrun
+
+
+ROWS_MODE_FAILURES = 2
+"""Row by row, a worker that dies while it runs a row isolates that row (the store names the row it was
+on); these many deaths outside any row (decoding, writing the part) end the batch as dead letters."""
 
 
 def mode_for(failures: int, max_retries: int) -> Mode:
-    """A batch fails as a whole up to `max_retries` times; then its rows run one by one, once."""
+    """A batch fails as a whole up to `max_retries` times; then its rows run one by one until it is done."""
     if failures <= max_retries:
         return Mode.batch
-    if failures == max_retries + 1:
+    if failures <= max_retries + 1 + ROWS_MODE_FAILURES:
         return Mode.rows
     return Mode.dead
 

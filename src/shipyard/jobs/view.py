@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from shipyard.jobs.queue import Progress
-from shipyard.jobs.records import Event
+from shipyard.jobs.records import Event, has_live_runner
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,16 @@ class JobInfo:
     ended_at: float | None
     error: str | None
     events: list[Event] = field(default_factory=list)
+    run_started_at: float | None = None
+    """When the current run began: the first start, or the last `jobs retry`."""
+    prior_seconds: float = 0.0
+    """Seconds the job ran before its current run (runs that ended before a retry)."""
+    runner_active: bool = True
+    """Whether a live runner holds the job; an unfinished job that no runner holds makes no progress."""
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    """The most frequent distinct errors: `{"error", "count", "of": "rows dead-lettered" | "batch attempts failed"}`."""
+    batches_total: int | None = None
+    """How many batches the whole input makes; None until it is all split (`batches` counts those so far)."""
 
     @property
     def is_finished(self) -> bool:
@@ -41,13 +51,12 @@ class JobInfo:
 
     @property
     def duration(self) -> float | None:
-        if self.started_at is None:
-            return None
-        return (self.ended_at or time.time()) - self.started_at
+        """Seconds the job has run, over all its runs (the time between an end and a retry not counted)."""
+        return run_seconds(self.started_at, self.run_started_at, self.ended_at, self.prior_seconds, time.time())
 
     @property
     def rate(self) -> float | None:
-        """Rows per second since the job started."""
+        """Rows per second of running time."""
         duration = self.duration
         handled = self.rows_done + self.rows_failed
         return handled / duration if duration and handled else None
@@ -58,6 +67,11 @@ class JobInfo:
         if rate is None or self.rows_total is None or self.is_finished:
             return None
         return max(0.0, (self.rows_total - self.rows_done - self.rows_failed) / rate)
+
+    @property
+    def is_stalled(self) -> bool:
+        """Unfinished, and no runner holds it: nothing moves until one starts."""
+        return not self.is_finished and not self.runner_active
 
     @property
     def manifest(self) -> str:
@@ -77,7 +91,28 @@ class JobInfo:
         return cls(**values)
 
 
-def job_info(row: dict[str, Any], progress: Progress, events: list[Event] | None = None) -> JobInfo:
+def batches_done_text(done: int, stored: int, is_split: bool) -> str:
+    """`7 of 20 batches done`; while the input is still being split, the total is not known yet."""
+    if is_split:
+        return f"{done} of {stored} batches done"
+    return f"{done} of the {stored} batches split so far done (the rest of the input was not split yet)"
+
+
+def run_seconds(
+    started_at: float | None, run_started_at: float | None, ended_at: float | None, prior: float, now: float
+) -> float | None:
+    start = run_started_at or started_at
+    if start is None:
+        return prior or None
+    return prior + max(0.0, (ended_at or now) - start)
+
+
+def job_info(
+    row: dict[str, Any],
+    progress: Progress,
+    events: list[Event] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> JobInfo:
     return JobInfo(
         id=row["id"],
         api=row["api"],
@@ -97,4 +132,9 @@ def job_info(row: dict[str, Any], progress: Progress, events: list[Event] | None
         ended_at=row["ended_at"],
         error=row["error"],
         events=events or [],
+        run_started_at=row["run_started_at"],
+        prior_seconds=row["prior_seconds"] or 0.0,
+        runner_active=has_live_runner(row),
+        errors=errors or [],
+        batches_total=row["total_batches"],
     )

@@ -1,10 +1,14 @@
 """A worker process: lease a batch, run the handler, write its parts, mark it done; repeat until drained.
 
-    python -m shipyard.jobs.worker --job JOB --name NAME [--lease-ttl 30]
-    python -m shipyard.jobs.worker --job JOB --name NAME --hook      # run on_job_complete(job) once
+    python -m shipyard.jobs.worker --job JOB --name NAME --runner-pid PID [--heartbeat FILE] [--lease-ttl 30]
+    python -m shipyard.jobs.worker --job JOB --name NAME --runner-pid PID --hook   # on_job_complete(job) once
 
-SIGTERM or SIGINT (and the runner's death) mean: finish the batch in hand, then exit. Exit codes:
-0 drained or stopped, 2 the handler or model does not load (the job records why), 1 anything else.
+SIGTERM or SIGINT (and the runner's death) mean: finish the batch in hand, then exit. The runner's pid
+comes as an argument, so a worker whose runner died while it was still starting sees it at once (its
+parent is no longer that pid) and exits before it leases anything. A thread beats every third of the
+lease's time: it touches the heartbeat file (the runner replaces a worker whose beat stops), renews the
+lease in hand, and watches the runner. Exit codes: 0 drained, stopped or orphaned, 2 the handler or
+model does not load (the job records why), 1 anything else.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import resource
 import signal
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -26,10 +31,18 @@ from sqlalchemy import Engine
 
 from shipyard.errors import ShipyardError
 from shipyard.jobs import codec, queue, records
-from shipyard.jobs.output import OutputFolder, encode, encode_records, failed_name, part_name
+from shipyard.jobs.output import OutputFolder, encode, encode_records, failed_name, part_name, prepare
 from shipyard.jobs.queue import Lease, Outcome
-from shipyard.jobs.scoring import BatchFailed, Scored, dead_letters, describe, output_table, score_table
-from shipyard.jobs.states import EXIT_LOAD_FAILED, JobState, Mode
+from shipyard.jobs.scoring import (
+    BatchFailed,
+    RowByRow,
+    Scored,
+    dead_letters,
+    describe,
+    output_table,
+    score_table,
+)
+from shipyard.jobs.states import ACTIVE, EXIT_LOAD_FAILED, JobState, Mode
 from shipyard.serving.handler import BoundHandler, HandlerRef, construct, import_handler_class
 from shipyard.settings import Settings
 from shipyard.spec import BatchAPI
@@ -52,43 +65,72 @@ def load_handler(job: dict[str, Any]) -> BoundHandler:
     return construct(handler_class, ref, api.config, job["model_path"], **options)
 
 
-class LeaseKeeper:
-    """Renews one lease every ttl/3 from a thread while the main thread runs the handler."""
+class LeaseLost(Exception):
+    """Another worker holds the batch now (this one's lease expired): drop it, do not write it."""
 
-    def __init__(self, engine: Engine, held: Lease, ttl: float, on_orphaned: threading.Event) -> None:
-        self.engine, self.held, self.ttl = engine, held, ttl
-        self.lost = False
+
+class Pulse(threading.Thread):
+    """Every ttl/3, for the worker's whole life: touch the heartbeat file, renew the lease in hand, and
+    notice the runner's death (then the worker finishes its batch and exits; it exits at once while it
+    is still loading the handler, which may take long and holds nothing)."""
+
+    def __init__(self, engine: Engine, ttl: float, heartbeat: Path | None, runner_pid: int) -> None:
+        super().__init__(name="pulse", daemon=True)
+        self.engine, self.ttl, self.heartbeat, self.runner_pid = engine, ttl, heartbeat, runner_pid
+        self.held: Lease | None = None
+        self.lost: set[str] = set()
+        """Tokens of leases that could not be renewed."""
+        self.loading = True
+        self.orphaned = threading.Event()
         self._done = threading.Event()
-        self._orphaned = on_orphaned
-        self._parent = os.getppid()
-        self._thread = threading.Thread(target=self._loop, name=f"lease-{held.seq}", daemon=True)
 
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
+    def run(self) -> None:
+        self.beat()
         while not self._done.wait(self.ttl / 3):
-            if os.getppid() != self._parent:
-                self._orphaned.set()  # the runner died: finish this batch, then exit
-            if not queue.renew(self.engine, self.held, self.ttl):
-                self.lost = True
-                return
+            self.beat()
+            if runner_gone(self.runner_pid):
+                self.orphaned.set()
+                if self.loading:
+                    log.info("the runner (pid %d) is gone; exiting before any batch", self.runner_pid)
+                    os._exit(0)
+            self._renew()
+
+    def _renew(self) -> None:
+        held = self.held
+        if held is None or held.token in self.lost:
+            return
+        try:
+            if not queue.renew(self.engine, held, self.ttl):
+                self.lost.add(held.token)
+        except Exception:  # the store is unreachable for now: the next beat tries again (the pulse must live on)
+            log.warning("renewing the lease of batch %d failed", held.seq, exc_info=True)
+
+    def beat(self) -> None:
+        if self.heartbeat is None:
+            return
+        try:
+            self.heartbeat.touch()
+        except OSError:
+            log.warning("cannot touch the heartbeat file %s", self.heartbeat, exc_info=True)
+
+    def stop(self) -> None:
+        self._done.set()
+
+
+def runner_gone(runner_pid: int) -> bool:
+    """Whether the process that started this worker is gone: the worker's parent is no longer it."""
+    return os.getppid() != runner_pid
 
 
 class Worker:
-    def __init__(self, engine: Engine, job_id: str, name: str, lease_ttl: float = 30.0, poll: float = 0.1) -> None:
+    def __init__(self, engine: Engine, job_id: str, name: str, pulse: Pulse, poll: float = 0.1) -> None:
         self.engine = engine
         self.job_id = job_id
         self.name = name
-        self.lease_ttl = lease_ttl
+        self.pulse = pulse
+        self.lease_ttl = pulse.ttl
         self.poll = poll
         self.should_exit = threading.Event()
-        self._parent = os.getppid()
 
     def run(self) -> int:
         job = records.get(self.engine, self.job_id)
@@ -97,6 +139,7 @@ class Worker:
         except ShipyardError as exc:
             self._record_load_failure(exc.message)
             return EXIT_LOAD_FAILED
+        self.pulse.loading = False
         # imports and model live as long as the process: keep their objects out of every collection,
         # which otherwise walk them again and again while batches allocate (half the records path's time)
         gc.freeze()
@@ -106,7 +149,7 @@ class Worker:
         self.sources = [source["url"] for source in job["inputs"]]
         self.is_builtin = handler_ref(job)[0].is_builtin_handler
         log.info("%s ready for job %s", self.name, self.job_id)
-        while not self.should_exit.is_set() and self._job_wants_work():
+        while self._job_wants_work():
             held = queue.lease(self.engine, self.job_id, self.name, self.lease_ttl, job["max_retries"])
             if held is not None:
                 self._run_batch(held)
@@ -120,12 +163,14 @@ class Worker:
     def _record_load_failure(self, message: str) -> None:
         log.error("%s", message)
         with write_transaction(self.engine) as connection:
+            if JobState(records.read(connection, self.job_id)["state"]) not in ACTIVE:
+                return  # the job already ended (another worker's failure ended it): nothing to add
             records.set_values(connection, self.job_id, error=message)
             records.add_event(connection, self.job_id, f"{self.name} could not load the handler: {message}")
 
     def _job_wants_work(self) -> bool:
-        """False once the runner is gone or the job is stopping or over."""
-        if os.getppid() != self._parent:
+        """False once told to stop, the runner is gone, or the job is stopping or over."""
+        if self.should_exit.is_set() or self.pulse.orphaned.is_set() or runner_gone(self.pulse.runner_pid):
             return False
         job = records.get(self.engine, self.job_id)
         return not (job["stop_request"] or JobState(job["state"]).is_terminal)
@@ -136,27 +181,51 @@ class Worker:
         return job["state"] == JobState.running and not queue.read_progress(self.engine, self.job_id).has_work
 
     def _run_batch(self, held: Lease) -> None:
-        with LeaseKeeper(self.engine, held, self.lease_ttl, self.should_exit) as keeper:
-            table = codec.decode(held.payload)
-            try:
-                scored = self._score(held, table)
-                outcome = self._write(held, table, scored)
-            except BatchFailed as exc:
-                log.warning("batch %d failed (attempt %d): %s", held.seq, held.attempt, exc.error)
-                queue.fail(self.engine, held, exc.error)
-                return
-        if keeper.lost or not queue.complete(self.engine, held, outcome):
+        self.pulse.held = held
+        try:
+            outcome = self._outcome(held)
+        finally:
+            self.pulse.held = None
+        if outcome is None:
+            return
+        if held.token in self.pulse.lost or not queue.complete(self.engine, held, outcome):
             log.warning("batch %d: lease lost while running; another worker redoes it", held.seq)
             return
         log.info("batch %d done: %d rows, %d dead-lettered", held.seq, outcome.ok_rows, outcome.failed_rows)
 
+    def _outcome(self, held: Lease) -> Outcome | None:
+        """Score and write the batch; None when it failed (back to the queue) or its lease was lost."""
+        table = codec.decode(held.payload)
+        try:
+            return self._write(held, table, self._score(held, table))
+        except BatchFailed as exc:
+            log.warning("batch %d failed (attempt %d): %s", held.seq, held.attempt, exc.error)
+            queue.fail(self.engine, held, exc.error)
+        except LeaseLost:
+            log.warning("batch %d: lease lost while running row by row; another worker redoes it", held.seq)
+        return None
+
     def _score(self, held: Lease, table: pa.Table) -> Scored:
         if held.mode is Mode.dead:
-            error = f"not run: the worker died on this batch every time ({held.last_error})"
+            error = (
+                f"not run: workers died on this batch {held.failures} times, outside any one row ({held.last_error})"
+            )
             return Scored(errors=dict.fromkeys(range(table.num_rows), error))
+        rows = None
         if held.mode is Mode.rows:
             log.info("batch %d failed %d times; running its rows one by one", held.seq, held.failures)
-        return score_table(self.handler, table, held.mode, columnar=self.is_builtin)
+            rows = RowByRow(self._not_run_again(held), lambda index: self._advance(held, index))
+        return score_table(self.handler, table, held.mode, columnar=self.is_builtin, rows=rows)
+
+    @staticmethod
+    def _not_run_again(held: Lease) -> dict[int, str]:
+        return {
+            index: f"not run again: the worker died on this row ({why})" for index, why in held.crashed_rows.items()
+        }
+
+    def _advance(self, held: Lease, index: int) -> None:
+        if not queue.advance(self.engine, held, index, self.lease_ttl):
+            raise LeaseLost()
 
     def _write(self, held: Lease, table: pa.Table, scored: Scored) -> Outcome:
         try:
@@ -165,18 +234,27 @@ class Worker:
             raise BatchFailed(f"writing the batch's output failed: {describe(exc)}") from exc
 
     def _write_parts(self, held: Lease, table: pa.Table, scored: Scored) -> Outcome:
-        part = failed_part = dead_payload = None
+        part = failed_part = dead_payload = part_schema = dead_errors = None
         if scored.ok:
-            rows = output_table(table, scored, self.job["id_column"])
-            part = self.folder.write(
-                part_name(held.seq, held.attempt, self.job["format"]), encode(rows, self.job["format"]), rows.num_rows
-            )
+            fmt = self.job["format"]
+            rows = prepare(output_table(table, scored, self.job["id_column"]), fmt)
+            part = self.folder.write(part_name(held.seq, held.attempt, fmt), encode(rows, fmt), rows.num_rows)
+            part_schema = rows.schema.serialize().to_pybytes()
         if scored.errors:
             numbers = [held.row_number(i) for i in range(table.num_rows)]
             letters, dead = dead_letters(table, scored, numbers, self.sources[held.source_index])
             failed_part = self.folder.write(failed_name(held.seq, held.attempt), encode_records(letters), len(letters))
             dead_payload = codec.encode(dead)
-        return Outcome(len(scored.ok), len(scored.errors), part, failed_part, dead_payload)
+            dead_errors = dict(Counter(scored.errors.values()))
+        return Outcome(
+            len(scored.ok),
+            len(scored.errors),
+            part,
+            failed_part,
+            dead_payload=dead_payload,
+            dead_errors=dead_errors,
+            part_schema=part_schema,
+        )
 
 
 def peak_memory_mb() -> int:
@@ -217,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shipyard.jobs.worker")
     parser.add_argument("--job", required=True)
     parser.add_argument("--name", required=True)
+    parser.add_argument("--runner-pid", type=int, required=True, help="The runner that started this worker.")
+    parser.add_argument("--heartbeat", type=Path, help="A file to touch every third of the lease's time.")
     parser.add_argument("--lease-ttl", type=float, default=30.0)
     parser.add_argument("--hook", action="store_true")
     args = parser.parse_args(argv)
@@ -224,13 +304,21 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format=f"%(asctime)s %(levelname)s {args.name}: %(message)s", stream=sys.stderr
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    if runner_gone(args.runner_pid):  # it died while this process started: nobody would watch it
+        log.info("the runner (pid %d) is gone; exiting before any batch", args.runner_pid)
+        return 0
     engine = create_store_engine(Settings.from_env().database_url)
     try:
         if args.hook:
             return run_hook(engine, args.job)
-        worker = Worker(engine, args.job, args.name, args.lease_ttl)
+        pulse = Pulse(engine, args.lease_ttl, args.heartbeat, args.runner_pid)
+        worker = Worker(engine, args.job, args.name, pulse)
         _drain_on_signal(worker.should_exit)
-        return worker.run()
+        pulse.start()
+        try:
+            return worker.run()
+        finally:
+            pulse.stop()
     finally:
         engine.dispose()
         gc.freeze()  # the interpreter's final collections walk every module's objects: ~0.8 s with sklearn

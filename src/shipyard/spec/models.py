@@ -247,6 +247,9 @@ class BatchAPI(_APIBase):
     max_retries: int = Field(2, ge=0, le=100)
     timeout: Duration | None = Field(None, gt=0)
     """Longest a whole job may run; none by default."""
+    batch_timeout: Duration = Field(3600.0, gt=0)
+    """Longest one attempt at a batch may run (row by row: one row); then its worker is killed and replaced,
+    and the attempt counts as failed."""
 
 
 class SplitTarget(_Strict):

@@ -194,7 +194,7 @@ shadow_stats = Table(
 jobs = Table(
     "jobs",
     metadata,
-    Column("id", String(40), primary_key=True),
+    Column("id", String(128), primary_key=True),
     Column("api", String(64), nullable=False, index=True),
     Column("project", Text, nullable=False),
     Column("spec", JSON, nullable=False),
@@ -223,13 +223,15 @@ jobs = Table(
     Column("runner_expires_at", Float, nullable=True),
     Column("hook_state", String(16), nullable=True),
     Column("error", Text, nullable=True),
+    Column("run_started_at", Float, nullable=True),
+    Column("prior_seconds", Float, nullable=False, default=0.0, server_default="0"),
 )
 """One row per batch job: what to run over which inputs, its state, and which runner drives it."""
 
 job_batches = Table(
     "job_batches",
     metadata,
-    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("job_id", String(128), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
     Column("seq", Integer, primary_key=True),
     Column("state", String(16), nullable=False),
     Column("source_index", Integer, nullable=False),
@@ -255,6 +257,11 @@ job_batches = Table(
     Column("failed_bytes", BigInteger, nullable=True),
     Column("dead_payload", LargeBinary, nullable=True),
     Column("done_at", Float, nullable=True),
+    Column("leased_at", Float, nullable=True),
+    Column("row_cursor", Integer, nullable=True),
+    Column("crashed_rows", JSON, nullable=True),
+    Column("part_schema", LargeBinary, nullable=True),
+    Column("dead_errors", JSON, nullable=True),
     Index("ix_job_batches_job_id_state_seq", "job_id", "state", "seq"),
 )
 """The durable queue: each batch's rows (Arrow IPC), its lease, its attempts and the parts it produced."""
@@ -263,7 +270,7 @@ job_events = Table(
     "job_events",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("job_id", String(128), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("at", Float, nullable=False),
     Column("state", String(32), nullable=True),
     Column("message", Text, nullable=False),

@@ -1,4 +1,4 @@
-"""The control API's batch-job routes: submit, list, get, stop, retry, logs.
+"""The control API's batch-job routes: submit, list, get, stop, retry, logs, delete.
 
 They change jobs in the store only; the daemon's job runner (a thread, see `jobs_host.py`) notices on
 its next tick. The daemon never imports a handler: the caller checked it in its own process.
@@ -30,6 +30,7 @@ def job_routes(engine: Engine, settings: Settings) -> list[Route]:
         Route("/v1/jobs", api.submit, methods=["POST"]),
         Route("/v1/jobs", api.list_jobs, methods=["GET"]),
         Route("/v1/jobs/{id}", api.get_job, methods=["GET"]),
+        Route("/v1/jobs/{id}", api.delete, methods=["DELETE"]),
         Route("/v1/jobs/{id}/stop", api.stop, methods=["POST"]),
         Route("/v1/jobs/{id}/retry", api.retry, methods=["POST"]),
         Route("/v1/jobs/{id}/logs", api.logs, methods=["GET"]),
@@ -85,6 +86,11 @@ class _JobHandlers:
     async def retry(self, request: Request) -> JSONResponse:
         job = await run_in_threadpool(service.retry, request.path_params["id"], False, self.settings)
         return JSONResponse(job.to_dict())
+
+    async def delete(self, request: Request) -> JSONResponse:
+        job_id = request.path_params["id"]
+        await run_in_threadpool(service.delete, job_id, self.settings)
+        return JSONResponse({"deleted": job_id})
 
     async def logs(self, request: Request) -> JSONResponse:
         job_id = request.path_params["id"]
