@@ -1,8 +1,11 @@
 """The gateway's HTTP/1.1 client to one replica: a pool of keep-alive connections on asyncio protocols.
 
 Written on httptools rather than a client library because it is on every request's path twice over
-(send and parse); an exchange costs one write and one parse. A failure says whether any byte of the
-response arrived, which decides whether the request may be retried elsewhere.
+(send and parse); an exchange costs one write and one parse. A failure says whether the request provably
+never reached the replica's process, which alone allows retrying it elsewhere: the connection was refused,
+or the replica's kernel reset it (our bytes arrived at a socket its process had closed, or it ended with
+them unread). A connection closed cleanly with no answer means the replica read the request and then
+died or hung up on it: sending it to another replica could kill that one too.
 """
 
 from __future__ import annotations
@@ -23,15 +26,21 @@ Headers = Sequence[tuple[bytes, bytes]]
 
 
 class UpstreamError(Exception):
-    def __init__(self, reason: str, *, received_nothing: bool) -> None:
+    def __init__(self, reason: str, *, never_reached: bool = False, refused: bool = False) -> None:
         super().__init__(reason)
-        self.received_nothing = received_nothing
-        """No byte of a response arrived: the replica did not answer, so another may be tried."""
+        self.never_reached = never_reached
+        """The replica's process never read the request: another replica may be tried."""
+        self.refused = refused
+        """Nothing listens at the replica's port: it is gone, or going."""
 
 
 class UpstreamTimeout(UpstreamError):
     def __init__(self, seconds: float) -> None:
-        super().__init__(f"no answer within {seconds:g}s", received_nothing=False)
+        super().__init__(f"no answer within {seconds:g}s")
+
+
+_UNREAD = (ConnectionResetError, BrokenPipeError)
+"""How the kernel reports a request that the replica's process never read."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,7 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamError(f"malformed response: {exc}", received_nothing=False))
+            self._fail(UpstreamError(f"malformed response: {exc}"))
             self.close()
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -86,8 +95,11 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.is_closed = True
-        reason = f"connection closed ({exc})" if exc else "connection closed"
-        self._fail(UpstreamError(reason, received_nothing=not self._received))
+        if exc is None:
+            reason = "it closed the connection without an answer"
+        else:
+            reason = f"connection lost: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
+        self._fail(UpstreamError(reason, never_reached=not self._received and isinstance(exc, _UNREAD)))
 
     def _fail(self, error: UpstreamError) -> None:
         waiter, self._waiter = self._waiter, None
@@ -97,7 +109,8 @@ class _Connection(asyncio.Protocol):
     @property
     def is_reusable(self) -> bool:
         fresh = time.monotonic() - self.idle_since < IDLE_LIMIT
-        return self._keep_alive and not self.is_closed and fresh
+        closing = self.transport is None or self.transport.is_closing()
+        return self._keep_alive and not self.is_closed and not closing and fresh
 
     def close(self) -> None:
         self.is_closed = True
@@ -140,7 +153,7 @@ class Upstream:
         try:
             transport, protocol = await loop.create_connection(_Connection, self.host, self.port)
         except OSError as exc:
-            raise UpstreamError(f"cannot connect: {exc.strerror or exc}", received_nothing=True) from None
+            raise UpstreamError(f"cannot connect: {exc.strerror or exc}", never_reached=True, refused=True) from None
         protocol.transport = transport  # uvloop may call connection_made only on the next loop iteration
         return protocol
 
