@@ -55,16 +55,28 @@ def test_two_apis_and_a_splitter_with_a_shadow(daemon: Daemon) -> None:
 
     def compared() -> bool:
         shadows = daemon.client.get("front")["shadows"]
-        return bool(shadows) and shadows[0]["compared"] + shadows[0]["failed"] >= 60
+        return bool(shadows) and shadows[0]["compared"] + shadows[0]["failed"] + shadows[0]["skipped"] >= 60
 
     daemon.wait_for(compared, what="shadow comparisons recorded")
-    shadow = daemon.client.get("front")["shadows"][0]
+    found = daemon.client.get("front")
+    shadow = found["shadows"][0]
     assert shadow["shadow"] == "shadowed"
-    assert shadow["compared"] > 0
+    assert shadow["compared"] > 0 and shadow["failed"] == 0
     assert shadow["agreement"] == 0.0  # Slow answers {"slept": ...}, never the echo
     assert shadow["shadow_mean_ms"] > shadow["primary_mean_ms"]
+    assert shadow["shadow_p50_ms"] >= 20 > shadow["primary_p50_ms"]  # Slow sleeps 20 ms; both timed alike
+    assert found["status"] == "live"
+    targets = {t["name"]: (t["weight"], t["shadow"], t["status"], t["ready"]) for t in found["targets"]}
+    assert targets == {
+        "stable": (70, False, "live", 1),
+        "candidate": (30, False, "live", 1),
+        "shadowed": (100, True, "live", 1),
+    }
     shown = shipyard("get", "front")
-    assert "SHADOW" in shown.stdout and "shadowed" in shown.stdout
+    assert "SHADOW" in shown.stdout and "shadowed" in shown.stdout and "SKIPPED" in shown.stdout
+    assert "candidate  30%" in shown.stdout
+    logs = shipyard("logs", "front")
+    assert logs.returncode == 2 and "is a TrafficSplitter" in logs.stderr and "stable, candidate" in logs.stderr
 
     again = daemon.deploy(project, "--no-wait")
     assert again.returncode == 0
@@ -184,8 +196,8 @@ def test_full_queue_answers_503_at_once(daemon: Daemon) -> None:
     with concurrent.futures.ThreadPoolExecutor(5) as pool:
         results = list(pool.map(call, range(5)))
     refused = [r for r in results if r[0] == 503]
-    # capacity: max_concurrency x PIPELINE (2) sent to the replica, plus max_queue_length in the gateway
-    assert sorted(code for code, _, _ in results) == [200, 200, 200, 503, 503]
+    # capacity: max_concurrency (1) in flight at the replica, plus max_queue_length (1) waiting in the gateway
+    assert sorted(code for code, _, _ in results) == [200, 200, 503, 503, 503]
     assert all(seconds < 1.0 and retry == "1" for _, seconds, retry in refused)
 
 

@@ -1,8 +1,10 @@
 """The supervisor: runs replica processes, checks their health, and carries out the controller's actions.
 
 Each replica is `shipyard serve PROJECT --api NAME --host 127.0.0.1 --port PORT` in its own session (so a
-Ctrl-C or the daemon's death does not reach it), logging to its own file. `observe()` reaps exits and
-polls `/readyz`; `apply(actions)` is the only code that starts or signals processes.
+Ctrl-C or the daemon's death does not reach it), logging to its own file. `observe()` reaps exits, polls
+`/readyz` and rotates logs; `apply(actions)` and `signal_drained()` are the only code that starts or
+signals processes. A drained replica gets SIGTERM only once the gateway has no request in flight to it
+(or after its grace period), so that it never stops with a request the gateway sent still unanswered.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,10 +45,20 @@ from shipyard.runtime.local.types import (
 log = logging.getLogger("shipyard.supervisor")
 
 _LOG_LINE = re.compile(r"^\S+ \S+ (ERROR|CRITICAL) (?P<message>.+)$")
+_CLI_ERROR = re.compile(r"^error: (?P<message>.+)$")
+_REQUEST_ERROR = re.compile(r"^(shipyard\.(engine|batcher): |shipyard\.http: request )")
+"""Errors of one request (the engine's, the batcher's, the transport's per request): never why a process ended."""
 _TAIL_BYTES = 16_384
 _PORT_TAKEN = "address already in use"
 _PROBE_THREADS = 8
 _JOB_WORKER = b"shipyard.jobs.worker"
+
+
+UNKNOWN_EXIT = -1024
+"""The exit code of a process that ended but whose status we could not collect (it was not our child)."""
+LOG_ROTATE_BYTES = 10 * 1024**2
+"""A replica's log is rotated when it grows past this; the last `LOG_KEEP` rotations are kept."""
+LOG_KEEP = 3
 
 
 class Process(Protocol):
@@ -62,7 +75,10 @@ class Process(Protocol):
 
 
 class Adopted:
-    """A replica process launched by an earlier daemon: not our child, so it is watched through /proc."""
+    """A replica process launched by an earlier daemon: not our child, so it is watched through /proc.
+
+    Its exit status goes to whoever reaps it (init), so it is unknown here: `poll` says only that it ended.
+    """
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -70,7 +86,7 @@ class Adopted:
 
     def poll(self) -> int | None:
         if self.returncode is None and not is_running(self.pid):
-            self.returncode = -1  # its exit code went to whoever reaped it
+            self.returncode = UNKNOWN_EXIT
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
@@ -78,7 +94,7 @@ class Adopted:
             try:
                 os.kill(self.pid, sig)
             except ProcessLookupError:
-                self.returncode = -1
+                self.returncode = UNKNOWN_EXIT
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -114,6 +130,10 @@ class Replica:
     """We signalled it: its exit is a stop, not a crash."""
     is_answering: bool = False
     """Its last /readyz check answered 200; a ready replica that stops answering gets no traffic."""
+    is_signalled: bool = False
+    """A draining replica was sent SIGTERM (it waits for the gateway's requests to it first)."""
+    log_offset: int = 0
+    """Size of its log when its current process started: errors before it belong to earlier runs."""
 
     @property
     def url(self) -> str:
@@ -133,16 +153,39 @@ class Supervisor:
         self._logs = logs
         self._clock = clock
         self._client = httpx.Client(timeout=probe_timeout)
+        self._probe_timeout = probe_timeout
         self._probes = ThreadPoolExecutor(_PROBE_THREADS, thread_name_prefix="probe")
         self.replicas: dict[str, Replica] = {}
 
-    def observe(self) -> Observed:
-        """Reap exits and check readiness (all replicas at once), then report every replica as of now."""
+    def observe(self, probe_timeouts: Mapping[str, float] | None = None) -> Observed:
+        """Reap exits and check readiness (all replicas at once), then report every replica as of now.
+
+        `probe_timeouts` gives each API's health-check timeout (default: the supervisor's).
+        """
         now = self._clock()
+        timeouts = probe_timeouts or {}
         current = list(self.replicas.values())
-        for replica, status in zip(current, self._probes.map(lambda r: self._check(r, now), current), strict=True):
+
+        def check(replica: Replica) -> ReplicaStatus:
+            return self._check(replica, now, timeouts.get(replica.status.api, self._probe_timeout))
+
+        for replica, status in zip(current, self._probes.map(check, current), strict=True):
             replica.status = status
+            rotate_log(replica)
         return Observed(now, tuple(replica.status for replica in self.replicas.values()))
+
+    def signal_drained(self, busy: Mapping[str, int]) -> None:
+        """SIGTERM each draining replica that the gateway has no request in flight to (`busy`: replica → count),
+        or that has waited its grace period for them."""
+        now = self._clock()
+        for replica in self.replicas.values():
+            status = replica.status
+            if status.state is not ReplicaState.draining or replica.is_signalled:
+                continue
+            waited = now - (status.draining_since if status.draining_since is not None else now)
+            if busy.get(status.id, 0) == 0 or waited >= status.grace_period:
+                replica.is_signalled = True
+                self._signal(replica, signal.SIGTERM)
 
     def adopt(self, records: Iterable[ReplicaRecord]) -> None:
         """Take over the replicas an earlier daemon ran: live processes are kept, dead ones count as exits."""
@@ -158,6 +201,7 @@ class Supervisor:
                 status = replace(status, state=ReplicaState.stopped, exited_at=now)
             replica = Replica(status, record.port, Path(record.log), process)
             replica.is_stopping = status.state is ReplicaState.draining
+            replica.log_offset = _size(replica.log)  # what its process logs from now on
             self.replicas[status.id] = replica
 
     def records(self) -> list[ReplicaRecord]:
@@ -200,6 +244,9 @@ class Supervisor:
         now = self._clock()
         for replica in self.replicas.values():
             self._drain(replica, now)
+            if replica.status.state is ReplicaState.draining:
+                replica.is_signalled = True
+                self._signal(replica, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for replica in self.replicas.values():
             if replica.process is not None:
@@ -238,8 +285,9 @@ class Supervisor:
 
     def _launch(self, replica: Replica, release: Release) -> None:
         replica.port = _free_port()
-        replica.is_stopping = replica.is_answering = False
+        replica.is_stopping = replica.is_answering = replica.is_signalled = False
         replica.log.parent.mkdir(parents=True, exist_ok=True)
+        replica.log_offset = _size(replica.log)
         command = [
             sys.executable,
             "-m",
@@ -260,10 +308,11 @@ class Supervisor:
             )
 
     def _drain(self, replica: Replica, now: float) -> None:
-        replica.is_answering = False  # out of the gateway before it is told to stop
+        """Out of the gateway now; SIGTERM comes with `signal_drained`, once the gateway's requests are answered."""
+        replica.is_answering = False
+        replica.is_stopping = True  # its exit from now on is a stop, not a crash
         if replica.status.state in (ReplicaState.starting, ReplicaState.ready):
             replica.status = replace(replica.status, state=ReplicaState.draining, draining_since=now)
-            self._signal(replica, signal.SIGTERM)
 
     def _fail(self, replica: Replica, error: str, now: float) -> None:
         self._kill(replica)
@@ -290,7 +339,7 @@ class Supervisor:
         if replica.process is not None and replica.process.poll() is None:
             replica.process.send_signal(sig)
 
-    def _check(self, replica: Replica, now: float) -> ReplicaStatus:
+    def _check(self, replica: Replica, now: float, timeout: float) -> ReplicaStatus:
         status = replica.status
         code = replica.process.poll() if replica.process is not None else None
         if code is not None and status.state in (
@@ -305,29 +354,77 @@ class Supervisor:
                 self._launch(replica, self._releases(status.api, status.version))
                 return status
             return replace(status, state=ReplicaState.crashed, exited_at=now, last_error=_last_error(replica, code))
-        replica.is_answering = status.state in (ReplicaState.starting, ReplicaState.ready) and self._is_ready(replica)
+        replica.is_answering = status.state in (ReplicaState.starting, ReplicaState.ready) and self._is_ready(
+            replica, timeout
+        )
         if replica.is_answering:
             return replace(status, state=ReplicaState.ready, healthy_at=now)
         return status
 
-    def _is_ready(self, replica: Replica) -> bool:
+    def _is_ready(self, replica: Replica, timeout: float) -> bool:
         try:
-            return self._client.get(f"{replica.url}/readyz").status_code == 200
+            return self._client.get(f"{replica.url}/readyz", timeout=timeout).status_code == 200
         except httpx.HTTPError:
             return False
 
 
 def _last_error(replica: Replica, code: int) -> str:
-    """The replica's exit, with the last error its log recorded: what `get` shows for a crash."""
-    exit_text = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    """The replica's exit, with the last fatal error its current process logged: what `get` shows for a crash."""
+    errors = fatal_errors(_log_tail(replica))
+    exit_text = exit_description(code)
+    return f"{exit_text}: {errors[-1]}" if errors else exit_text
+
+
+def exit_description(code: int) -> str:
+    if code == UNKNOWN_EXIT:
+        return "exit status unknown (adopted)"
+    return f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+
+
+def fatal_errors(lines: Iterable[str]) -> list[str]:
+    """The log's startup and fatal errors (ERROR/CRITICAL lines, `error:` lines), not those of one request."""
+    found = []
+    for line in lines:
+        match = _LOG_LINE.match(line) or _CLI_ERROR.match(line)
+        if match is not None and not _REQUEST_ERROR.match(match["message"]):
+            found.append(match["message"])
+    return found
+
+
+def _log_tail(replica: Replica) -> list[str]:
     try:
         with open(replica.log, "rb") as file:
-            file.seek(max(0, os.path.getsize(replica.log) - _TAIL_BYTES))
-            lines = file.read().decode("utf-8", "replace").splitlines()
+            size = os.fstat(file.fileno()).st_size
+            file.seek(max(min(replica.log_offset, size), size - _TAIL_BYTES))
+            return file.read().decode("utf-8", "replace").splitlines()
     except OSError:
-        return exit_text
-    errors = [match["message"] for line in lines if (match := _LOG_LINE.match(line))]
-    return f"{exit_text}: {errors[-1]}" if errors else exit_text
+        return []
+
+
+def rotate_log(replica: Replica, limit: int = LOG_ROTATE_BYTES, keep: int = LOG_KEEP) -> bool:
+    """Copy a log past `limit` to `<log>.1` (older ones move up to `.<keep>`) and truncate it in place.
+
+    The replica writes with O_APPEND to a file it holds open, so it goes on at the new end; lines it writes
+    between the copy and the truncation are lost (logrotate's copytruncate makes the same trade).
+    """
+    if _size(replica.log) <= limit:
+        return False
+    for index in range(keep - 1, 0, -1):
+        older = replica.log.with_name(f"{replica.log.name}.{index}")
+        if older.exists():
+            older.replace(replica.log.with_name(f"{replica.log.name}.{index + 1}"))
+    shutil.copyfile(replica.log, replica.log.with_name(f"{replica.log.name}.1"))
+    with open(replica.log, "r+b") as file:
+        file.truncate(0)
+    replica.log_offset = 0
+    return True
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def is_running(pid: int) -> bool:
