@@ -6,6 +6,8 @@ import concurrent.futures
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
@@ -211,6 +213,17 @@ def test_control_api_refuses_requests_without_the_token(daemon: Daemon) -> None:
     token = daemon.home.token_file
     assert token.stat().st_mode & 0o077 == 0
     assert daemon.client.status()["gateway_url"] == daemon.gateway
+    elsewhere = daemon.root / "other-home"  # as on another machine: no token file to fall back on
+    elsewhere.mkdir()
+    remote = {**os.environ, "SHIPYARD_URL": url, "SHIPYARD_HOME": str(elsewhere)}
+    remote.pop("SHIPYARD_TOKEN", None)
+    missing = shipyard("status", env=remote)
+    assert missing.returncode == 1 and "no token for the Shipyard daemon" in missing.stderr
+    assert "no Shipyard daemon answers" not in missing.stderr
+    refused = shipyard("get", env={**remote, "SHIPYARD_TOKEN": "wrong"})
+    assert refused.returncode == 1 and "refused the token from SHIPYARD_TOKEN" in refused.stderr
+    right = shipyard("get", env={**remote, "SHIPYARD_TOKEN": token.read_text().strip()})
+    assert right.returncode == 0, right.stderr
 
 
 def test_bad_input_is_one_line_and_deploys_nothing(daemon: Daemon) -> None:
@@ -245,6 +258,18 @@ def test_get_predict_logs_refresh_delete(daemon: Daemon) -> None:
         ),
         what="refresh done",
     )
+    [new] = daemon.client.get("echo")["replicas"]
+    current = shipyard("logs", "echo").stdout
+    assert f"[{new['id']}]" in current and f"[{old['id']}]" not in current
+    history = shipyard("logs", "echo", "--all").stdout
+    assert f"[{new['id']}]" in history and f"[{old['id']}]" in history
+    watching = subprocess.Popen(
+        [sys.executable, "-m", "shipyard", "get", "-w"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(2.0)
+    watching.send_signal(signal.SIGINT)
+    out, err = watching.communicate(timeout=20)
+    assert watching.returncode == 0 and "Aborted" not in err and "echo" in out
     assert shipyard("delete", "echo").returncode == 0
     daemon.wait_for(lambda: not daemon.serve_processes(), what="replicas stopped")
     assert daemon.client.get() == []
