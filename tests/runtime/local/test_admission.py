@@ -101,3 +101,18 @@ def test_average_load_integrates_in_flight_and_queued_over_time() -> None:
         lane.try_admit()
     time.sleep(0.05)  # the admissions take microseconds of the 50 ms measured
     assert lane.average_load() == pytest.approx(3.0, rel=0.05)
+
+
+def test_a_freed_slot_starts_the_waiting_request_at_once() -> None:
+    async def scenario() -> None:
+        lane = Lane(route(1, queue=2), random.Random(0))
+        busy = lane.try_admit()
+        assert busy is not None
+        started: list[str] = []
+        waiting = asyncio.ensure_future(lane.admit(on_admit=lambda backend: started.append(backend.id)))
+        await asyncio.sleep(0)
+        lane.release(busy)
+        assert started == ["r0"]  # sent from the release itself, before the waiting task even runs
+        assert (await waiting).id == "r0" and lane.in_flight == 1
+
+    asyncio.run(scenario())

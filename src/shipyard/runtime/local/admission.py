@@ -73,6 +73,8 @@ class Backend:
 class _Waiter:
     future: asyncio.Future[Backend]
     exclude: Collection[str]
+    on_admit: Callable[[Backend], None] | None = None
+    """Starts the request the moment a slot is handed over; the request then owns the slot."""
 
 
 class Lane:
@@ -141,16 +143,26 @@ class Lane:
 
     # -- requests -------------------------------------------------------------------------------------------
 
-    async def admit(self, exclude: Collection[str] = (), gone: asyncio.Future[None] | None = None) -> Backend:
+    async def admit(
+        self,
+        exclude: Collection[str] = (),
+        gone: asyncio.Future[None] | None = None,
+        on_admit: Callable[[Backend], None] | None = None,
+    ) -> Backend:
         """A replica with a free slot, waiting in the queue for one if need be.
 
         `gone` completes when the client disconnects: a waiting request then leaves the queue (ClientLeft).
+        `on_admit` is called with the replica as soon as a waiting request gets it, before this returns (the
+        gateway sends the request from there, so the replica's freed slot never waits for a task switch);
+        its request then owns the slot, and releases it when it ends.
         """
         backend = self.try_admit(exclude)
         if backend is not None:
+            if on_admit is not None:
+                on_admit(backend)
             return backend
         self.check_room()
-        return await self._wait(exclude, gone)
+        return await self._wait(exclude, gone, on_admit)
 
     def check_room(self) -> None:
         """Raise Overloaded when a request could not even wait."""
@@ -171,7 +183,10 @@ class Lane:
         self._busy += 1
         return backend
 
-    def release(self, backend: Backend) -> None:
+    def release(self, backend: Backend, *, refused: bool = False) -> None:
+        """A request at `backend` ended; `refused`: its connection was refused (see `refused`)."""
+        if refused:
+            self.refused(backend)
         self._account()
         backend.in_flight -= 1
         self._busy -= 1
@@ -198,9 +213,14 @@ class Lane:
         for backend in self.backends.values():
             backend.upstream.close()
 
-    async def _wait(self, exclude: Collection[str], gone: asyncio.Future[None] | None) -> Backend:
+    async def _wait(
+        self,
+        exclude: Collection[str],
+        gone: asyncio.Future[None] | None,
+        on_admit: Callable[[Backend], None] | None,
+    ) -> Backend:
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(loop.create_future(), exclude)
+        waiter = _Waiter(loop.create_future(), exclude, on_admit)
         self._account()
         self._waiters.append(waiter)
         if not self._routable():
@@ -212,7 +232,7 @@ class Lane:
             backend = await waiter.future
         except asyncio.CancelledError:
             future = waiter.future
-            if future.done() and not future.cancelled() and future.exception() is None:
+            if future.done() and not future.cancelled() and future.exception() is None and on_admit is None:
                 self.release(future.result())  # the client left just as a slot came: give it back
             raise
         finally:
@@ -221,7 +241,8 @@ class Lane:
                 self._account()
                 self._waiters.remove(waiter)
         if gone is not None and gone.done():
-            self.release(backend)
+            if on_admit is None:
+                self.release(backend)  # (a started request releases its slot when it ends)
             raise ClientLeft()
         return backend
 
@@ -246,6 +267,8 @@ class Lane:
             self._account()
             del self._waiters[index]
             waiter.future.set_result(backend)
+            if waiter.on_admit is not None:
+                waiter.on_admit(backend)
 
     def _has_room(self) -> bool:
         return any(b.in_flight < self.route.max_concurrency for b in self._routable())

@@ -27,7 +27,7 @@ from shipyard.runtime.local.gateway_metrics import GatewayMetrics
 from shipyard.runtime.local.router import Splitter
 from shipyard.runtime.local.shadow import Answer, Pair, ShadowBook, ShadowLatency
 from shipyard.runtime.local.state import ShadowStats
-from shipyard.runtime.local.upstream import Response, UpstreamError, UpstreamTimeout, end_to_end
+from shipyard.runtime.local.upstream import Exchange, Outcome, Response, UpstreamError, UpstreamTimeout, end_to_end
 from shipyard.runtime.local.window import Summary
 
 Scope = MutableMapping[str, Any]
@@ -224,46 +224,46 @@ class Gateway:
 
     async def _exchange(self, lane: Lane, request: _Request) -> tuple[Response, float]:
         route = lane.route
-        backend = await self._admit(lane, request)
+        exchange, backend = await self._begin(lane, request)
         try:
-            return await self._send(backend, request, route)
+            return await exchange.future, time.perf_counter() - exchange.started
         except UpstreamError as exc:
-            if exc.refused:
-                lane.refused(backend)  # out of rotation now, not at the next health check
             if not exc.never_reached:
                 raise _upstream_failure(route, exc) from None
-        finally:
-            lane.release(backend)
         # the replica's process never read the request: try once more, elsewhere if we can
         exclude = {backend.id} if lane.has_other(backend.id) else set()
-        retry = await self._admit(lane, request, exclude)
+        exchange, _ = await self._begin(lane, request, exclude)
         try:
-            return await self._send(retry, request, route)
+            return await exchange.future, time.perf_counter() - exchange.started
         except UpstreamError as exc:
-            if exc.refused:
-                lane.refused(retry)
             raise _upstream_failure(route, exc) from None
-        finally:
-            lane.release(retry)
 
-    async def _admit(self, lane: Lane, request: _Request, exclude: set[str] | None = None) -> Backend:
+    async def _begin(self, lane: Lane, request: _Request, exclude: set[str] | None = None) -> tuple[Exchange, Backend]:
+        """Admit the request to a replica and send it; a waiting request is sent the moment a slot frees."""
         backend = lane.try_admit(exclude or ())
         if backend is not None:
-            return backend
+            return self._start(lane, backend, request), backend
         lane.check_room()
+        started: list[Exchange] = []
         gone = asyncio.ensure_future(_disconnect(request.receive))  # only a waiting request watches its client
         try:
-            return await lane.admit(exclude or (), gone)
+            backend = await lane.admit(exclude or (), gone, lambda b: started.append(self._start(lane, b, request)))
+        except ClientLeft:
+            for exchange in started:  # sent as the client left: its answer goes nowhere
+                exchange.future.add_done_callback(_discard)
+            raise
         finally:
             gone.cancel()
+        return started[0], backend
 
     @staticmethod
-    async def _send(backend: Backend, request: _Request, route: APIRoute) -> tuple[Response, float]:
-        started = time.perf_counter()
-        response = await backend.upstream.request(
-            request.method, request.target, request.headers, request.body, route.timeout
+    def _start(lane: Lane, backend: Backend, request: _Request) -> Exchange:
+        def done(outcome: Outcome) -> None:
+            lane.release(backend, refused=isinstance(outcome, UpstreamError) and outcome.refused)
+
+        return backend.upstream.start(
+            request.method, request.target, request.headers, request.body, lane.route.timeout, done
         )
-        return response, time.perf_counter() - started
 
     async def _split(self, splitter: Splitter, request: _Request) -> Response:
         route = splitter.route(self._rng)
@@ -289,16 +289,15 @@ class Gateway:
         if lane is None or backend is None:
             self.shadows.skipped(pair)  # no room: a shadow never queues, nor delays anyone
             return
-        started = time.perf_counter()
+        exchange = self._start(lane, backend, request)
         answer: Answer | None = None
         try:
-            response, seconds = await self._send(backend, request, lane.route)
-            answer = Answer(response.status, response.body, seconds)
+            response = await exchange.future
+            answer = Answer(response.status, response.body, time.perf_counter() - exchange.started)
         except UpstreamError:
             pass
         finally:
-            lane.release(backend)
-            self.metrics.observe(lane, answer.status if answer else 502, time.perf_counter() - started)
+            self.metrics.observe(lane, answer.status if answer else 502, time.perf_counter() - exchange.started)
         primary_answer = await primary
         if primary_answer is None:
             return
@@ -314,6 +313,11 @@ class Gateway:
 
     def _names(self) -> str:
         return ", ".join(sorted([*self.lanes, *self.splitters])) or "none"
+
+
+def _discard(future: asyncio.Future[Response]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so that asyncio does not report it as lost
 
 
 async def _disconnect(receive: Receive) -> None:

@@ -148,6 +148,7 @@ def _config(app: object, log_level: str) -> uvicorn.Config:
         http="httptools",
         server_header=False,
         date_header=False,
+        proxy_headers=False,  # nothing here reads the client's address: skip the middleware on every request
         timeout_graceful_shutdown=5,
     )
 
