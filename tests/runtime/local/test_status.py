@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipyard.runtime.local.status import APIStatus, Phase, summarize
+from shipyard.runtime.local.status import APIStatus, Phase, is_news, summarize
 from shipyard.runtime.local.types import DesiredAPI, ReplicaState, ReplicaStatus
 
 READY = ReplicaState.ready
@@ -86,3 +86,13 @@ def test_a_replica_that_came_back_is_not_failing() -> None:
 def test_a_crash_of_an_old_version_does_not_stall_the_update() -> None:
     old_crash = replica("a", ReplicaState.crash_looping, version="v1", last_error="boom")
     assert summarize(DESIRED, [old_crash, replica("b")]).phase is Phase.updating
+
+
+def test_a_flapping_replica_next_to_a_serving_one_writes_no_phase_events() -> None:
+    killed = replica("b", ReplicaState.crash_looping, restarts=1, exited_at=5.0, last_error="killed by signal 9")
+    flapping = summarize(DESIRED, [replica("a"), killed])
+    assert not is_news(Phase.live, flapping)  # its crashed/restarting events say it
+    assert not is_news(Phase.live, summarize(DESIRED, [replica("a"), replica("b")]))  # back: nothing new
+    assert is_news(Phase.live, summarize(DESIRED, [replica("a")]))  # scaling for another reason is news
+    broken = replica("b", ReplicaState.crash_looping, restarts=2, exited_at=5.0, last_error="boom")
+    assert is_news(Phase.live, summarize(DesiredAPI("iris", "v2", 1), [broken]))

@@ -31,7 +31,7 @@ from shipyard.runtime.local.router import Splitter
 from shipyard.runtime.local.scaler import Scaler
 from shipyard.runtime.local.shadow import Pair, ShadowLatency
 from shipyard.runtime.local.state import Deployment, Event, ReplicaRecord, ShadowStats
-from shipyard.runtime.local.status import Phase, summarize
+from shipyard.runtime.local.status import Phase, is_news, summarize
 from shipyard.runtime.local.supervisor import Release, Releases, Supervisor, stray_replicas
 from shipyard.runtime.local.types import (
     Action,
@@ -348,15 +348,12 @@ class Daemon:
         return events
 
     def _phase_events(self, desired: Desired, observed: Observed) -> list[Event]:
-        """An event when an API's phase changes, except for the `scaling` of a replica that crashed and
-        restarts (its crashed/restarting events tell that, and a flapping replica would write four a cycle)."""
+        """An event when an API's phase changes (see `is_news`)."""
         events = []
         for api in desired.apis:
             replicas = [r for r in observed.replicas if r.api == api.name]
             summary = summarize(api, replicas)
-            if self._phases.get(api.name) == summary.phase:
-                continue
-            if summary.phase is Phase.scaling and summary.message is not None:
+            if not is_news(self._phases.get(api.name), summary):
                 continue
             text = f"{summary.phase.value}: version {api.version}, {summary.up_to_date}/{api.replicas} up to date"
             if summary.message:

@@ -66,6 +66,17 @@ def summarize(desired: DesiredAPI, replicas: Sequence[ReplicaStatus]) -> APIStat
     return APIStatus(desired.name, phase, desired.replicas, len(ready), up_to_date, _why(desired, failing))
 
 
+def is_news(recorded: Phase | None, status: APIStatus) -> bool:
+    """Whether `status` deserves a phase event after `recorded`, the last phase one was written for.
+
+    Not the `scaling` of a replica that crashed and restarts: its crashed and restarting events say that,
+    and a replica that flaps next to a serving one would write two more events every cycle.
+    """
+    if status.phase is recorded:
+        return False
+    return not (status.phase is Phase.scaling and status.message is not None)
+
+
 def _why(desired: DesiredAPI, failing: Sequence[ReplicaStatus]) -> str | None:
     if not failing:
         return None
