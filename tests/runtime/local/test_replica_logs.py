@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from shipyard.errors import BadRequest
-from shipyard.runtime.local.replica_logs import check_replica, read_logs
+from shipyard.runtime.local.replica_logs import check_replica, read_logs, rotate_log
 
 
 def test_only_the_replicas_asked_for(tmp_path: Path) -> None:
@@ -43,3 +43,16 @@ def test_an_unknown_replica_lists_the_known_ones(tmp_path: Path) -> None:
     (tmp_path / "api-1.log").write_text("")
     with pytest.raises(BadRequest, match=r"'api-9' has no log here \(replicas with logs: api-1\)"):
         check_replica(tmp_path, "api-9")
+
+
+def test_a_log_past_its_limit_is_rotated_and_only_a_few_are_kept(tmp_path: Path) -> None:
+    log = tmp_path / "echo-1.log"
+    for round_ in range(5):
+        log.write_text(f"round {round_}\n" * 10)
+        assert rotate_log(log, limit=50, keep=3)
+    assert not rotate_log(log, limit=1000)
+    rotated = sorted(p.name for p in tmp_path.iterdir())
+    assert rotated == ["echo-1.log", "echo-1.log.1", "echo-1.log.2", "echo-1.log.3"]
+    assert log.read_text() == ""
+    assert (tmp_path / "echo-1.log.1").read_text().startswith("round 4")
+    assert (tmp_path / "echo-1.log.3").read_text().startswith("round 2")

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from shipyard.runtime.local.controller import plan
+from shipyard.runtime.local.replica_logs import fatal_errors
 from shipyard.runtime.local.supervisor import (
     UNKNOWN_EXIT,
     Release,
@@ -21,9 +22,7 @@ from shipyard.runtime.local.supervisor import (
     Supervisor,
     _last_error,
     exit_description,
-    fatal_errors,
     is_replica_command,
-    rotate_log,
 )
 from shipyard.runtime.local.types import (
     Desired,
@@ -230,16 +229,3 @@ def test_the_crash_reason_is_a_fatal_line_of_the_current_run_never_a_requests_er
         "shipyard.yaml: echo.handler: no class 'Nope'"
     ]
     assert exit_description(UNKNOWN_EXIT) == "exit status unknown (adopted)"
-
-
-def test_a_log_past_its_limit_is_rotated_and_only_a_few_are_kept(tmp_path: Path) -> None:
-    replica = replica_with_log(tmp_path, "")
-    for round_ in range(5):
-        replica.log.write_text(f"round {round_}\n" * 10)
-        assert rotate_log(replica, limit=50, keep=3)
-    assert not rotate_log(replica, limit=1000)
-    rotated = sorted(p.name for p in tmp_path.iterdir())
-    assert rotated == ["echo-1.log", "echo-1.log.1", "echo-1.log.2", "echo-1.log.3"]
-    assert replica.log.read_text() == "" and replica.log_offset == 0
-    assert (tmp_path / "echo-1.log.1").read_text().startswith("round 4")
-    assert (tmp_path / "echo-1.log.3").read_text().startswith("round 2")

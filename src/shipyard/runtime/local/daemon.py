@@ -25,6 +25,7 @@ from shipyard.runtime.local import state
 from shipyard.runtime.local.admission import APIRoute
 from shipyard.runtime.local.aliases import AliasFollower
 from shipyard.runtime.local.controller import plan
+from shipyard.runtime.local.events import action_events, phase_event
 from shipyard.runtime.local.gateway import Report, RouteTable, Traffic
 from shipyard.runtime.local.home import Home
 from shipyard.runtime.local.router import Splitter
@@ -35,7 +36,6 @@ from shipyard.runtime.local.status import Phase, is_news, summarize
 from shipyard.runtime.local.supervisor import Release, Releases, Supervisor, stray_replicas
 from shipyard.runtime.local.types import (
     Action,
-    Backoff,
     Desired,
     DesiredAPI,
     Drain,
@@ -253,7 +253,7 @@ class Daemon:
         self._supervisor.signal_drained(report.busy)
         self._traffic = report.apis
         self._sample(deployments, report, observed.now)
-        events += _action_events(actions, observed)
+        events += action_events(actions, observed)
         events += self._phase_events(desired, observed)
         self._record(events, report)
         self.view = View(observed.now, tuple(self._supervisor.records()), report.apis, report.shadow_latency)
@@ -355,10 +355,7 @@ class Daemon:
             summary = summarize(api, replicas)
             if not is_news(self._phases.get(api.name), summary):
                 continue
-            text = f"{summary.phase.value}: version {api.version}, {summary.up_to_date}/{api.replicas} up to date"
-            if summary.message:
-                text += f"; {summary.message}"
-            events.append(Event(observed.now, api.name, _phase_kind(summary.phase), text))
+            events.append(phase_event(api, summary, observed.now))
             self._phases[api.name] = summary.phase
         return events
 
@@ -409,33 +406,6 @@ def _desired_api(deployment: Deployment) -> DesiredAPI:
         startup_timeout=spec.startup_timeout,
         health_timeout=spec.health_check.unhealthy_after,
     )
-
-
-def _phase_kind(phase: Phase) -> str:
-    return {
-        Phase.live: "live",
-        Phase.scaling: "scaling",
-        Phase.updating: "updating",
-        Phase.stalled: "update-stalled",
-        Phase.crash_looping: "crash-looping",
-    }[phase]
-
-
-def _action_events(actions: Iterable[Action], observed: Observed) -> list[Event]:
-    apis = {r.id: r.api for r in observed.replicas}
-    events = []
-    for action in actions:
-        if isinstance(action, Start):
-            events.append(Event(observed.now, action.api, "starting", f"start a replica: {action.reason}"))
-            continue
-        if isinstance(action, Forget) and action.reason == "stopped":
-            continue
-        kind = {Drain: "draining", Kill: "killed", Fail: "failed", Backoff: "crashed", Restart: "restarting"}.get(
-            type(action), "removed"
-        )
-        api = apis.get(action.replica, "")
-        events.append(Event(observed.now, api, kind, f"replica {action.replica}: {action.reason}", action.replica))
-    return events
 
 
 def signal_pid(pid: int, sig: int) -> None:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +25,7 @@ from typing import Protocol
 
 import httpx
 
+from shipyard.runtime.local.replica_logs import fatal_errors, log_size, log_tail, rotate_log
 from shipyard.runtime.local.state import ReplicaRecord
 from shipyard.runtime.local.types import (
     Action,
@@ -44,11 +43,6 @@ from shipyard.runtime.local.types import (
 
 log = logging.getLogger("shipyard.supervisor")
 
-_LOG_LINE = re.compile(r"^\S+ \S+ (ERROR|CRITICAL) (?P<message>.+)$")
-_CLI_ERROR = re.compile(r"^error: (?P<message>.+)$")
-_REQUEST_ERROR = re.compile(r"^(shipyard\.(engine|batcher): |shipyard\.http: request )")
-"""Errors of one request (the engine's, the batcher's, the transport's per request): never why a process ended."""
-_TAIL_BYTES = 16_384
 _PORT_TAKEN = "address already in use"
 _PROBE_THREADS = 8
 _JOB_WORKER = b"shipyard.jobs.worker"
@@ -56,9 +50,6 @@ _JOB_WORKER = b"shipyard.jobs.worker"
 
 UNKNOWN_EXIT = -1024
 """The exit code of a process that ended but whose status we could not collect (it was not our child)."""
-LOG_ROTATE_BYTES = 10 * 1024**2
-"""A replica's log is rotated when it grows past this; the last `LOG_KEEP` rotations are kept."""
-LOG_KEEP = 3
 
 
 class Process(Protocol):
@@ -171,7 +162,8 @@ class Supervisor:
 
         for replica, status in zip(current, self._probes.map(check, current), strict=True):
             replica.status = status
-            rotate_log(replica)
+            if rotate_log(replica.log):
+                replica.log_offset = 0
         return Observed(now, tuple(replica.status for replica in self.replicas.values()))
 
     def signal_drained(self, busy: Mapping[str, int]) -> None:
@@ -201,7 +193,7 @@ class Supervisor:
                 status = replace(status, state=ReplicaState.stopped, exited_at=now)
             replica = Replica(status, record.port, Path(record.log), process)
             replica.is_stopping = status.state is ReplicaState.draining
-            replica.log_offset = _size(replica.log)  # what its process logs from now on
+            replica.log_offset = log_size(replica.log)  # what its process logs from now on
             self.replicas[status.id] = replica
 
     def records(self) -> list[ReplicaRecord]:
@@ -287,7 +279,7 @@ class Supervisor:
         replica.port = _free_port()
         replica.is_stopping = replica.is_answering = replica.is_signalled = False
         replica.log.parent.mkdir(parents=True, exist_ok=True)
-        replica.log_offset = _size(replica.log)
+        replica.log_offset = log_size(replica.log)
         command = [
             sys.executable,
             "-m",
@@ -370,7 +362,7 @@ class Supervisor:
 
 def _last_error(replica: Replica, code: int) -> str:
     """The replica's exit, with the last fatal error its current process logged: what `get` shows for a crash."""
-    errors = fatal_errors(_log_tail(replica))
+    errors = fatal_errors(log_tail(replica.log, replica.log_offset))
     exit_text = exit_description(code)
     return f"{exit_text}: {errors[-1]}" if errors else exit_text
 
@@ -379,52 +371,6 @@ def exit_description(code: int) -> str:
     if code == UNKNOWN_EXIT:
         return "exit status unknown (adopted)"
     return f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-
-
-def fatal_errors(lines: Iterable[str]) -> list[str]:
-    """The log's startup and fatal errors (ERROR/CRITICAL lines, `error:` lines), not those of one request."""
-    found = []
-    for line in lines:
-        match = _LOG_LINE.match(line) or _CLI_ERROR.match(line)
-        if match is not None and not _REQUEST_ERROR.match(match["message"]):
-            found.append(match["message"])
-    return found
-
-
-def _log_tail(replica: Replica) -> list[str]:
-    try:
-        with open(replica.log, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            file.seek(max(min(replica.log_offset, size), size - _TAIL_BYTES))
-            return file.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return []
-
-
-def rotate_log(replica: Replica, limit: int = LOG_ROTATE_BYTES, keep: int = LOG_KEEP) -> bool:
-    """Copy a log past `limit` to `<log>.1` (older ones move up to `.<keep>`) and truncate it in place.
-
-    The replica writes with O_APPEND to a file it holds open, so it goes on at the new end; lines it writes
-    between the copy and the truncation are lost (logrotate's copytruncate makes the same trade).
-    """
-    if _size(replica.log) <= limit:
-        return False
-    for index in range(keep - 1, 0, -1):
-        older = replica.log.with_name(f"{replica.log.name}.{index}")
-        if older.exists():
-            older.replace(replica.log.with_name(f"{replica.log.name}.{index + 1}"))
-    shutil.copyfile(replica.log, replica.log.with_name(f"{replica.log.name}.1"))
-    with open(replica.log, "r+b") as file:
-        file.truncate(0)
-    replica.log_offset = 0
-    return True
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 def is_running(pid: int) -> bool:
