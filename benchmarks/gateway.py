@@ -150,7 +150,9 @@ def main() -> None:
             )
     direct1, direct64 = one["direct"]
     gate1, gate64 = one["gateway"]
+    max_concurrency = args.max_concurrency or 1
     summary = [
+        f"max_concurrency {max_concurrency}: the gateway sends each replica at most that many requests at once",
         f"c=64: gateway/direct throughput = {gate64.rps / direct64.rps:.2f}x (goal >= 0.7x)",
         f"c=1: gateway p50 - direct p50 = {gate1.p50_ms - direct1.p50_ms:+.3f} ms (goal <= 1 ms)",
         f"c=64 through the gateway with 2 replicas: {two['gateway-2-replicas'][0].rps:.0f} req/s",
@@ -158,7 +160,8 @@ def main() -> None:
     print("\n".join([*lines, "", *summary]))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     serialisable = {label: [r.as_dict() for r in rows] for label, rows in results.items()}
-    args.output.write_text(json.dumps({"results": serialisable, "summary": summary}, indent=2))
+    found = {"max_concurrency": max_concurrency, "results": serialisable, "summary": summary}
+    args.output.write_text(json.dumps(found, indent=2))
 
 
 if __name__ == "__main__":

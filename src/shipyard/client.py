@@ -35,6 +35,26 @@ class DaemonNotRunning(ShipyardError):
         super().__init__(f"no Shipyard daemon answers at {url}; start one with `shipyard up` (or check SHIPYARD_URL)")
 
 
+class NoToken(ShipyardError):
+    status_code = 401
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            f"no token for the Shipyard daemon at {url}: set SHIPYARD_TOKEN to the contents of its "
+            "SHIPYARD_HOME/token file (or unset SHIPYARD_URL to use the daemon of this SHIPYARD_HOME)"
+        )
+
+
+class TokenRefused(ShipyardError):
+    status_code = 401
+
+    def __init__(self, url: str, source: str) -> None:
+        super().__init__(
+            f"the Shipyard daemon at {url} refused the token from {source}; "
+            "set SHIPYARD_TOKEN to the contents of the daemon's SHIPYARD_HOME/token file"
+        )
+
+
 class RemoteError(ShipyardError):
     """An error the daemon reported; `type` is the daemon's name for it."""
 
@@ -60,6 +80,7 @@ class Client:
         self.settings = get_settings()
         self.url = (url or self.settings.url or _local_url(self.settings)).rstrip("/")
         self._token = token or self.settings.token
+        self._token_source = "SHIPYARD_TOKEN" if self._token else "SHIPYARD_HOME/token"
         self._http = httpx.Client(timeout=timeout)
 
     def __enter__(self) -> Client:
@@ -103,16 +124,23 @@ class Client:
     # -- APIs -----------------------------------------------------------------------------------------------
 
     def deploy(self, path: str | Path = ".") -> list[dict[str, Any]]:
-        """Record the project's APIs as desired state; returns what changes for each (`outcome`)."""
+        """Record the project's APIs as desired state; returns what changes for each (`outcome`).
+
+        The daemon reads the project at this absolute path on its own machine: a daemon behind SHIPYARD_URL
+        must share the filesystem (it says so when the path does not exist there).
+        """
+        from shipyard.spec.loader import find_spec_file
+
+        find_spec_file(path)  # a missing project is this machine's error, said here
         self.ensure_daemon()
         found = self._call("POST", "/v1/deploy", json={"path": str(Path(path).resolve())})
         return list(found["apis"])
 
-    def get(self, name: str | None = None) -> Any:
-        """Every API's summary, or one API in detail (replicas, model, events, shadows)."""
+    def get(self, name: str | None = None, *, events: int = 20) -> Any:
+        """Every API's summary, or one API in detail (replicas, model, its last `events` events, shadows)."""
         if name is None:
             return self._call("GET", "/v1/apis")["apis"]
-        return self._call("GET", f"/v1/apis/{name}")
+        return self._call("GET", f"/v1/apis/{name}", params={"events": events})
 
     def delete(self, name: str) -> None:
         self._call("DELETE", f"/v1/apis/{name}")
@@ -141,9 +169,28 @@ class Client:
             if len(found) == len(names) and all(api["status"] in _SETTLED for api in found):
                 return found
             if time.monotonic() > deadline:
-                waiting = ", ".join(f"{api['name']} ({api['status']})" for api in found)
-                raise WaitTimedOut(f"APIs not live after {timeout:g}s: {waiting}; see `shipyard get NAME`")
+                waiting = [api for api in found if api["status"] not in _SETTLED]
+                missing = sorted(set(names) - {api["name"] for api in found})
+                raise WaitTimedOut(
+                    f"not live after {timeout:g}s: "
+                    + "; ".join([*self._not_ready(waiting), *missing])
+                    + "; see `shipyard get NAME`"
+                )
             time.sleep(poll)
+
+    def _not_ready(self, apis: Sequence[dict[str, Any]]) -> list[str]:
+        """Each API that is not live, with its replicas that are not ready and why."""
+        lines = []
+        for api in apis:
+            line = f"{api['name']} is {api['status']}"
+            if api.get("desired") is not None:
+                line += f" ({api['ready']}/{api['desired']} ready)"
+            if api.get("message"):
+                line += f": {api['message']}"
+            replicas = self.get(api["name"]).get("replicas", []) if api.get("desired") is not None else []
+            pending = [_replica_line(r) for r in replicas if r["state"] != "ready"]
+            lines.append(line + (f" [{', '.join(pending)}]" if pending else ""))
+        return lines
 
     def predict(self, name: str, payload: Any = None, *, body: bytes | None = None, timeout: float = 60.0) -> Any:
         """POST to the API through the gateway; returns the decoded JSON answer (or text)."""
@@ -159,12 +206,20 @@ class Client:
         return response.text
 
     def logs(
-        self, name: str, *, replica: str | None = None, follow: bool = False, poll: float = 0.5
+        self,
+        name: str,
+        *,
+        replica: str | None = None,
+        follow: bool = False,
+        poll: float = 0.5,
+        every_replica: bool = False,
     ) -> Iterator[tuple[str, str]]:
-        """(replica id, text) chunks of the API's logs; with `follow`, keeps yielding new text."""
+        """(replica id, text) chunks of the logs of the API's current replicas (`every_replica`: of every
+        replica it ever had); with `follow`, keeps yielding new whole lines."""
         cursors: dict[str, int] = {}
         while True:
-            found = self._call("POST", f"/v1/apis/{name}/logs", json={"replica": replica, "cursors": cursors})
+            request = {"replica": replica, "cursors": cursors, "follow": follow, "all": every_replica}
+            found = self._call("POST", f"/v1/apis/{name}/logs", json=request)
             cursors = found["cursors"]
             for chunk in found["chunks"]:
                 yield chunk["replica"], chunk["text"]
@@ -213,6 +268,8 @@ class Client:
             response = self._http.request(method, f"{self.url}{path}", headers=headers, **kwargs)
         except httpx.TransportError:
             raise DaemonNotRunning(self.url) from None
+        if response.status_code == 401:
+            raise TokenRefused(self.url, self._token_source)
         if response.status_code >= 400:
             raise _remote_error(response)
         return response.json()
@@ -222,7 +279,11 @@ class Client:
             from shipyard.runtime.local.home import Home
 
             self._token = Home(self.settings.home).read_token()
-        return self._token or ""
+        if self._token:
+            return self._token
+        if self.settings.url is not None:
+            raise NoToken(self.url)
+        raise DaemonNotRunning(self.url)  # a local daemon writes its token file when it starts
 
 
 def daemon_serves(home: Path) -> bool:
@@ -244,6 +305,15 @@ def local_daemon(settings: Settings | None = None) -> Client | None:
     if address is None or not home.is_locked():
         return None
     return Client(address.url)
+
+
+def _replica_line(replica: dict[str, Any]) -> str:
+    line = f"replica {replica['id']} {replica['state']}"
+    if replica.get("for_seconds") is not None:
+        line += f" for {replica['for_seconds']:g}s"
+    if replica.get("last_error"):
+        line += f": {replica['last_error']}"
+    return line
 
 
 def _job(data: dict[str, Any]) -> JobInfo:

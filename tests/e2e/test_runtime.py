@@ -6,6 +6,8 @@ import concurrent.futures
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
@@ -55,16 +57,28 @@ def test_two_apis_and_a_splitter_with_a_shadow(daemon: Daemon) -> None:
 
     def compared() -> bool:
         shadows = daemon.client.get("front")["shadows"]
-        return bool(shadows) and shadows[0]["compared"] + shadows[0]["failed"] >= 60
+        return bool(shadows) and shadows[0]["compared"] + shadows[0]["failed"] + shadows[0]["skipped"] >= 60
 
     daemon.wait_for(compared, what="shadow comparisons recorded")
-    shadow = daemon.client.get("front")["shadows"][0]
+    found = daemon.client.get("front")
+    shadow = found["shadows"][0]
     assert shadow["shadow"] == "shadowed"
-    assert shadow["compared"] > 0
+    assert shadow["compared"] > 0 and shadow["failed"] == 0
     assert shadow["agreement"] == 0.0  # Slow answers {"slept": ...}, never the echo
     assert shadow["shadow_mean_ms"] > shadow["primary_mean_ms"]
+    assert shadow["shadow_p50_ms"] >= 20 > shadow["primary_p50_ms"]  # Slow sleeps 20 ms; both timed alike
+    assert found["status"] == "live"
+    targets = {t["name"]: (t["weight"], t["shadow"], t["status"], t["ready"]) for t in found["targets"]}
+    assert targets == {
+        "stable": (70, False, "live", 1),
+        "candidate": (30, False, "live", 1),
+        "shadowed": (100, True, "live", 1),
+    }
     shown = shipyard("get", "front")
-    assert "SHADOW" in shown.stdout and "shadowed" in shown.stdout
+    assert "SHADOW" in shown.stdout and "shadowed" in shown.stdout and "SKIPPED" in shown.stdout
+    assert "candidate  30%" in shown.stdout
+    logs = shipyard("logs", "front")
+    assert logs.returncode == 2 and "is a TrafficSplitter" in logs.stderr and "stable, candidate" in logs.stderr
 
     again = daemon.deploy(project, "--no-wait")
     assert again.returncode == 0
@@ -184,8 +198,8 @@ def test_full_queue_answers_503_at_once(daemon: Daemon) -> None:
     with concurrent.futures.ThreadPoolExecutor(5) as pool:
         results = list(pool.map(call, range(5)))
     refused = [r for r in results if r[0] == 503]
-    # capacity: max_concurrency x PIPELINE (2) sent to the replica, plus max_queue_length in the gateway
-    assert sorted(code for code, _, _ in results) == [200, 200, 200, 503, 503]
+    # capacity: max_concurrency (1) in flight at the replica, plus max_queue_length (1) waiting in the gateway
+    assert sorted(code for code, _, _ in results) == [200, 200, 503, 503, 503]
     assert all(seconds < 1.0 and retry == "1" for _, seconds, retry in refused)
 
 
@@ -199,6 +213,17 @@ def test_control_api_refuses_requests_without_the_token(daemon: Daemon) -> None:
     token = daemon.home.token_file
     assert token.stat().st_mode & 0o077 == 0
     assert daemon.client.status()["gateway_url"] == daemon.gateway
+    elsewhere = daemon.root / "other-home"  # as on another machine: no token file to fall back on
+    elsewhere.mkdir()
+    remote = {**os.environ, "SHIPYARD_URL": url, "SHIPYARD_HOME": str(elsewhere)}
+    remote.pop("SHIPYARD_TOKEN", None)
+    missing = shipyard("status", env=remote)
+    assert missing.returncode == 1 and "no token for the Shipyard daemon" in missing.stderr
+    assert "no Shipyard daemon answers" not in missing.stderr
+    refused = shipyard("get", env={**remote, "SHIPYARD_TOKEN": "wrong"})
+    assert refused.returncode == 1 and "refused the token from SHIPYARD_TOKEN" in refused.stderr
+    right = shipyard("get", env={**remote, "SHIPYARD_TOKEN": token.read_text().strip()})
+    assert right.returncode == 0, right.stderr
 
 
 def test_bad_input_is_one_line_and_deploys_nothing(daemon: Daemon) -> None:
@@ -233,6 +258,166 @@ def test_get_predict_logs_refresh_delete(daemon: Daemon) -> None:
         ),
         what="refresh done",
     )
+    [new] = daemon.client.get("echo")["replicas"]
+    current = shipyard("logs", "echo").stdout
+    assert f"[{new['id']}]" in current and f"[{old['id']}]" not in current
+    history = shipyard("logs", "echo", "--all").stdout
+    assert f"[{new['id']}]" in history and f"[{old['id']}]" in history
+    watching = subprocess.Popen(
+        [sys.executable, "-m", "shipyard", "get", "-w"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(2.0)
+    watching.send_signal(signal.SIGINT)
+    out, err = watching.communicate(timeout=20)
+    assert watching.returncode == 0 and "Aborted" not in err and "echo" in out
     assert shipyard("delete", "echo").returncode == 0
     daemon.wait_for(lambda: not daemon.serve_processes(), what="replicas stopped")
     assert daemon.client.get() == []
+
+
+EXITING = '''
+import os
+
+
+class Exiting:
+    """Echoes, except that the payload "die" ends the process at once, as a segfaulting model would."""
+
+    def __init__(self, config, model_path):
+        pass
+
+    def predict(self, payload):
+        if payload == "die":
+            os._exit(3)
+        return {"echo": payload}
+'''
+
+
+def test_a_request_that_kills_its_replica_is_not_retried_on_another(daemon: Daemon) -> None:
+    spec = """
+    - name: fragile
+      handler: exiting.py:Exiting
+      concurrency: {max_concurrency: 2}
+      autoscaling: {min_replicas: 2, max_replicas: 2}
+    """
+    project = daemon.project(spec)
+    (project / "exiting.py").write_text(EXITING)
+    assert daemon.deploy(project).returncode == 0
+    fatal = httpx.post(f"{daemon.gateway}/fragile", json="die", headers={"x-request-id": "poison-1"})
+    assert fatal.status_code == 502 and fatal.headers["x-request-id"] == "poison-1"
+    assert fatal.json()["error"]["type"] == "BadGateway"
+
+    def one_crash() -> bool:
+        replicas = daemon.client.get("fragile")["replicas"]
+        return sorted(r["restarts"] for r in replicas) == [0, 1]
+
+    daemon.wait_for(one_crash, what="exactly one replica crashed")
+    time.sleep(1.0)  # had the gateway retried, the second replica would be crashing now
+    replicas = daemon.client.get("fragile")["replicas"]
+    assert sorted(r["restarts"] for r in replicas) == [0, 1]
+    ok = httpx.post(f"{daemon.gateway}/fragile", json="fine", headers={"x-request-id": "fine-1"})
+    assert ok.json() == {"echo": "fine"} and ok.headers["x-request-id"] == "fine-1"
+
+
+def test_requests_to_a_replica_that_just_died_are_retried_on_the_other(daemon: Daemon) -> None:
+    spec = ECHO + "  autoscaling: {min_replicas: 2, max_replicas: 2}\n"
+    assert daemon.deploy(daemon.project(spec)).returncode == 0
+    victim, _ = daemon.client.get("echo")["replicas"]
+    os.kill(victim["pid"], signal.SIGKILL)  # the gateway still routes to it until the next health check
+    with httpx.Client(base_url=daemon.gateway) as http:
+        answers = [http.post("/echo", json=n, headers={"x-request-id": f"after-kill-{n}"}) for n in range(30)]
+    assert [a.status_code for a in answers] == [200] * 30
+    assert all(a.headers["x-request-id"] == f"after-kill-{n}" for n, a in enumerate(answers))
+
+
+def test_rolling_restart_under_slow_requests_fails_none(daemon: Daemon) -> None:
+    # requests take longer than the grace period: a replica is signalled only once the gateway has its answers
+    spec = """
+    - name: slow
+      handler: handlers.py:Slow
+      config: {seconds: 0.3}
+      grace_period: 1s
+      concurrency: {max_concurrency: 1, max_queue_length: 20}
+      autoscaling: {min_replicas: 2, max_replicas: 2}
+      update_strategy: {max_surge: 1, max_unavailable: 0}
+    """
+    assert daemon.deploy(daemon.project(spec)).returncode == 0
+    before = {r["id"] for r in daemon.client.get("slow")["replicas"]}
+    with (
+        Load(f"{daemon.gateway}/slow", {"sleep": 1.5}, workers=2) as slow,
+        Load(f"{daemon.gateway}/slow", {}, workers=3) as load,
+    ):
+        time.sleep(1.0)
+        assert shipyard("refresh", "slow").returncode == 0
+
+        def replaced() -> bool:
+            found = daemon.client.get("slow")
+            return found["status"] == "live" and not before & {r["id"] for r in found["replicas"]}
+
+        daemon.wait_for(replaced, timeout=60, what="every replica replaced")
+    assert load.errors == [] and slow.errors == []
+    assert set(load.codes) == {200} and set(slow.codes) == {200}, (load.codes, slow.codes)
+    assert load.codes[200] >= 10
+
+
+def test_an_api_at_zero_replicas_wakes_on_a_request_and_goes_back_to_zero(daemon: Daemon) -> None:
+    spec = """
+    - name: lazy
+      handler: handlers.py:Echo
+      autoscaling: {min_replicas: 0, max_replicas: 2, window: 1s, upscale_stabilization: 0s,
+                    downscale_stabilization: 2s}
+    """
+    deployed = daemon.deploy(daemon.project(spec))
+    assert deployed.returncode == 0, deployed.stderr
+    assert daemon.client.get("lazy")["replicas"] == [] and not daemon.serve_processes()
+    answer = httpx.post(f"{daemon.gateway}/lazy", json={"wake": 1}, timeout=30)
+    assert answer.status_code == 200 and answer.json() == {"echo": {"wake": 1}}
+    events = [e["message"] for e in daemon.client.get("lazy")["events"] if e["kind"] == "scaled"]
+    assert "scale 0 → 1: a request is waiting for a replica" in events
+    daemon.wait_for(lambda: daemon.client.get("lazy")["desired"] == 0, timeout=40, what="back to zero")
+    daemon.wait_for(lambda: not daemon.serve_processes(), what="its replica stopped")
+    again = httpx.post(f"{daemon.gateway}/lazy", json={"wake": 2}, timeout=30)
+    assert again.json() == {"echo": {"wake": 2}}
+
+
+def test_a_new_version_that_never_becomes_ready_leaves_the_old_one_serving(daemon: Daemon) -> None:
+    project = daemon.project(ECHO)
+    assert daemon.deploy(project).returncode == 0
+    hanging = ECHO.replace("Echo", "SlowLoad") + "  config: {load_seconds: 120}\n  startup_timeout: 2s\n"
+    (project / "shipyard.yaml").write_text(hanging)
+    stuck = daemon.deploy(project, "--timeout", "60")
+    assert stuck.returncode == 1, stuck.stdout
+    assert "update stalled" in stuck.stderr and "not ready 2s after it started (startup_timeout)" in stuck.stderr
+    found = daemon.client.get("echo")
+    assert found["status"] == "update stalled" and "startup_timeout" in found["message"]
+    assert httpx.post(f"{daemon.gateway}/echo", json=4).json() == {"echo": 4}
+    shown = shipyard("get", "echo").stdout
+    assert "why: version" in shown and ("starting for" in shown or "crash-looping for" in shown)
+
+
+def test_a_deploy_that_times_out_names_what_is_not_ready(daemon: Daemon) -> None:
+    slow = ECHO.replace("Echo", "SlowLoad") + "  config: {load_seconds: 30}\n"
+    waited = daemon.deploy(daemon.project(slow), "--timeout", "2")
+    assert waited.returncode == 1
+    assert "echo is scaling (0/1 ready)" in waited.stderr and "starting for" in waited.stderr
+
+
+def test_a_replica_that_died_while_the_daemon_was_down_is_restarted_and_the_other_adopted(daemon: Daemon) -> None:
+    spec = ECHO + "  autoscaling: {min_replicas: 2, max_replicas: 2}\n"
+    assert daemon.deploy(daemon.project(spec)).returncode == 0
+    survivor, victim = daemon.client.get("echo")["replicas"]
+    os.kill(daemon.pid(), signal.SIGKILL)
+    daemon.wait_for(lambda: not daemon.home.is_locked(), what="daemon gone")
+    os.kill(victim["pid"], signal.SIGKILL)
+    daemon.up()
+
+    def recovered() -> bool:
+        found = daemon.client.get("echo")
+        return found["status"] == "live" and {r["id"] for r in found["replicas"]} == {survivor["id"], victim["id"]}
+
+    daemon.wait_for(recovered, what="live again")
+    replicas = {r["id"]: r for r in daemon.client.get("echo")["replicas"]}
+    assert replicas[survivor["id"]]["pid"] == survivor["pid"]  # adopted, not replaced
+    assert replicas[victim["id"]]["pid"] != victim["pid"] and replicas[victim["id"]]["restarts"] == 1
+    crashes = [e["message"] for e in daemon.client.get("echo")["events"] if e["kind"] == "crashed"]
+    assert any("its process ended while the daemon was not running" in message for message in crashes)
+    assert len(daemon.serve_processes()) == 2

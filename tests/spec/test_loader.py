@@ -70,8 +70,8 @@ def test_a_valid_project_with_every_kind(tmp_path: Path) -> None:
         (
             "- name: iris\n  handler: sklearn\n  batchng: {}\n",
             "shipyard.yaml: iris.batchng: unknown key; allowed keys: name, handler, model, config, schema, compute, "
-            "kind, batching, concurrency, timeout, max_body_size, content_types, grace_period, autoscaling, "
-            "update_strategy, monitoring (line 3)",
+            "kind, batching, concurrency, timeout, max_body_size, content_types, grace_period, startup_timeout, "
+            "health_check, autoscaling, update_strategy, monitoring (line 3)",
         ),
         (
             "- name: iris\n  handler: sklearn\n  concurrency: {max_concurency: 2}\n",

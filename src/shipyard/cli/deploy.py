@@ -68,31 +68,38 @@ def _progress(found: list[dict[str, Any]], shown: dict[str, str]) -> None:
 @click.argument("api", required=False)
 @click.option("-w", "--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--events", type=click.IntRange(1, 10_000), default=20, show_default=True, help="With API: how many recent events."
+)
 @reports_errors
-def get(api: str | None, watch: bool, output: str) -> None:
+def get(api: str | None, watch: bool, output: str, events: int) -> None:
     """Every API's status and traffic over the last minute; with API, its replicas, model and events."""
     from shipyard.client import Client
 
     with Client() as client:
-        while True:
-            found = client.get(api)
-            text = json.dumps(found, indent=2) if output == "json" else _render(found, api)
-            if watch and sys.stdout.isatty():
-                click.clear()
-            click.echo(text)
-            if not watch:
-                return
-            time.sleep(1.0)
+        try:
+            while True:
+                found = client.get(api, events=events) if api else client.get()
+                text = json.dumps(found, indent=2) if output == "json" else _render(found, api, time.time())
+                if watch and sys.stdout.isatty():
+                    click.clear()
+                click.echo(text)
+                if not watch:
+                    return
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            return  # Ctrl-C is how a watch ends: exit 0, quietly
 
 
-def _render(found: Any, api: str | None) -> str:
+def _render(found: Any, api: str | None, now: float) -> str:
     if api is None:
-        return _table([[_cell(row, key) for _, key in _COLUMNS] for row in found], [title for title, _ in _COLUMNS])
-    return _detail(found)
+        rows = [[_cell(row, key, now) for _, key in _COLUMNS] for row in found]
+        return _table(rows, [title for title, _ in _COLUMNS])
+    return _detail(found, now)
 
 
-def _detail(found: dict[str, Any]) -> str:
-    lines = [_table([[_cell(found, key) for _, key in _COLUMNS]], [title for title, _ in _COLUMNS]), ""]
+def _detail(found: dict[str, Any], now: float) -> str:
+    lines = [_table([[_cell(found, key, now) for _, key in _COLUMNS]], [title for title, _ in _COLUMNS]), ""]
     if found.get("message"):
         lines += [f"why: {found['message']}", ""]
     model = found.get("model")
@@ -101,33 +108,93 @@ def _detail(found: dict[str, Any]) -> str:
         lines.append(f"model: {model['ref']}{pinned} {model['digest'] or ''}".rstrip())
     if found.get("replicas"):
         rows = [
-            [r["id"], r["version"], r["state"], str(r["restarts"]), r["last_error"] or "-"] for r in found["replicas"]
+            [r["id"], r["version"], _state(r), str(r["restarts"]), r["last_error"] or "-"] for r in found["replicas"]
         ]
         lines += ["", _table(rows, ["REPLICA", "VERSION", "STATE", "RESTARTS", "LAST ERROR"])]
+    if found.get("targets") is not None:
+        lines += ["", _targets(found["targets"])]
     if found.get("shadows") is not None:
-        rows = [
-            [
-                s["shadow"],
-                str(s["compared"]),
-                _cell(s, "agreement"),
-                str(s["failed"]),
-                _cell(s, "primary_mean_ms"),
-                _cell(s, "shadow_mean_ms"),
-            ]
-            for s in found["shadows"]
-        ]
-        lines += ["", _table(rows, ["SHADOW", "COMPARED", "AGREEMENT", "FAILED", "PRIMARY MS", "SHADOW MS"])]
-    events = [[_time(e["at"]), e["kind"], e["message"]] for e in found.get("events", [])]
+        lines += ["", _shadows(found["shadows"])]
+    events = [[_time(e["at"], now), e["kind"], e["message"]] for e in collapse(found.get("events", []))]
     lines += ["", _table(events, ["WHEN", "EVENT", "MESSAGE"]) if events else "no events"]
     return "\n".join(lines)
 
 
-def _cell(row: dict[str, Any], key: str) -> str:
+def _state(replica: dict[str, Any]) -> str:
+    """`starting for 12s`: how long a replica has been in a state that should not last."""
+    state = str(replica["state"])
+    seconds = replica.get("for_seconds")
+    if state in ("starting", "draining", "crashed", "crash-looping") and seconds is not None:
+        return f"{state} for {_duration(seconds)}"
+    return state
+
+
+def _targets(targets: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            t["name"],
+            f"{t['weight']:g}" + ("% copy" if t["shadow"] else "%"),
+            t["status"],
+            f"{t['ready']}/{t['desired']}",
+        ]
+        for t in targets
+    ]
+    return _table(rows, ["API", "WEIGHT", "STATUS", "READY"])
+
+
+_SHADOW_COLUMNS = (
+    ("SHADOW", "shadow"),
+    ("COMPARED", "compared"),
+    ("AGREEMENT", "agreement"),
+    ("FAILED", "failed"),
+    ("SKIPPED", "skipped"),
+    ("PRIMARY MEAN/P50/P99 MS", ("primary_mean_ms", "primary_p50_ms", "primary_p99_ms")),
+    ("SHADOW MEAN/P50/P99 MS", ("shadow_mean_ms", "shadow_p50_ms", "shadow_p99_ms")),
+)
+
+
+def _shadows(shadows: list[dict[str, Any]]) -> str:
+    rows = []
+    for shadow in shadows:
+        row = []
+        for _, key in _SHADOW_COLUMNS:
+            if isinstance(key, tuple):
+                row.append("/".join(_cell(shadow, part, 0.0) for part in key))
+            else:
+                row.append(_cell(shadow, key, 0.0))
+        rows.append(row)
+    table = _table(rows, [title for title, _ in _SHADOW_COLUMNS])
+    return table + "\n(means since deploy; percentiles over the last minute; skipped: no free shadow replica)"
+
+
+def collapse(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive events of one kind for one replica (a crash loop's) as one line with a count."""
+    collapsed: list[dict[str, Any]] = []
+    runs: list[int] = []
+    for event in events:
+        previous = collapsed[-1] if collapsed else None
+        same = previous is not None and (previous["kind"], previous.get("replica")) == (
+            event["kind"],
+            event.get("replica"),
+        )
+        if same and event.get("replica") and event["kind"] in _FLAPPING:
+            runs[-1] += 1
+            collapsed[-1] = dict(event, message=f"{event['message']} (x{runs[-1]})")
+            continue
+        collapsed.append(event)
+        runs.append(1)
+    return collapsed
+
+
+_FLAPPING = frozenset({"crashed", "restarting", "failed"})
+
+
+def _cell(row: dict[str, Any], key: str, now: float) -> str:
     value = row.get(key)
     if value is None:
         return "-"
     if key == "updated_at":
-        return _time(value)
+        return _age(value, now)
     if key == "agreement":
         return f"{value:.1%}"
     if isinstance(value, float):
@@ -135,8 +202,28 @@ def _cell(row: dict[str, Any], key: str) -> str:
     return str(value)
 
 
-def _time(at: float) -> str:
-    return datetime.fromtimestamp(at).strftime("%H:%M:%S")
+def _age(at: float, now: float) -> str:
+    """`45s ago`, `3m ago`, `2h ago`; a date when it is more than a day old."""
+    seconds = max(0.0, now - at)
+    if seconds >= 86_400:
+        return datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M")
+    return f"{_duration(seconds)} ago"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{int(seconds)}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def _time(at: float, now: float) -> str:
+    """Time of day today; the date too on other days."""
+    moment = datetime.fromtimestamp(at)
+    if moment.date() == datetime.fromtimestamp(now).date():
+        return moment.strftime("%H:%M:%S")
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _table(rows: list[list[str]], titles: list[str]) -> str:
@@ -180,14 +267,15 @@ def _payload(payload: str | None) -> bytes:
 @click.argument("api")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @click.option("--replica", help="Only this replica's log (ids in `shipyard get API`).")
+@click.option("--all", "every_replica", is_flag=True, help="Every replica the API ever had, not only its current ones.")
 @reports_errors
-def logs(api: str, follow: bool, replica: str | None) -> None:
-    """Print the logs of API's replicas, each line prefixed with its replica id."""
+def logs(api: str, follow: bool, replica: str | None, every_replica: bool) -> None:
+    """Print the logs of API's current replicas, each line prefixed with its replica id."""
     from shipyard.client import Client
 
     with Client() as client:
         try:
-            for replica_id, text in client.logs(api, replica=replica, follow=follow):
+            for replica_id, text in client.logs(api, replica=replica, follow=follow, every_replica=every_replica):
                 for line in text.splitlines():
                     click.echo(line if replica else f"[{replica_id}] {line}")
         except KeyboardInterrupt:

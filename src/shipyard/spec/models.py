@@ -57,7 +57,7 @@ class Autoscaling(_Strict):
     """Span over which in-flight requests are averaged."""
     upscale_stabilization: Duration = 60.0
     downscale_stabilization: Duration = 300.0
-    max_upscale_factor: float = Field(10.0, gt=1)
+    max_upscale_factor: float = Field(1.5, gt=1)
     max_downscale_factor: float = Field(0.75, gt=0, lt=1)
     upscale_tolerance: float = Field(0.05, ge=0)
     downscale_tolerance: float = Field(0.05, ge=0)
@@ -88,6 +88,15 @@ class UpdateStrategy(_Strict):
         if self.max_surge in (0, "0%") and self.max_unavailable in (0, "0%"):
             raise ValueError("max_surge and max_unavailable cannot both be 0: the update could never proceed")
         return self
+
+
+class HealthCheck(_Strict):
+    """How the daemon checks a ready replica: GET /readyz on every tick of its control loop."""
+
+    timeout: Duration = Field(1.0, gt=0)
+    """Longest one check may take before it counts as failed."""
+    unhealthy_after: Duration = Field(30.0, gt=0)
+    """A ready replica whose checks keep failing this long is hung: it is killed and replaced."""
 
 
 class Compute(_Strict):
@@ -212,6 +221,9 @@ class RealtimeAPI(_APIBase):
     built-in handler, anything otherwise."""
     grace_period: Duration = 30.0
     """On shutdown, how long in-flight requests may take to finish."""
+    startup_timeout: Duration = Field(300.0, gt=0)
+    """A replica not ready this long after it started has failed (its handler hangs while loading)."""
+    health_check: HealthCheck = HealthCheck()
     autoscaling: Autoscaling = Autoscaling()
     update_strategy: UpdateStrategy = UpdateStrategy()
     monitoring: Monitoring = Monitoring()

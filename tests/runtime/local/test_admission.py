@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from shipyard.runtime.local.admission import PIPELINE, APIRoute, Lane, Overloaded
+from shipyard.runtime.local.admission import APIRoute, Lane, Overloaded
 
 
 def route(replicas: int, *, limit: int = 1, queue: int = 2, expecting: bool = False, timeout: float = 5) -> APIRoute:
@@ -20,17 +20,33 @@ def test_least_in_flight_within_the_per_replica_limit() -> None:
     lane = Lane(route(2, limit=2), random.Random(0))
     first, second = lane.try_admit(), lane.try_admit()
     assert first is not None and second is not None and first.id != second.id
-    taken = [lane.try_admit() for _ in range(2 * 2 * PIPELINE - 2)]
+    taken = [lane.try_admit() for _ in range(2)]
     assert all(backend is not None for backend in taken)
-    assert lane.try_admit() is None  # 2 replicas x max_concurrency 2 x PIPELINE
-    assert lane.in_flight == 2 * 2 * PIPELINE
-    assert {b.id: b.in_flight for b in lane.backends.values()} == {"r0": 2 * PIPELINE, "r1": 2 * PIPELINE}
+    assert lane.try_admit() is None  # 2 replicas x max_concurrency 2, and not one more
+    assert lane.in_flight == 4
+    assert {b.id: b.in_flight for b in lane.backends.values()} == {"r0": 2, "r1": 2}
+
+
+def test_a_waiting_retry_never_takes_the_replica_it_must_avoid() -> None:
+    async def scenario() -> None:
+        lane = Lane(route(2, queue=4), random.Random(0))
+        r0, r1 = lane.try_admit(), lane.try_admit()
+        assert r0 is not None and r1 is not None
+        retry = asyncio.ensure_future(lane.admit(exclude={r0.id}))  # failed on r0: must go elsewhere
+        later = asyncio.ensure_future(lane.admit())
+        await asyncio.sleep(0)
+        lane.release(r0)  # the replica the retry avoids frees first: the next waiter takes it
+        assert (await later).id == r0.id and not retry.done()
+        lane.release(r1)
+        assert (await retry).id == r1.id
+
+    asyncio.run(scenario())
 
 
 def test_queue_holds_max_queue_length_per_ready_replica_then_refuses_at_once() -> None:
     async def scenario() -> None:
         lane = Lane(route(1, queue=2), random.Random(0))
-        held = [lane.try_admit() for _ in range(PIPELINE)]
+        held = [lane.try_admit()]
         busy = held[0]
         assert busy is not None and all(held)
         waiting = [asyncio.ensure_future(lane.admit()) for _ in range(2)]
@@ -71,7 +87,7 @@ def test_a_removed_replica_finishes_its_requests_but_gets_no_new_ones() -> None:
     remaining = {"r0", "r1"} - {taken.id}
     lane.update(APIRoute("api", 1, 2, 5, {r: f"http://127.0.0.1:{10000 + int(r[1])}" for r in remaining}))
     assert taken.id in lane.backends and not lane.backends[taken.id].is_routable
-    others = [lane.try_admit() for _ in range(PIPELINE)]
+    others = [lane.try_admit()]
     assert all(other is not None and other.id in remaining for other in others)
     assert lane.try_admit() is None
     lane.release(taken)
@@ -85,3 +101,18 @@ def test_average_load_integrates_in_flight_and_queued_over_time() -> None:
         lane.try_admit()
     time.sleep(0.05)  # the admissions take microseconds of the 50 ms measured
     assert lane.average_load() == pytest.approx(3.0, rel=0.05)
+
+
+def test_a_freed_slot_starts_the_waiting_request_at_once() -> None:
+    async def scenario() -> None:
+        lane = Lane(route(1, queue=2), random.Random(0))
+        busy = lane.try_admit()
+        assert busy is not None
+        started: list[str] = []
+        waiting = asyncio.ensure_future(lane.admit(on_admit=lambda backend: started.append(backend.id)))
+        await asyncio.sleep(0)
+        lane.release(busy)
+        assert started == ["r0"]  # sent from the release itself, before the waiting task even runs
+        assert (await waiting).id == "r0" and lane.in_flight == 1
+
+    asyncio.run(scenario())

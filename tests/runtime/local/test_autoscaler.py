@@ -26,6 +26,7 @@ def policy(target: float = 4.0, **autoscaling: Any) -> Policy:
         "window": 60,
         "upscale_stabilization": 0,
         "downscale_stabilization": 0,
+        "max_upscale_factor": 10,
     }
     settings.update(autoscaling)
     return Policy(Autoscaling(**settings), target)
@@ -213,3 +214,26 @@ def test_a_load_spike_scales_up_and_back_down_after_the_window() -> None:
     assert {at[t] for t in range(60, 160, 10)} == {8}
     assert {at[t] for t in range(160, 230, 10)} == {4}
     assert at[230] == 2
+
+
+class TestPartialWindow:
+    def test_no_scaling_down_on_a_window_only_partly_observed(self) -> None:
+        # a daemon restarted 2 s ago: its samples cover 2 s of a 30 s window
+        decision = run(policy(target=1, window=30), 3, [Sample(NOW - 2, 0)])
+        assert decision.replicas == 3
+        assert "over 2.0s of the 30s window" in decision.reason
+        assert "held at 3: only 2.0s of the 30s window observed" in decision.reason
+
+    def test_scaling_down_once_the_whole_window_is_observed(self) -> None:
+        decision = run(policy(target=1, window=30), 3, [Sample(NOW - 30, 0)])
+        assert decision.replicas == 2 and "over 30s /" in decision.reason
+
+    def test_scaling_up_does_not_wait_for_a_whole_window(self) -> None:
+        assert run(policy(target=1, window=30), 1, [Sample(NOW - 2, 5)]).replicas == 5
+
+
+def test_the_step_limits_default_to_cortexs() -> None:
+    defaults = Autoscaling()
+    assert (defaults.max_upscale_factor, defaults.max_downscale_factor) == (1.5, 0.75)
+    assert (defaults.upscale_tolerance, defaults.downscale_tolerance) == (0.05, 0.05)
+    assert (defaults.window, defaults.upscale_stabilization, defaults.downscale_stabilization) == (60, 60, 300)

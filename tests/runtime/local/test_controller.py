@@ -21,7 +21,6 @@ from shipyard.runtime.local.types import (
     ReplicaStatus,
     Restart,
     Start,
-    Timing,
 )
 from shipyard.spec.models import UpdateStrategy
 from shipyard.spec.units import resolve_count_or_percent
@@ -40,9 +39,11 @@ def replica(
     return ReplicaStatus(id=id, api=api, version=version, state=state, **fields)
 
 
-def want(replicas: int, version: str = "v1", surge: int | str = "25%", unavailable: int | str = "25%") -> Desired:
+def want(
+    replicas: int, version: str = "v1", surge: int | str = "25%", unavailable: int | str = "25%", **timeouts: float
+) -> Desired:
     strategy = UpdateStrategy(max_surge=surge, max_unavailable=unavailable)
-    return Desired((DesiredAPI("iris", version, replicas, strategy),))
+    return Desired((DesiredAPI("iris", version, replicas, strategy, **timeouts),))
 
 
 def observe(*replicas: ReplicaStatus, now: float = NOW) -> Observed:
@@ -153,13 +154,18 @@ class TestHealth:
     def test_a_ready_replica_within_the_health_timeout_is_fine(self) -> None:
         assert plan(want(1), observe(replica("r1", healthy_at=NOW - 29))) == []
 
-    def test_a_replica_never_ready_is_failed(self) -> None:
+    def test_a_replica_never_ready_is_failed_after_its_apis_startup_timeout(self) -> None:
         stuck = replica("r1", STARTING, started_at=NOW - 11)
-        actions = plan(want(1), observe(stuck), Timing(startup_timeout=10))
-        assert actions == [Fail("r1", "not ready 10s after it started"), Backoff("r1", 1, NOW + 1)]
+        actions = plan(want(1, startup_timeout=10), observe(stuck))
+        assert actions == [Fail("r1", "not ready 10s after it started (startup_timeout)"), Backoff("r1", 1, NOW + 1)]
 
     def test_a_replica_still_loading_within_the_startup_timeout_is_fine(self) -> None:
-        assert plan(want(1), observe(replica("r1", STARTING, started_at=NOW - 9)), Timing(startup_timeout=10)) == []
+        assert plan(want(1, startup_timeout=10), observe(replica("r1", STARTING, started_at=NOW - 9))) == []
+        assert plan(want(1), observe(replica("r1", STARTING, started_at=NOW - 299))) == []  # 300s by default
+
+    def test_the_health_timeout_is_the_apis(self) -> None:
+        hung = replica("r1", healthy_at=NOW - 6)
+        assert plan(want(1, health_timeout=5), observe(hung))[0] == Fail("r1", "stopped answering health checks for 6s")
 
     def test_a_hung_replica_of_an_old_version_is_dropped_not_restarted(self) -> None:
         observed = observe(replica("r1", version="v1", healthy_at=NOW - 60), replica("r2", version="v2"))
@@ -168,23 +174,29 @@ class TestHealth:
 
 
 class TestRollingUpdate:
-    def test_a_new_version_starts_within_the_surge(self) -> None:
+    def test_a_new_version_starts_within_the_surge_and_drains_within_the_unavailable_budget(self) -> None:
         observed = observe(*(replica(f"r{n}") for n in range(1, 5)))
-        actions = plan(want(4, "v2"), observed)
-        assert actions == [Start("iris", "v2")]
-        assert actions[0].reason == "roll out version v2"
+        actions = plan(want(4, "v2"), observed)  # 25% of 4: one more may run, one fewer may be ready
+        assert actions == [Drain("r1"), Start("iris", "v2"), Start("iris", "v2")]
+        assert actions[-1].reason == "roll out version v2"
 
-    def test_old_replicas_stay_while_the_new_one_starts(self) -> None:
+    def test_surge_and_unavailable_are_both_spent(self) -> None:
+        # the audit's case: 4 replicas, surge 2 and unavailable 2 drained nothing
+        observed = observe(*(replica(f"r{n}") for n in range(1, 5)))
+        actions = plan(want(4, "v2", surge=2, unavailable=2), observed)
+        assert actions == [Drain("r1"), Drain("r2"), *[Start("iris", "v2")] * 4]
+
+    def test_without_unavailable_old_replicas_stay_while_the_new_one_starts(self) -> None:
         observed = observe(*(replica(f"r{n}") for n in range(1, 5)), replica("r5", STARTING, version="v2"))
-        assert plan(want(4, "v2"), observed) == []
+        assert plan(want(4, "v2", surge=1, unavailable=0), observed) == []
 
     def test_a_ready_new_replica_replaces_the_oldest_old_one(self) -> None:
         observed = observe(*(replica(f"r{n}") for n in range(1, 5)), replica("r5", version="v2"))
-        assert plan(want(4, "v2"), observed) == [Drain("r1"), Start("iris", "v2")]
+        assert plan(want(4, "v2", surge=1, unavailable=0), observed) == [Drain("r1"), Start("iris", "v2")]
 
     def test_a_whole_surge_starts_at_once(self) -> None:
         observed = observe(*(replica(f"r{n}") for n in range(1, 5)))
-        assert plan(want(4, "v2", surge="50%"), observed) == [Start("iris", "v2")] * 2
+        assert plan(want(4, "v2", surge="50%", unavailable=0), observed) == [Start("iris", "v2")] * 2
 
     def test_without_surge_the_unavailable_budget_makes_room(self) -> None:
         observed = observe(*(replica(f"r{n}") for n in range(1, 5)))
@@ -194,6 +206,11 @@ class TestRollingUpdate:
         # 25% of one replica rounds down to 0; like Kubernetes, one may then be unavailable
         observed = observe(replica("r1"))
         assert plan(want(1, "v2", surge=0, unavailable="25%"), observed) == [Drain("r1"), Start("iris", "v2")]
+
+    def test_one_replica_is_never_unavailable_by_default(self) -> None:
+        # 25% of 1: a surge of 1 (rounded up), no unavailable (rounded down): the old one serves until the new is ready
+        assert plan(want(1, "v2"), observe(replica("r1"))) == [Start("iris", "v2")]
+        assert plan(want(1, "v2"), observe(replica("r1"), replica("r2", version="v2"))) == [Drain("r1")]
 
     def test_old_replicas_that_are_not_ready_go_at_once(self) -> None:
         observed = observe(
@@ -209,19 +226,21 @@ class TestRollingUpdate:
         observed = observe(*(replica(f"r{n}") for n in range(1, 5)))
         assert plan(want(2, "v2"), observed) == [Drain("r1"), Drain("r2"), Start("iris", "v2")]
 
-    def test_a_new_version_that_crashes_keeps_every_old_replica(self) -> None:
+    def test_a_new_version_that_crashes_keeps_the_old_replicas_the_budget_requires(self) -> None:
         observed = observe(
-            *(replica(f"r{n}") for n in range(1, 5)),
+            *(replica(f"r{n}") for n in range(1, 4)),
+            replica("r4", ReplicaState.draining, draining_since=NOW - 1),
             replica("r5", ReplicaState.crash_looping, version="v2", restarts=4, restart_at=NOW + 8),
+            replica("r6", ReplicaState.crash_looping, version="v2", restarts=4, restart_at=NOW + 8),
         )
-        assert plan(want(4, "v2"), observed) == []
+        assert plan(want(4, "v2"), observed) == []  # 3 ready = 4 - 1 unavailable; 5 running = 4 + 1 surge
 
     def test_a_fixed_version_replaces_the_broken_one(self) -> None:
         observed = observe(
             *(replica(f"r{n}") for n in range(1, 5)),
             replica("r5", ReplicaState.crash_looping, version="v2", restarts=4, restart_at=NOW + 8),
         )
-        assert plan(want(4, "v3"), observed) == [Forget("r5"), Start("iris", "v3")]
+        assert plan(want(4, "v3", unavailable=0), observed) == [Forget("r5"), Start("iris", "v3")]
 
 
 class Processes:
@@ -293,7 +312,7 @@ def roll(processes: Processes, desired: Desired, ticks: int) -> list[Observed]:
 
 @pytest.mark.parametrize(
     ("replicas", "surge", "unavailable"),
-    [(4, "25%", "25%"), (4, "50%", 0), (3, 0, 1), (5, 2, "40%"), (1, 1, 0), (1, 0, 1), (10, "30%", "10%")],
+    [(4, "25%", "25%"), (4, "50%", 0), (3, 0, 1), (5, 2, "40%"), (1, 1, 0), (1, 0, 1), (10, "30%", "10%"), (4, 2, 2)],
 )
 def test_a_rollout_converges_within_its_budgets(replicas: int, surge: int | str, unavailable: int | str) -> None:
     processes = Processes(*(replica(f"r{n}") for n in range(1, replicas + 1)))
@@ -302,8 +321,8 @@ def test_a_rollout_converges_within_its_budgets(replicas: int, surge: int | str,
     strategy = desired.apis[0].strategy
     extra = resolve_count_or_percent(strategy.max_surge, replicas, round_up=True)
     missing = resolve_count_or_percent(strategy.max_unavailable, replicas, round_up=False)
-    # surge is spent first; the unavailable budget (at least 1) only when there is no surge
-    most, least = replicas + extra, replicas - (0 if extra else max(missing, 1))
+    # Kubernetes: both budgets at once; when both round to 0, one replica may be unavailable
+    most, least = replicas + extra, replicas - (missing if extra or missing else 1)
     for observed in history:
         live = [r for r in observed.replicas if r.state in LIVE_STATES]
         assert len(live) <= most
@@ -312,11 +331,14 @@ def test_a_rollout_converges_within_its_budgets(replicas: int, surge: int | str,
     assert len(processes.replicas) == replicas
 
 
-def test_a_broken_rollout_never_touches_the_old_replicas_then_a_fix_completes_it() -> None:
+def test_a_broken_rollout_keeps_the_old_replicas_its_budget_requires_then_a_fix_completes_it() -> None:
     processes = Processes(*(replica(f"r{n}") for n in range(1, 5)), broken=frozenset({"v2"}))
-    broken = roll(processes, want(4, "v2"), ticks=40)
+    broken = roll(processes, want(4, "v2", surge=1, unavailable=0), ticks=40)
     assert all(sum(r.version == "v1" and r.state is READY for r in o.replicas) == 4 for o in broken)
     assert processes.count("v2", ReplicaState.crash_looping, ReplicaState.crashed, STARTING) == 1
+    with_unavailable = Processes(*(replica(f"r{n}") for n in range(1, 5)), broken=frozenset({"v2"}))
+    history = roll(with_unavailable, want(4, "v2"), ticks=40)
+    assert min(sum(r.version == "v1" and r.state is READY for r in o.replicas) for o in history[1:]) == 3
     assert max(r.restarts for r in processes.replicas.values()) >= 3
     roll(processes, want(4, "v3"), ticks=30)
     assert processes.count("v3", READY) == 4

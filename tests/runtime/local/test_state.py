@@ -83,3 +83,21 @@ def test_a_deployed_model_version_cannot_be_deleted(engine: Engine, tmp_path: Pa
     record(engine, make_project(tmp_path / "p", spec))
     with open_registry() as registry, pytest.raises(VersionInUse, match="deployment 'iris'"):
         registry.delete("iris", 1)
+
+
+def test_recent_events_keep_the_last_scaling_decisions_however_many_crashes_came_since(engine: Engine) -> None:
+    scaled = [state.Event(float(n), "echo", "scaled", f"scale {n} → {n + 1}") for n in range(7)]
+    flaps = [state.Event(100.0 + n, "echo", "crashed", f"crash {n}", "echo-1") for n in range(40)]
+    with write_transaction(engine) as connection:
+        state.record_events(connection, [*scaled, *flaps])
+        found = state.recent_events(connection, "echo", 10)
+    assert [e.message for e in found[:5]] == [f"scale {n} → {n + 1}" for n in range(2, 7)]  # oldest first
+    assert [e.message for e in found[5:]] == [f"crash {n}" for n in range(30, 40)]
+
+
+def test_changing_only_the_daemons_timeouts_restarts_nothing(engine: Engine, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", SPEC)
+    record(engine, project)
+    timed = SPEC.replace("handlers.py:Echo", "handlers.py:Echo\n  startup_timeout: 10s\n  health_check: {timeout: 2s}")
+    (project / "shipyard.yaml").write_text(timed)
+    assert record(engine, project)["echo"] is state.Outcome.updated

@@ -14,7 +14,16 @@ import httpx
 import pytest
 
 from shipyard.runtime.local.controller import plan
-from shipyard.runtime.local.supervisor import Release, Supervisor, is_replica_command
+from shipyard.runtime.local.replica_logs import fatal_errors
+from shipyard.runtime.local.supervisor import (
+    UNKNOWN_EXIT,
+    Release,
+    Replica,
+    Supervisor,
+    _last_error,
+    exit_description,
+    is_replica_command,
+)
 from shipyard.runtime.local.types import (
     Desired,
     DesiredAPI,
@@ -22,13 +31,14 @@ from shipyard.runtime.local.types import (
     Forget,
     Observed,
     ReplicaState,
+    ReplicaStatus,
     Start,
     Timing,
 )
 from shipyard.spec.models import UpdateStrategy
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures.py"
-FAST = Timing(backoff_base=0.2, backoff_max=1.0, startup_timeout=60, health_timeout=10)
+FAST = Timing(backoff_base=0.2, backoff_max=1.0)
 
 
 def project(root: Path, handler: str, config: str = "{}") -> Path:
@@ -85,6 +95,7 @@ def reconcile(
         if condition(observed):
             return seen
         supervisor.apply(plan(desired, observed, timing))
+        supervisor.signal_drained({})  # no gateway here: nothing is in flight to a draining replica
         time.sleep(0.1)
     raise AssertionError(f"not reached within {timeout}s: {supervisor.observe()}")
 
@@ -101,6 +112,11 @@ def test_a_replica_starts_serves_drains_and_is_forgotten(supervisor: Supervisor)
 
     supervisor.apply([Drain(replica_id)])
     assert supervisor.ready("echo") == {}
+    supervisor.signal_drained({replica_id: 1})  # the gateway still waits for an answer from it: no SIGTERM yet
+    time.sleep(0.5)
+    assert states(supervisor.observe()) == [ReplicaState.draining]
+    assert httpx.post(f"{url}/predict", json={"x": 2}).json() == {"echo": {"x": 2}}  # it still answers
+    supervisor.signal_drained({})
     wait_for(supervisor, lambda o: states(o) == [ReplicaState.stopped], timeout=15)
     supervisor.apply([Forget(replica_id)])
     assert supervisor.observe().replicas == ()
@@ -118,7 +134,7 @@ def test_the_control_loop_restarts_a_killed_replica_then_rolls_out_without_losin
     supervisor: Supervisor,
 ) -> None:
     strategy = UpdateStrategy(max_surge=1, max_unavailable=0)
-    v1 = Desired((DesiredAPI("echo", "v1", 2, strategy),))
+    v1 = Desired((DesiredAPI("echo", "v1", 2, strategy, startup_timeout=60),))
     reconcile(supervisor, v1, lambda o: states(o) == [ReplicaState.ready] * 2)
 
     victim = next(iter(supervisor.replicas.values()))
@@ -130,7 +146,7 @@ def test_the_control_loop_restarts_a_killed_replica_then_rolls_out_without_losin
     assert crashed[0].id == victim.status.id
     assert crashed[0].last_error == "killed by signal 9"
 
-    v2 = Desired((DesiredAPI("echo", "v2", 2, strategy),))
+    v2 = Desired((DesiredAPI("echo", "v2", 2, strategy, startup_timeout=60),))
     seen = reconcile(supervisor, v2, lambda o: states(o) == [ReplicaState.ready] * 2 and not states(o, "v1"))
     assert all(states(o).count(ReplicaState.ready) >= 2 for o in seen)
     assert max(len(o.replicas) for o in seen) >= 3  # the surge replica ran next to the old ones
@@ -147,12 +163,11 @@ def test_a_hung_replica_loses_its_traffic_at_once_and_is_replaced(supervisor: Su
     supervisor.observe()
     assert supervisor.ready("echo") == {}
 
-    impatient = Timing(backoff_base=0.2, health_timeout=2)
+    impatient = Desired((DesiredAPI("echo", "v1", 1, health_timeout=2),))
     seen = reconcile(
         supervisor,
-        desired,
+        impatient,
         lambda o: states(o) == [ReplicaState.ready] and replica.status.restarts == 1,
-        timing=impatient,
     )
     errors = {r.last_error for o in seen for r in o.replicas if r.state is ReplicaState.crash_looping}
     assert len(errors) == 1
@@ -168,3 +183,49 @@ def test_the_stray_sweep_takes_replicas_of_snapshots_and_never_a_job_worker() ->
     assert is_replica_command(replica, snapshots)
     assert not is_replica_command(other_home, snapshots)
     assert not is_replica_command(worker, snapshots)
+
+
+def test_an_adopted_replica_that_dies_has_an_unknown_exit_status(
+    supervisor: Supervisor, tmp_path: Path, releases: dict[str, Path]
+) -> None:
+    supervisor.apply([Start("echo", "v1")])
+    wait_for(supervisor, lambda o: states(o) == [ReplicaState.ready])
+    [original] = supervisor.replicas.values()
+    successor = Supervisor(lambda api, version: Release(releases[version], 5.0), tmp_path / "logs")
+    try:
+        successor.adopt(supervisor.records())  # as a daemon started after this one was killed
+        [adopted] = successor.replicas.values()
+        assert adopted.process is not None
+        os.kill(adopted.process.pid, signal.SIGKILL)
+        observed = wait_for(successor, lambda o: states(o) == [ReplicaState.crashed], timeout=15)
+        assert observed.replicas[0].last_error == "exit status unknown (adopted)"
+    finally:
+        successor.close(timeout=5)
+        assert original.process is not None
+        original.process.wait(5)  # the zombie is ours to reap (in real life init reaps it)
+    supervisor.replicas.clear()  # the successor owned it
+
+
+def replica_with_log(tmp_path: Path, earlier: str) -> Replica:
+    log = tmp_path / "echo-1.log"
+    log.write_text(earlier)
+    status = ReplicaStatus("echo-1", "echo", "v1", ReplicaState.starting, 0.0)
+    replica = Replica(status, 0, log, None)
+    replica.log_offset = log.stat().st_size  # as at its launch
+    return replica
+
+
+def test_the_crash_reason_is_a_fatal_line_of_the_current_run_never_a_requests_error(tmp_path: Path) -> None:
+    replica = replica_with_log(tmp_path, "2024-05-01 10:00:00,000 ERROR shipyard.http: cannot open weights.bin\n")
+    with open(replica.log, "a") as log:
+        log.write("2024-05-01 10:00:01,000 ERROR shipyard.engine: handler raised for request(s) ab12\n")
+        log.write("Traceback (most recent call last):\n  ValueError: bad row\n")
+        log.write("2024-05-01 10:00:02,000 ERROR shipyard.http: request cd34 failed inside Shipyard\n")
+    assert _last_error(replica, -9) == "killed by signal 9"
+    with open(replica.log, "a") as log:
+        log.write("2024-05-01 10:00:03,000 CRITICAL shipyard.http: out of memory loading the model\n")
+    assert _last_error(replica, 1) == "exited with code 1: shipyard.http: out of memory loading the model"
+    assert fatal_errors(["error: shipyard.yaml: echo.handler: no class 'Nope'"]) == [
+        "shipyard.yaml: echo.handler: no class 'Nope'"
+    ]
+    assert exit_description(UNKNOWN_EXIT) == "exit status unknown (adopted)"

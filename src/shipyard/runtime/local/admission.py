@@ -1,11 +1,14 @@
-"""Admission for one API in the gateway: a bounded number in flight per replica, a bounded queue.
+"""Admission for one API in the gateway: at most `max_concurrency` in flight per replica, a bounded queue.
 
-A request takes the ready replica with the fewest requests in flight. Each replica is sent at most
-`max_concurrency` requests to predict plus as many again waiting in its own queue (`PIPELINE`), so a
-replica's next request is already there when a prediction ends instead of one gateway round trip later.
-When every replica is full a request waits in the API's queue, which holds `max_queue_length` per ready
-replica; beyond that, or when no replica is ready or coming, it is refused at once (the caller answers
-503 with Retry-After). A freed slot goes to the oldest waiter. Lives on the gateway's event loop, so it needs no locks.
+A request takes the ready replica with the fewest requests in flight, and no replica ever has more than
+`max_concurrency` of the gateway's requests (the replica's own queue stays empty, so a replica that is
+told to drain has only what it is working on). When every replica is full a request waits in the API's
+queue, which holds `max_queue_length` per ready replica; beyond that, or when no replica is ready and
+none is coming, it is refused at once (the caller answers 503 with Retry-After). An API scaled to zero
+queues its requests too, and asks the daemon for a replica (`on_demand`). A freed slot goes to the oldest
+waiter that may use it (a retry never goes back to the replica that just failed it). A replica that
+refuses a connection leaves the rotation at once, until a health check newer than the refusal says it is
+back. Lives on the gateway's event loop, so it needs no locks.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from shipyard.errors import ShipyardError
@@ -22,10 +25,7 @@ from shipyard.runtime.local.router import least_in_flight
 from shipyard.runtime.local.upstream import Upstream
 from shipyard.runtime.local.window import Window
 
-PIPELINE = 2
-"""Requests sent to a replica per prediction slot. At 1, a replica with `max_concurrency: 1` idles for a whole
-gateway round trip after every prediction: measured on 2 cores with iris, 0.63x the direct throughput at
-concurrency 64, against 1.02x at 2. The replica's own admission (slots + queue) still bounds what it holds."""
+DEFAULT_MAX_BODY = 10 * 1024**2
 
 
 class Overloaded(ShipyardError):
@@ -33,6 +33,10 @@ class Overloaded(ShipyardError):
 
     def __init__(self, api: str, reason: str) -> None:
         super().__init__(f"API {api!r} {reason}; retry after a moment")
+
+
+class ClientLeft(Exception):
+    """The client disconnected while its request waited: nothing is sent, nobody is answered."""
 
 
 @dataclass(frozen=True)
@@ -47,23 +51,42 @@ class APIRoute:
     """Ready replicas: id → base URL."""
     expecting: bool = False
     """A replica is starting: requests may wait for it even when none is ready."""
+    wakes: bool = False
+    """The API is scaled to zero and may scale up: a request waits, and asks for a replica."""
+    max_body_size: int = DEFAULT_MAX_BODY
+    checked_at: float = 0.0
+    """When the daemon last checked the replicas' health (epoch seconds)."""
 
 
 @dataclass
 class Backend:
     id: str
+    url: str
     upstream: Upstream
     in_flight: int = 0
     is_routable: bool = True
+    refused_at: float | None = None
+    """When a connection to it was refused; it stays out until a later health check."""
+
+
+@dataclass(eq=False)
+class _Waiter:
+    future: asyncio.Future[Backend]
+    exclude: Collection[str]
+    on_admit: Callable[[Backend], None] | None = None
+    """Starts the request the moment a slot is handed over; the request then owns the slot."""
 
 
 class Lane:
-    def __init__(self, route: APIRoute, rng: random.Random) -> None:
+    def __init__(
+        self, route: APIRoute, rng: random.Random, on_demand: Callable[[str], None] = lambda api: None
+    ) -> None:
         self.route = route
         self.backends: dict[str, Backend] = {}
         self.window = Window()
         self._rng = rng
-        self._waiters: deque[asyncio.Future[Backend]] = deque()
+        self._on_demand = on_demand
+        self._waiters: deque[_Waiter] = deque()
         self._busy = 0
         self._area = 0.0
         self._since = self._mark = time.monotonic()
@@ -80,12 +103,23 @@ class Lane:
                 if backend.in_flight == 0:
                     self._drop(backend_id)
         for backend_id, url in route.replicas.items():
-            if backend_id not in self.backends or not self.backends[backend_id].is_routable:
-                host, port = url.removeprefix("http://").rsplit(":", 1)
-                self.backends[backend_id] = Backend(backend_id, Upstream(host, int(port)))
+            self._admit_replica(backend_id, url, route.checked_at)
         self._dispatch()
-        if not route.expecting and not self._routable():
+        if not self._may_wait():
             self._refuse_waiters("has no ready replica")
+        elif self._waiters and not self._routable():
+            self._on_demand(route.name)
+
+    def _admit_replica(self, backend_id: str, url: str, checked_at: float) -> None:
+        backend = self.backends.get(backend_id)
+        if backend is None or backend.url != url:
+            if backend is not None and backend.in_flight == 0:
+                backend.upstream.close()
+            host, port = url.removeprefix("http://").rsplit(":", 1)
+            self.backends[backend_id] = Backend(backend_id, url, Upstream(host, int(port)))
+        elif backend.refused_at is None or checked_at > backend.refused_at:
+            backend.refused_at = None
+            backend.is_routable = True
 
     @property
     def in_flight(self) -> int:
@@ -94,6 +128,9 @@ class Lane:
     @property
     def queued(self) -> int:
         return len(self._waiters)
+
+    def in_flight_by_replica(self) -> dict[str, int]:
+        return {b.id: b.in_flight for b in self.backends.values() if b.in_flight}
 
     def average_load(self) -> float:
         """In-flight plus queued requests, averaged over time since the last call."""
@@ -106,20 +143,38 @@ class Lane:
 
     # -- requests -------------------------------------------------------------------------------------------
 
-    async def admit(self, exclude: Collection[str] = ()) -> Backend:
+    async def admit(
+        self,
+        exclude: Collection[str] = (),
+        gone: asyncio.Future[None] | None = None,
+        on_admit: Callable[[Backend], None] | None = None,
+    ) -> Backend:
+        """A replica with a free slot, waiting in the queue for one if need be.
+
+        `gone` completes when the client disconnects: a waiting request then leaves the queue (ClientLeft).
+        `on_admit` is called with the replica as soon as a waiting request gets it, before this returns (the
+        gateway sends the request from there, so the replica's freed slot never waits for a task switch);
+        its request then owns the slot, and releases it when it ends.
+        """
         backend = self.try_admit(exclude)
         if backend is not None:
+            if on_admit is not None:
+                on_admit(backend)
             return backend
-        if not self._routable() and not self.route.expecting:
+        self.check_room()
+        return await self._wait(exclude, gone, on_admit)
+
+    def check_room(self) -> None:
+        """Raise Overloaded when a request could not even wait."""
+        if not self._may_wait():
             raise Overloaded(self.route.name, "has no ready replica")
         capacity = self.route.max_queue_length * max(1, len(self._routable()))
         if len(self._waiters) >= capacity:
             raise Overloaded(self.route.name, f"is at capacity (queue of {capacity} full)")
-        return await self._wait()
 
     def try_admit(self, exclude: Collection[str] = ()) -> Backend | None:
-        counts = {b.id: b.in_flight for b in self._routable() if b.id not in exclude}
-        chosen = least_in_flight(counts, self._rng, self.route.max_concurrency * PIPELINE)
+        counts = {b.id: b.in_flight for b in self.backends.values() if b.is_routable and b.id not in exclude}
+        chosen = least_in_flight(counts, self._rng, self.route.max_concurrency)
         if chosen is None:
             return None
         backend = self.backends[chosen]
@@ -128,13 +183,27 @@ class Lane:
         self._busy += 1
         return backend
 
-    def release(self, backend: Backend) -> None:
+    def release(self, backend: Backend, *, refused: bool = False) -> None:
+        """A request at `backend` ended; `refused`: its connection was refused (see `refused`)."""
+        if refused:
+            self.refused(backend)
         self._account()
         backend.in_flight -= 1
         self._busy -= 1
-        if not backend.is_routable and backend.in_flight == 0 and self.backends.get(backend.id) is backend:
-            self._drop(backend.id)
+        if backend.in_flight == 0 and not backend.is_routable:
+            if self.backends.get(backend.id) is not backend:
+                backend.upstream.close()  # replaced by a new process under the same id
+            elif backend.refused_at is None:
+                self._drop(backend.id)
         self._dispatch()
+
+    def refused(self, backend: Backend) -> None:
+        """A connection to `backend` was refused: no more requests go there until it answers a health check."""
+        if backend.refused_at is None:
+            backend.refused_at = time.time()
+        backend.is_routable = False
+        if not self._may_wait():
+            self._refuse_waiters("has no ready replica")
 
     def has_other(self, backend_id: str) -> bool:
         return any(b.id != backend_id for b in self._routable())
@@ -144,45 +213,73 @@ class Lane:
         for backend in self.backends.values():
             backend.upstream.close()
 
-    async def _wait(self) -> Backend:
+    async def _wait(
+        self,
+        exclude: Collection[str],
+        gone: asyncio.Future[None] | None,
+        on_admit: Callable[[Backend], None] | None,
+    ) -> Backend:
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Backend] = loop.create_future()
+        waiter = _Waiter(loop.create_future(), exclude, on_admit)
         self._account()
         self._waiters.append(waiter)
-        timer = loop.call_later(self.route.timeout, self._expire, waiter)  # cheaper than a wait_for task
+        if not self._routable():
+            self._on_demand(self.route.name)
+        timer = loop.call_later(self.route.timeout, self._expire, waiter.future)  # cheaper than a wait_for task
+        if gone is not None:
+            gone.add_done_callback(lambda _: _settle(waiter.future, ClientLeft()))
         try:
-            return await waiter
+            backend = await waiter.future
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self.release(waiter.result())  # the client left just as a slot came: give it back
+            future = waiter.future
+            if future.done() and not future.cancelled() and future.exception() is None and on_admit is None:
+                self.release(future.result())  # the client left just as a slot came: give it back
             raise
         finally:
             timer.cancel()
             if waiter in self._waiters:
                 self._account()
                 self._waiters.remove(waiter)
+        if gone is not None and gone.done():
+            if on_admit is None:
+                self.release(backend)  # (a started request releases its slot when it ends)
+            raise ClientLeft()
+        return backend
 
-    def _expire(self, waiter: asyncio.Future[Backend]) -> None:
-        if not waiter.done():
-            waiter.set_exception(Overloaded(self.route.name, f"had no free replica within {self.route.timeout:g}s"))
+    def _expire(self, future: asyncio.Future[Backend]) -> None:
+        _settle(future, Overloaded(self.route.name, f"had no free replica within {self.route.timeout:g}s"))
 
     def _dispatch(self) -> None:
-        while self._waiters:
-            waiter = self._waiters[0]
-            if waiter.done():
-                self._waiters.popleft()
+        """Hand free slots to the oldest waiters that may take them."""
+        index = 0
+        while index < len(self._waiters):
+            waiter = self._waiters[index]
+            if waiter.future.done():
+                self._account()
+                del self._waiters[index]
                 continue
-            backend = self.try_admit()
+            backend = self.try_admit(waiter.exclude)
             if backend is None:
-                return
-            self._waiters.popleft()
-            waiter.set_result(backend)
+                if not waiter.exclude or not self._has_room():
+                    return
+                index += 1  # only the replica it must avoid has room: a later waiter may take it
+                continue
+            self._account()
+            del self._waiters[index]
+            waiter.future.set_result(backend)
+            if waiter.on_admit is not None:
+                waiter.on_admit(backend)
+
+    def _has_room(self) -> bool:
+        return any(b.in_flight < self.route.max_concurrency for b in self._routable())
+
+    def _may_wait(self) -> bool:
+        return bool(self._routable()) or self.route.expecting or self.route.wakes
 
     def _refuse_waiters(self, reason: str) -> None:
+        self._account()
         while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(Overloaded(self.route.name, reason))
+            _settle(self._waiters.popleft().future, Overloaded(self.route.name, reason))
 
     def _routable(self) -> list[Backend]:
         return [b for b in self.backends.values() if b.is_routable]
@@ -194,3 +291,8 @@ class Lane:
         now = time.monotonic()
         self._area += (self._busy + len(self._waiters)) * (now - self._mark)
         self._mark = now
+
+
+def _settle(future: asyncio.Future[Backend], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)

@@ -5,7 +5,9 @@ Each decision takes the API's in-flight requests over the last `window`, divides
 the replica bounds, and records that recommendation. Stabilization then holds the answer: it never
 goes below the highest recommendation of the last `downscale_stabilization`, nor above the lowest of
 the last `upscale_stabilization`. Until the history covers a stabilization period (a fresh autoscaler
-knows nothing of the past) it does not move in that direction at all, except from zero replicas.
+knows nothing of the past) it does not move in that direction at all, except from zero replicas. Nor
+does it scale down on a window only partly observed (a daemon that just started has seconds of samples,
+not the window's worth): the reason says what span the average covers.
 """
 
 from __future__ import annotations
@@ -83,6 +85,14 @@ def average_in_flight(samples: Sequence[Sample], start: float, end: float) -> fl
     return sum(inside) / len(inside) if inside else None
 
 
+def observed_span(samples: Sequence[Sample], now: float, window: float) -> float:
+    """Seconds of the window that the samples cover (they hold from the first one on)."""
+    if not samples:
+        return 0.0
+    first = min(sample.at for sample in samples)
+    return max(0.0, now - max(first, now - window))
+
+
 def decide(policy: Policy, current: int, samples: Sequence[Sample], history: History, now: float) -> Decision:
     """The replica count for an API that runs `current` replicas, given its in-flight samples."""
     spec = policy.autoscaling
@@ -90,12 +100,15 @@ def decide(policy: Policy, current: int, samples: Sequence[Sample], history: His
     if average is None:
         reason = f"stay at {current}: no in-flight samples in the last {spec.window:g}s"
         return Decision(current, reason, history, None)
-    notes = [
-        f"average in-flight {average:.2f} over {spec.window:g}s / target {policy.target_in_flight:g}",
-    ]
+    covered = observed_span(samples, now, spec.window)
+    span = f"{spec.window:g}s" if covered >= spec.window else f"{covered:.1f}s of the {spec.window:g}s window"
+    notes = [f"average in-flight {average:.2f} over {span} / target {policy.target_in_flight:g}"]
     recommended = _recommend(spec, current, average / policy.target_in_flight, notes)
     history = _remember(history, Recommendation(now, recommended), spec, now)
     replicas = _stabilize(spec, current, recommended, history, now, notes)
+    if replicas < current and covered < spec.window:
+        notes.append(f"held at {current}: only {covered:.1f}s of the {spec.window:g}s window observed")
+        replicas = current
     verb = f"scale {current} → {replicas}" if replicas != current else f"stay at {current}"
     return Decision(replicas, f"{verb}: {'; '.join(notes)}", history, average)
 

@@ -10,7 +10,6 @@ import hmac
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -25,14 +24,12 @@ from starlette.routing import Route
 from shipyard import __version__
 from shipyard.errors import BadRequest, ConfigError, ShipyardError
 from shipyard.runtime.local import release as releases
-from shipyard.runtime.local import state, views
+from shipyard.runtime.local import replica_logs, state, views
 from shipyard.runtime.local.control_jobs import job_routes
 from shipyard.runtime.local.daemon import Daemon, Shutdown, Wake
 from shipyard.runtime.local.home import Home
 from shipyard.settings import Settings
 from shipyard.store import read_transaction, write_transaction
-
-_TAIL_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -109,6 +106,11 @@ class _Handlers:
         path = body.get("path")
         if not isinstance(path, str) or not os.path.isabs(path):
             raise BadRequest(f"deploy needs an absolute project path in 'path', got {path!r}")
+        if not os.path.exists(path):
+            raise BadRequest(
+                f"the project path {path!r} does not exist on the daemon's machine: the daemon reads the project "
+                "from its own filesystem, so deploy from the machine it runs on (or one that shares that path)"
+            )
         changes = await run_in_threadpool(self._record, path)
         self.context.daemon.notify(Wake("deploy"))
         return JSONResponse({"apis": changes})
@@ -143,26 +145,31 @@ class _Handlers:
         with read_transaction(self.context.engine) as connection:
             deployments = state.list_deployments(connection)
             updates = {d.name: state.last_event_at(connection, d.name) for d in deployments}
-        return {
-            d.name: views.api_summary(
-                d, view.replicas, view.traffic.get(d.name), self.context.gateway_url, updates[d.name]
-            )
-            for d in deployments
-        }
+        return views.summaries(deployments, view.replicas, view.traffic, self.context.gateway_url, updates)
 
     async def get_api(self, request: Request) -> JSONResponse:
-        return JSONResponse(await run_in_threadpool(self._detail, request.path_params["name"]))
+        events = _positive_int(request.query_params.get("events", "20"), "events")
+        return JSONResponse(await run_in_threadpool(self._detail, request.path_params["name"], events))
 
-    def _detail(self, name: str) -> dict[str, Any]:
+    def _detail(self, name: str, limit: int) -> dict[str, Any]:
         view = self.context.daemon.view
         with read_transaction(self.context.engine) as connection:
             deployment = state.get_deployment(connection, name)
             release = state.get_release(connection, name, deployment.version) if deployment.is_realtime else None
-            events = state.recent_events(connection, name)
+            events = state.recent_events(connection, name, limit)
             shadows = state.get_shadow_stats(connection, name)
-            last = state.last_event_at(connection, name)
-        summary = views.api_summary(deployment, view.replicas, view.traffic.get(name), self.context.gateway_url, last)
-        return views.api_detail(summary, deployment, view.replicas, release, events, shadows)
+        summaries = self._summaries()
+        return views.api_detail(
+            summaries[name],
+            deployment,
+            view.replicas,
+            release,
+            events,
+            shadows,
+            now=time.time(),
+            apis=summaries,
+            shadow_latency=view.shadow_latency,
+        )
 
     async def delete_api(self, request: Request) -> JSONResponse:
         name = request.path_params["name"]
@@ -195,34 +202,36 @@ class _Handlers:
         name = request.path_params["name"]
         body = await _json_body(request)
         with read_transaction(self.context.engine) as connection:
-            state.get_deployment(connection, name)
-        chunks = await run_in_threadpool(
-            _read_logs, self.context.home.logs / name, body.get("replica"), body.get("cursors") or {}
-        )
-        return JSONResponse(chunks)
+            deployment = state.get_deployment(connection, name)
+        if not deployment.is_realtime:
+            names = ", ".join(target.name for target in deployment.splitter().apis)
+            raise BadRequest(
+                f"{name!r} is a TrafficSplitter: it has no replicas or logs of its own; "
+                f"its APIs are {names} (see `shipyard logs API`)"
+            )
+        folder = self.context.home.logs / name
+        replica = body.get("replica")
+        if replica is not None:
+            replica_logs.check_replica(folder, str(replica))
+            wanted: list[str] | None = [str(replica)]
+        elif body.get("all"):
+            wanted = None
+        else:
+            wanted = [r.status.id for r in self.context.daemon.view.replicas if r.status.api == name]
+        cursors = body.get("cursors") or {}
+        whole_lines = bool(body.get("follow"))
+        found = await run_in_threadpool(replica_logs.read_logs, folder, wanted, cursors, whole_lines=whole_lines)
+        return JSONResponse(found)
 
     async def shutdown(self, request: Request) -> JSONResponse:
         self.context.daemon.notify(Shutdown("shipyard down"))
         return JSONResponse({"stopping": os.getpid()})
 
 
-def _read_logs(folder: Path, replica: str | None, cursors: dict[str, int]) -> dict[str, Any]:
-    """New log text per replica since `cursors` (file → offset); the last 64 KiB of a file seen first."""
-    if replica is not None and not (folder / f"{replica}.log").exists():
-        known = ", ".join(sorted(p.stem for p in folder.glob("*.log"))) or "none"
-        raise BadRequest(f"replica {replica!r} has no log here (replicas with logs: {known}); see `shipyard get`")
-    files = sorted(folder.glob(f"{replica}.log" if replica else "*.log"), key=lambda p: p.stat().st_mtime)
-    chunks, offsets = [], {}
-    for path in files:
-        size = path.stat().st_size
-        start = int(cursors.get(path.name, max(0, size - _TAIL_BYTES)))
-        with open(path, "rb") as file:
-            file.seek(min(start, size))
-            text = file.read(size - min(start, size)).decode("utf-8", "replace")
-        offsets[path.name] = size
-        if text:
-            chunks.append({"replica": path.stem, "text": text})
-    return {"chunks": chunks, "cursors": offsets}
+def _positive_int(value: str, name: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise BadRequest(f"{name} must be a whole number of at least 1, got {value!r}")
+    return int(value)
 
 
 async def _json_body(request: Request) -> dict[str, Any]:

@@ -5,9 +5,11 @@ replacing hung replicas, rolling updates and deletes. `plan` is idempotent: whil
 way the observed state shows it (a replica `starting`, `draining`, `crash-looping`), so calling it again
 on every tick asks for nothing twice.
 
-Rolling updates spend `max_surge` first: an old replica is drained only when a ready replica of the new
-version can take its place, so a version that never becomes ready leaves every old replica serving.
-`max_unavailable` is spent only when `max_surge` is 0, where nothing could start otherwise.
+Rolling updates follow Kubernetes: while one runs, at least `desired - max_unavailable` replicas stay ready
+and at most `desired + max_surge` run (draining ones not counted). Old replicas drain as soon as enough
+others are ready, new ones start as far as the surge allows. So a version that never becomes ready keeps
+at least `desired - max_unavailable` old replicas serving, and every one of them when `max_unavailable`
+rounds to 0 (as 25% of fewer than 4 replicas does).
 """
 
 from __future__ import annotations
@@ -56,9 +58,10 @@ def _plan_api(
 ) -> list[Action]:
     actions: list[Action] = []
     live: list[ReplicaStatus] = []
+    patience = desired or DesiredAPI("", "", 0)
     for replica in replicas:
         actions += _settle(replica, now, timing)
-        failure = _failure(replica, now, timing)
+        failure = _failure(replica, now, patience)
         if failure is not None:
             actions.append(Fail(replica.id, failure))
             replica = replace(replica, state=ReplicaState.crashed, last_error=failure, exited_at=now)
@@ -80,13 +83,13 @@ def _settle(replica: ReplicaStatus, now: float, timing: Timing) -> list[Action]:
     return []
 
 
-def _failure(replica: ReplicaStatus, now: float, timing: Timing) -> str | None:
+def _failure(replica: ReplicaStatus, now: float, api: DesiredAPI) -> str | None:
     """Why a running replica counts as failed, or None while it is fine."""
-    if replica.state is ReplicaState.starting and now - replica.started_at > timing.startup_timeout:
-        return f"not ready {timing.startup_timeout:g}s after it started"
+    if replica.state is ReplicaState.starting and now - replica.started_at > api.startup_timeout:
+        return f"not ready {api.startup_timeout:g}s after it started (startup_timeout)"
     if replica.state is ReplicaState.ready:
         last_answer = replica.healthy_at if replica.healthy_at is not None else replica.started_at
-        if now - last_answer > timing.health_timeout:
+        if now - last_answer > api.health_timeout:
             return f"stopped answering health checks for {now - last_answer:g}s"
     return None
 
@@ -102,9 +105,12 @@ def _converge(desired: DesiredAPI, live: Sequence[ReplicaStatus], now: float, ti
     actions: list[Action] = [_remove(r, f"scale down to {desired.replicas}") for r in surplus]
     actions += [_remove(r, f"replaced by version {desired.version}") for r in old if r.state is not ReplicaState.ready]
     actions += _recover(kept, now, timing)
-    drains = _drain_budget(desired, kept, old_ready)
-    actions += [Drain(r.id, f"replaced by a ready replica of version {desired.version}") for r in old_ready[:drains]]
-    starts = _start_budget(desired, len(kept), len(kept) + len(old_ready) - drains)
+    surge, unavailable = _budgets(desired)
+    ready = sum(r.state is ReplicaState.ready for r in kept) + len(old_ready)
+    drains = max(0, min(len(old_ready), ready - (desired.replicas - unavailable)))
+    actions += [Drain(r.id, _drain_reason(desired, kept)) for r in old_ready[:drains]]
+    running = len(kept) + len(old_ready) - drains
+    starts = max(0, min(desired.replicas - len(kept), desired.replicas + surge - running))
     reason = f"roll out version {desired.version}" if old else f"scale up to {desired.replicas}"
     actions += [Start(desired.name, desired.version, reason) for _ in range(starts)]
     return actions
@@ -115,22 +121,14 @@ def _budgets(desired: DesiredAPI) -> tuple[int, int]:
     total = desired.replicas
     surge = resolve_count_or_percent(desired.strategy.max_surge, total, round_up=True)
     unavailable = resolve_count_or_percent(desired.strategy.max_unavailable, total, round_up=False)
-    if surge == 0:
-        return 0, max(unavailable, 1)  # as in Kubernetes: both rounding to 0 would block the update
-    return surge, 0
+    if surge == 0 and unavailable == 0:
+        unavailable = 1  # as in Kubernetes: both rounding to 0 would block the update
+    return surge, unavailable
 
 
-def _drain_budget(desired: DesiredAPI, kept: Sequence[ReplicaStatus], old_ready: Sequence[ReplicaStatus]) -> int:
-    """Old replicas that can go now without fewer ready replicas than the strategy allows."""
-    _, unavailable = _budgets(desired)
-    ready = sum(r.state is ReplicaState.ready for r in kept) + len(old_ready)
-    return max(0, min(len(old_ready), ready - (desired.replicas - unavailable)))
-
-
-def _start_budget(desired: DesiredAPI, current: int, running: int) -> int:
-    """New replicas to start: the ones missing, within the surge above the desired count."""
-    surge, _ = _budgets(desired)
-    return max(0, min(desired.replicas - current, desired.replicas + surge - running))
+def _drain_reason(desired: DesiredAPI, kept: Sequence[ReplicaStatus]) -> str:
+    new_ready = sum(r.state is ReplicaState.ready for r in kept)
+    return f"replaced by version {desired.version} ({new_ready}/{desired.replicas} of it ready)"
 
 
 def _recover(replicas: Iterable[ReplicaStatus], now: float, timing: Timing) -> list[Action]:

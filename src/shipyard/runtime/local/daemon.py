@@ -1,8 +1,10 @@
 """The daemon's control loop: follow aliases → observe → autoscale → plan → apply, once per tick, with events.
 
-In uvicorn's shape: `run()` loops until told to exit; signal handlers and control-API calls only put
-an event on the queue (`notify`), which wakes the loop early. The loop keeps no state that is not in
-the store or in the processes: a daemon started after another was killed adopts its replicas.
+In uvicorn's shape: `run()` loops until told to exit; signal handlers, control-API calls and the gateway
+(a request for an API at zero replicas) only put an event on the queue (`notify`), which wakes the loop
+early. The loop keeps no state that is not in the store or in the processes: a daemon started after
+another was killed adopts its replicas. A tick that fails (the store is locked, say) is logged once per
+distinct error and retried with backoff; the replicas and the gateway keep serving meanwhile.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import queue
 import signal
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -23,16 +25,17 @@ from shipyard.runtime.local import state
 from shipyard.runtime.local.admission import APIRoute
 from shipyard.runtime.local.aliases import AliasFollower
 from shipyard.runtime.local.controller import plan
+from shipyard.runtime.local.events import action_events, phase_event
 from shipyard.runtime.local.gateway import Report, RouteTable, Traffic
 from shipyard.runtime.local.home import Home
 from shipyard.runtime.local.router import Splitter
 from shipyard.runtime.local.scaler import Scaler
-from shipyard.runtime.local.state import Deployment, Event, ReplicaRecord
-from shipyard.runtime.local.status import Phase, summarize
+from shipyard.runtime.local.shadow import Pair, ShadowLatency
+from shipyard.runtime.local.state import Deployment, Event, ReplicaRecord, ShadowStats
+from shipyard.runtime.local.status import Phase, is_news, summarize
 from shipyard.runtime.local.supervisor import Release, Releases, Supervisor, stray_replicas
 from shipyard.runtime.local.types import (
     Action,
-    Backoff,
     Desired,
     DesiredAPI,
     Drain,
@@ -67,7 +70,17 @@ class Shutdown:
     reason: str
 
 
-DaemonEvent = Wake | Shutdown
+@dataclass(frozen=True)
+class Demand:
+    """A request waits for an API that has no replica: scale it from zero now."""
+
+    api: str
+
+
+DaemonEvent = Wake | Shutdown | Demand
+
+_MAX_BACKOFF = 10.0
+"""Longest wait between two failed ticks."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,7 @@ class View:
     at: float = 0.0
     replicas: tuple[ReplicaRecord, ...] = ()
     traffic: Mapping[str, Traffic] = field(default_factory=dict)
+    shadow_latency: Mapping[Pair, ShadowLatency] = field(default_factory=dict)
 
 
 class Daemon:
@@ -114,6 +128,13 @@ class Daemon:
         self._phases: dict[str, Phase] = {}
         self._saved: list[ReplicaRecord] | None = None
         self._traffic: Mapping[str, Traffic] = {}
+        self._demand: set[str] = set()
+        self._unsaved: list[Event] = []
+        self._unsaved_shadows: list[ShadowStats] = []
+        self._routes = RouteTable()
+        self._is_started = False
+        self._failed_ticks = 0
+        self._last_failure: str | None = None
         self.should_exit = False
         self.view = View()
 
@@ -135,6 +156,8 @@ class Daemon:
             if isinstance(event, Shutdown):
                 log.info("shutting down: %s", event.reason)
                 self.should_exit = True
+            elif isinstance(event, Demand):
+                self._demand.add(event.api)
             try:
                 event = self._events.get_nowait()
             except queue.Empty:
@@ -143,13 +166,39 @@ class Daemon:
     # -- the loop -------------------------------------------------------------------------------------------
 
     def run(self) -> None:
-        self.start()
         try:
             while not self.should_exit:
-                self.reconcile()
-                self._handle_events(self._options.tick)
+                self._handle_events(self._tick())
         finally:
             self.stop()
+
+    def _tick(self) -> float:
+        """One guarded reconciliation; returns how long to wait before the next."""
+        try:
+            if not self._is_started:
+                self.start()
+                self._is_started = True
+            self.reconcile()
+        except Exception as exc:  # one failed tick must never stop the APIs: log it, back off, try again
+            return self._failed(exc)
+        if self._failed_ticks:
+            log.info("control loop recovered after %d failed tick(s)", self._failed_ticks)
+        self._failed_ticks, self._last_failure = 0, None
+        return self._options.tick
+
+    def _failed(self, exc: Exception) -> float:
+        self._failed_ticks += 1
+        text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        delay = min(self._options.tick * 2.0 ** min(self._failed_ticks, 16), _MAX_BACKOFF)
+        if text != self._last_failure:  # once per distinct error, not once per tick
+            log.error(
+                "control loop tick failed, replicas keep serving; retrying with backoff (up to %gs): %s",
+                _MAX_BACKOFF,
+                text,
+            )
+            log.debug("the failed tick", exc_info=exc)
+            self._last_failure = text
+        return delay
 
     def start(self) -> None:
         """Adopt the replicas an earlier daemon left, and stop any process no record knows."""
@@ -167,28 +216,47 @@ class Daemon:
 
     def stop(self) -> None:
         self._on_stop()  # hosted work (the job runner) drains at the same time as the replicas
+        deadline = time.monotonic() + self._options.drain_timeout
+        self._drain_gateway(deadline)
         self._exchange(RouteTable())
-        self._supervisor.close(self._options.drain_timeout)
-        self._save_replicas()
+        self._supervisor.close(max(0.0, deadline - time.monotonic()))
+        try:
+            self._save_replicas()
+        except Exception as exc:  # the replicas are stopped; the next daemon finds their processes gone
+            log.error("could not record the stopped replicas: %s", exc)
+
+    def _drain_gateway(self, deadline: float) -> None:
+        """Take every replica out of the routes, and wait until the gateway has answered what it sent them."""
+        closed = {
+            name: replace(route, replicas={}, expecting=False, wakes=False) for name, route in self._routes.apis.items()
+        }
+        while self._exchange(RouteTable(closed)).busy and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def reconcile(self) -> None:
         deployments = self._deployments()
         moved = self._aliases.follow(deployments, self._clock())
         if moved:
             deployments = self._deployments()
-        observed = self._supervisor.observe()
-        events = moved + self._autoscale(deployments, observed.now)
+        timeouts = {d.name: d.realtime().health_check.timeout for d in deployments if d.is_realtime}
+        observed = self._supervisor.observe(timeouts)
+        events = moved + self._wake(deployments, observed.now)
+        events += self._autoscale(deployments, observed.now)
+        deployments = self._deployments() if len(events) > len(moved) else deployments
         desired = _desired(deployments)
         actions = plan(desired, observed, self._options.timing)
         leaving = {action.replica for action in actions if isinstance(action, _LEAVING)}
-        report = self._exchange(self._routes(deployments, leaving))
+        starting = {a.api for a in actions if isinstance(a, Start)} | self._restarting(actions)
+        self._routes = self._route_table(deployments, leaving, starting, observed.now)
+        report = self._exchange(self._routes)
         self._supervisor.apply(actions)
+        self._supervisor.signal_drained(report.busy)
         self._traffic = report.apis
         self._sample(deployments, report, observed.now)
-        events += _action_events(actions, observed)
+        events += action_events(actions, observed)
         events += self._phase_events(desired, observed)
         self._record(events, report)
-        self.view = View(observed.now, tuple(self._supervisor.records()), report.apis)
+        self.view = View(observed.now, tuple(self._supervisor.records()), report.apis, report.shadow_latency)
 
     # -- parts of a tick ------------------------------------------------------------------------------------
 
@@ -196,7 +264,13 @@ class Daemon:
         with read_transaction(self._engine) as connection:
             return state.list_deployments(connection)
 
-    def _routes(self, deployments: Sequence[Deployment], leaving: set[str]) -> RouteTable:
+    def _restarting(self, actions: Iterable[Action]) -> set[str]:
+        replicas = self._supervisor.replicas
+        return {replicas[a.replica].status.api for a in actions if isinstance(a, Restart) and a.replica in replicas}
+
+    def _route_table(
+        self, deployments: Sequence[Deployment], leaving: set[str], starting: set[str], now: float
+    ) -> RouteTable:
         apis: dict[str, APIRoute] = {}
         splitters: dict[str, Splitter] = {}
         for deployment in deployments:
@@ -205,15 +279,42 @@ class Daemon:
                 continue
             spec = deployment.realtime()
             ready = {k: v for k, v in self._supervisor.ready(spec.name).items() if k not in leaving}
-            expecting = any(
+            expecting = spec.name in starting or any(
                 r.status.api == spec.name and r.status.state is ReplicaState.starting
                 for r in self._supervisor.replicas.values()
             )
             concurrency = spec.concurrency
             apis[spec.name] = APIRoute(
-                spec.name, concurrency.max_concurrency, concurrency.max_queue_length, spec.timeout, ready, expecting
+                spec.name,
+                concurrency.max_concurrency,
+                concurrency.max_queue_length,
+                spec.timeout,
+                ready,
+                expecting,
+                wakes=deployment.replicas == 0,
+                max_body_size=spec.max_body_size,
+                checked_at=now,
             )
         return RouteTable(apis, splitters)
+
+    def _wake(self, deployments: Sequence[Deployment], now: float) -> list[Event]:
+        """Scale APIs at zero that a waiting request asked for to one replica, now rather than at the next
+        autoscaling decision (whose window may not even see the request yet)."""
+        demanded, self._demand = self._demand, set()
+        events = []
+        for deployment in deployments:
+            if deployment.name not in demanded or not deployment.is_realtime or deployment.replicas != 0:
+                continue
+            recommendation = self._scaler(deployment.name, now).woken(now)
+            scaling = deployment.realtime().autoscaling
+            horizon = now - max(scaling.downscale_stabilization, scaling.upscale_stabilization)
+            with write_transaction(self._engine) as connection:
+                state.save_recommendation(connection, deployment.name, now, recommendation.replicas, horizon)
+                state.set_replicas(connection, deployment.name, 1)
+            reason = "scale 0 → 1: a request is waiting for a replica"
+            events.append(Event(now, deployment.name, "scaled", reason))
+            log.info("%s: %s", deployment.name, reason)
+        return events
 
     def _sample(self, deployments: Sequence[Deployment], report: Report, now: float) -> None:
         for deployment in deployments:
@@ -247,31 +348,33 @@ class Daemon:
         return events
 
     def _phase_events(self, desired: Desired, observed: Observed) -> list[Event]:
+        """An event when an API's phase changes (see `is_news`)."""
         events = []
         for api in desired.apis:
             replicas = [r for r in observed.replicas if r.api == api.name]
             summary = summarize(api, replicas)
-            if self._phases.get(api.name) != summary.phase:
-                text = f"{summary.phase.value}: version {api.version}, {summary.up_to_date}/{api.replicas} up to date"
-                if summary.message:
-                    text += f"; {summary.message}"
-                events.append(Event(observed.now, api.name, _phase_kind(summary.phase), text))
-                self._phases[api.name] = summary.phase
+            if not is_news(self._phases.get(api.name), summary):
+                continue
+            events.append(phase_event(api, summary, observed.now))
+            self._phases[api.name] = summary.phase
         return events
 
     def _record(self, events: Sequence[Event], report: Report) -> None:
+        """Write this tick's events, shadow statistics and replicas; what a failed write kept is written next."""
         records = self._supervisor.records()
         changed = records != self._saved
-        if not (events or report.shadows or changed):
+        self._unsaved += events
+        self._unsaved_shadows += report.shadows
+        if not (self._unsaved or self._unsaved_shadows or changed):
             return
         now = self._clock()
         with write_transaction(self._engine) as connection:
-            state.record_events(connection, events)
-            for delta in report.shadows:
+            state.record_events(connection, self._unsaved)
+            for delta in self._unsaved_shadows:
                 state.add_shadow_stats(connection, delta, now)
             if changed:
                 state.save_replicas(connection, records)
-        self._saved = records
+        self._saved, self._unsaved, self._unsaved_shadows = records, [], []
 
     def _save_replicas(self) -> None:
         with write_transaction(self._engine) as connection:
@@ -290,37 +393,19 @@ def release_finder(engine: Engine) -> Releases:
 
 
 def _desired(deployments: Iterable[Deployment]) -> Desired:
-    apis = tuple(
-        DesiredAPI(d.name, d.version, d.replicas, d.realtime().update_strategy) for d in deployments if d.is_realtime
+    return Desired(tuple(_desired_api(d) for d in deployments if d.is_realtime))
+
+
+def _desired_api(deployment: Deployment) -> DesiredAPI:
+    spec = deployment.realtime()
+    return DesiredAPI(
+        deployment.name,
+        deployment.version,
+        deployment.replicas,
+        spec.update_strategy,
+        startup_timeout=spec.startup_timeout,
+        health_timeout=spec.health_check.unhealthy_after,
     )
-    return Desired(apis)
-
-
-def _phase_kind(phase: Phase) -> str:
-    return {
-        Phase.live: "live",
-        Phase.scaling: "scaling",
-        Phase.updating: "updating",
-        Phase.stalled: "update-stalled",
-        Phase.crash_looping: "crash-looping",
-    }[phase]
-
-
-def _action_events(actions: Iterable[Action], observed: Observed) -> list[Event]:
-    apis = {r.id: r.api for r in observed.replicas}
-    events = []
-    for action in actions:
-        if isinstance(action, Start):
-            events.append(Event(observed.now, action.api, "starting", f"start a replica: {action.reason}"))
-            continue
-        if isinstance(action, Forget) and action.reason == "stopped":
-            continue
-        kind = {Drain: "draining", Kill: "killed", Fail: "failed", Backoff: "crashed", Restart: "restarting"}.get(
-            type(action), "removed"
-        )
-        api = apis.get(action.replica, "")
-        events.append(Event(observed.now, api, kind, f"replica {action.replica}: {action.reason}", action.replica))
-    return events
 
 
 def signal_pid(pid: int, sig: int) -> None:

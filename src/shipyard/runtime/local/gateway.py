@@ -1,9 +1,11 @@
 """The gateway: one ASGI app that sends `/<api>/...` to the API's least busy ready replica.
 
 A splitter's path picks an API by weight and copies the request to its shadows, whose answers are
-compared with the primary's and then dropped. A request whose replica failed before sending any byte
-of a response is retried once, on another replica when there is one. The daemon calls `update` every
-tick with the ready replicas and takes back what the gateway measured.
+compared with the primary's and then dropped. A request that provably never reached its replica (the
+connection was refused or reset unread) is retried once, on another replica when there is one; one the
+replica took is never sent elsewhere. A body over the API's `max_body_size` is refused here, before it
+is buffered. The daemon calls `update` every tick with the ready replicas and takes back what the gateway
+measured.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from typing import Any
 
 import orjson
 
-from shipyard.errors import NotFound, ShipyardError
-from shipyard.runtime.local.admission import APIRoute, Backend, Lane, Overloaded
+from shipyard.errors import NotFound, PayloadTooLarge, ShipyardError
+from shipyard.runtime.local.admission import APIRoute, Backend, ClientLeft, Lane, Overloaded
 from shipyard.runtime.local.gateway_metrics import GatewayMetrics
 from shipyard.runtime.local.router import Splitter
+from shipyard.runtime.local.shadow import Answer, Pair, ShadowBook, ShadowLatency
 from shipyard.runtime.local.state import ShadowStats
-from shipyard.runtime.local.upstream import Response, UpstreamError, UpstreamTimeout, end_to_end
+from shipyard.runtime.local.upstream import Exchange, Outcome, Response, UpstreamError, UpstreamTimeout, end_to_end
 from shipyard.runtime.local.window import Summary
 
 Scope = MutableMapping[str, Any]
@@ -74,6 +77,9 @@ class Report:
     apis: Mapping[str, Traffic]
     shadows: tuple[ShadowStats, ...]
     """Comparisons since the last report, to add to the stored totals."""
+    shadow_latency: Mapping[Pair, ShadowLatency] = field(default_factory=dict)
+    busy: Mapping[str, int] = field(default_factory=dict)
+    """Requests in flight per replica id: a replica taken out of the routes is signalled once it has none."""
 
 
 @dataclass(frozen=True)
@@ -83,31 +89,29 @@ class _Request:
     headers: list[tuple[bytes, bytes]]
     body: bytes
     request_id: bytes
+    receive: Receive
 
 
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: bytes
-    seconds: float
+class _Rejected(Exception):
+    """The request is answered before it is read whole (its body is too large)."""
+
+    def __init__(self, error: ShipyardError, request_id: bytes) -> None:
+        self.error = error
+        self.request_id = request_id
 
 
-@dataclass
-class _Comparison:
-    compared: int = 0
-    agreed: int = 0
-    failed: int = 0
-    primary_ms: float = 0.0
-    shadow_ms: float = 0.0
+_CLIENT_LEFT = 499  # as nginx counts a request whose client went away before its answer
 
 
 class Gateway:
-    def __init__(self, rng: random.Random | None = None) -> None:
+    def __init__(self, rng: random.Random | None = None, on_demand: Callable[[str], None] | None = None) -> None:
         self._rng = rng or random.Random()
+        self.on_demand: Callable[[str], None] = on_demand or (lambda api: None)
+        """Called (on the gateway's loop) when a request waits for an API that has no replica."""
         self.lanes: dict[str, Lane] = {}
         self.splitters: dict[str, Splitter] = {}
         self.metrics = GatewayMetrics(self)
-        self._comparisons: dict[tuple[str, str], _Comparison] = {}
+        self.shadows = ShadowBook()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- the daemon's side ----------------------------------------------------------------------------------
@@ -119,9 +123,12 @@ class Gateway:
             if name in self.lanes:
                 self.lanes[name].update(route)
             else:
-                self.lanes[name] = Lane(route, self._rng)
+                self.lanes[name] = Lane(route, self._rng, self._ask_for_replica)
         self.splitters = dict(table.splitters)
         return self._report()
+
+    def _ask_for_replica(self, api: str) -> None:
+        self.on_demand(api)
 
     def _report(self) -> Report:
         now = time.time()
@@ -132,12 +139,10 @@ class Gateway:
         for name in self.splitters:
             window = self.metrics.splitter_window(name)
             apis[name] = Traffic(0.0, 0, 0, window.summary(now))
-        shadows = tuple(
-            ShadowStats(splitter, shadow, c.compared, c.agreed, c.failed, c.primary_ms, c.shadow_ms)
-            for (splitter, shadow), c in self._comparisons.items()
-        )
-        self._comparisons.clear()
-        return Report(apis, shadows)
+        busy: dict[str, int] = {}
+        for lane in self.lanes.values():
+            busy |= lane.in_flight_by_replica()
+        return Report(apis, self.shadows.take(), self.shadows.latency(now), busy)
 
     # -- the clients' side ----------------------------------------------------------------------------------
 
@@ -160,63 +165,104 @@ class Gateway:
         raw: bytes = scope.get("raw_path") or scope["path"].encode()
         name, _, rest = raw[1:].partition(b"/")
         api = name.decode("latin-1")
-        request = await _read_request(scope, receive, b"/" + rest)
         started = time.perf_counter()
+        try:
+            request = await _read_request(scope, receive, b"/" + rest, self._body_limit(api))
+        except _Rejected as rejected:
+            self._observe(api, rejected.error.status_code, time.perf_counter() - started)
+            await _send_response(send, _error(rejected.error), rejected.request_id)
+            return
         try:
             if api in self.splitters:
                 response = await self._split(self.splitters[api], request)
             elif api in self.lanes:
-                response = await self._forward(self.lanes[api], request)
+                response, _ = await self._forward(self.lanes[api], request)
             else:
                 raise NotFound(f"no API named {api!r} is deployed here; deployed: {self._names()}")
         except ShipyardError as exc:
             response = _error(exc)
+        except ClientLeft:
+            if api in self.splitters:
+                self.metrics.observe_splitter(api, _CLIENT_LEFT, time.perf_counter() - started)
+            return  # nobody to answer
         if api in self.splitters:
             self.metrics.observe_splitter(api, response.status, time.perf_counter() - started)
-        headers = end_to_end(response.headers)
-        if not any(name.lower() == _REQUEST_ID for name, _ in headers):
-            headers.append((_REQUEST_ID, request.request_id))
-        headers.append((b"content-length", str(len(response.body)).encode()))
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": response.body})
+        await _send_response(send, response, request.request_id)
 
-    async def _forward(self, lane: Lane, request: _Request) -> Response:
+    def _observe(self, api: str, status: int, seconds: float) -> None:
+        if api in self.lanes:
+            self.metrics.observe(self.lanes[api], status, seconds)
+        elif api in self.splitters:
+            self.metrics.observe_splitter(api, status, seconds)
+
+    def _body_limit(self, api: str) -> int | None:
+        lane = self.lanes.get(api)
+        if lane is not None:
+            return lane.route.max_body_size
+        splitter = self.splitters.get(api)
+        if splitter is None:
+            return None
+        limits = [self.lanes[target].route.max_body_size for target in splitter.targets if target in self.lanes]
+        return max(limits) if limits else None
+
+    async def _forward(self, lane: Lane, request: _Request) -> tuple[Response, float]:
+        """The replica's answer and how long the replica took (the gateway's queue not included)."""
         started = time.perf_counter()
         status = 500
         try:
-            response = await self._exchange(lane, request)
+            response, seconds = await self._exchange(lane, request)
             status = response.status
-            return response
+            return response, seconds
         except ShipyardError as exc:
             status = exc.status_code
+            raise
+        except ClientLeft:
+            status = _CLIENT_LEFT
             raise
         finally:
             self.metrics.observe(lane, status, time.perf_counter() - started)
 
-    async def _exchange(self, lane: Lane, request: _Request) -> Response:
+    async def _exchange(self, lane: Lane, request: _Request) -> tuple[Response, float]:
         route = lane.route
-        backend = await lane.admit()
+        exchange, backend = await self._begin(lane, request)
         try:
-            return await self._send(backend, request, route)
+            return await exchange.future, time.perf_counter() - exchange.started
         except UpstreamError as exc:
-            if not exc.received_nothing:
+            if not exc.never_reached:
                 raise _upstream_failure(route, exc) from None
-        finally:
-            lane.release(backend)
-        # the replica answered nothing at all: try once more, elsewhere if we can
+        # the replica's process never read the request: try once more, elsewhere if we can
         exclude = {backend.id} if lane.has_other(backend.id) else set()
-        retry = await lane.admit(exclude)
+        exchange, _ = await self._begin(lane, request, exclude)
         try:
-            return await self._send(retry, request, route)
+            return await exchange.future, time.perf_counter() - exchange.started
         except UpstreamError as exc:
             raise _upstream_failure(route, exc) from None
+
+    async def _begin(self, lane: Lane, request: _Request, exclude: set[str] | None = None) -> tuple[Exchange, Backend]:
+        """Admit the request to a replica and send it; a waiting request is sent the moment a slot frees."""
+        backend = lane.try_admit(exclude or ())
+        if backend is not None:
+            return self._start(lane, backend, request), backend
+        lane.check_room()
+        started: list[Exchange] = []
+        gone = asyncio.ensure_future(_disconnect(request.receive))  # only a waiting request watches its client
+        try:
+            backend = await lane.admit(exclude or (), gone, lambda b: started.append(self._start(lane, b, request)))
+        except ClientLeft:
+            for exchange in started:  # sent as the client left: its answer goes nowhere
+                exchange.future.add_done_callback(_discard)
+            raise
         finally:
-            lane.release(retry)
+            gone.cancel()
+        return started[0], backend
 
     @staticmethod
-    async def _send(backend: Backend, request: _Request, route: APIRoute) -> Response:
-        return await backend.upstream.request(
-            request.method, request.target, request.headers, request.body, route.timeout
+    def _start(lane: Lane, backend: Backend, request: _Request) -> Exchange:
+        def done(outcome: Outcome) -> None:
+            lane.release(backend, refused=isinstance(outcome, UpstreamError) and outcome.refused)
+
+        return backend.upstream.start(
+            request.method, request.target, request.headers, request.body, lane.route.timeout, done
         )
 
     async def _split(self, splitter: Splitter, request: _Request) -> Response:
@@ -225,49 +271,40 @@ class Gateway:
         if primary_lane is None:
             raise Overloaded(splitter.name, f"routes to {route.primary!r}, which is not deployed")
         if not route.shadows:
-            return await self._forward(primary_lane, request)
-        primary: asyncio.Future[_Answer | None] = asyncio.get_running_loop().create_future()
+            return (await self._forward(primary_lane, request))[0]
+        primary: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
         for shadow in route.shadows:
-            self._spawn(self._shadow(splitter.name, shadow, request, primary))
-        started = time.perf_counter()
+            self._spawn(self._shadow((splitter.name, shadow), request, primary))
         try:
-            response = await self._forward(primary_lane, request)
+            response, seconds = await self._forward(primary_lane, request)
         except BaseException:
             primary.set_result(None)
             raise
-        primary.set_result(_Answer(response.status, response.body, time.perf_counter() - started))
+        primary.set_result(Answer(response.status, response.body, seconds))
         return response
 
-    async def _shadow(
-        self, splitter: str, shadow: str, request: _Request, primary: asyncio.Future[_Answer | None]
-    ) -> None:
-        comparison = self._comparisons.setdefault((splitter, shadow), _Comparison())
-        lane = self.lanes.get(shadow)
+    async def _shadow(self, pair: Pair, request: _Request, primary: asyncio.Future[Answer | None]) -> None:
+        lane = self.lanes.get(pair[1])
         backend = lane.try_admit() if lane is not None else None
         if lane is None or backend is None:
-            comparison.failed += 1  # no room: a shadow never queues, nor delays anyone
+            self.shadows.skipped(pair)  # no room: a shadow never queues, nor delays anyone
             return
-        started = time.perf_counter()
-        response: Response | None = None
+        exchange = self._start(lane, backend, request)
+        answer: Answer | None = None
         try:
-            response = await self._send(backend, request, lane.route)
+            response = await exchange.future
+            answer = Answer(response.status, response.body, time.perf_counter() - exchange.started)
         except UpstreamError:
             pass
         finally:
-            lane.release(backend)
-            seconds = time.perf_counter() - started
-            self.metrics.observe(lane, response.status if response else 502, seconds)
-        answer = await primary
-        comparison = self._comparisons.setdefault((splitter, shadow), _Comparison())
+            self.metrics.observe(lane, answer.status if answer else 502, time.perf_counter() - exchange.started)
+        primary_answer = await primary
+        if primary_answer is None:
+            return
         if answer is None:
+            self.shadows.failed(pair)
             return
-        if response is None:
-            comparison.failed += 1
-            return
-        comparison.compared += 1
-        comparison.agreed += _agree(answer, response)
-        comparison.primary_ms += answer.seconds * 1000
-        comparison.shadow_ms += seconds * 1000
+        self.shadows.compare(pair, primary_answer, answer)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -278,15 +315,14 @@ class Gateway:
         return ", ".join(sorted([*self.lanes, *self.splitters])) or "none"
 
 
-def _agree(answer: _Answer, response: Response) -> bool:
-    if answer.status != response.status:
-        return False
-    if answer.body == response.body:
-        return True
-    try:
-        return bool(orjson.loads(answer.body) == orjson.loads(response.body))
-    except orjson.JSONDecodeError:
-        return False
+def _discard(future: asyncio.Future[Response]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so that asyncio does not report it as lost
+
+
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _upstream_failure(route: APIRoute, exc: UpstreamError) -> ShipyardError:
@@ -303,21 +339,51 @@ def _error(exc: ShipyardError) -> Response:
     return Response(exc.status_code, headers, body)
 
 
-async def _read_request(scope: Scope, receive: Receive, path: bytes) -> _Request:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
+async def _read_request(scope: Scope, receive: Receive, path: bytes, limit: int | None) -> _Request:
     headers = list(scope["headers"])
-    request_id = next((value for name, value in headers if name == _REQUEST_ID), None)
+    request_id = None
+    length = None
+    for name, value in headers:
+        if name == _REQUEST_ID:
+            request_id = value
+        elif name == b"content-length" and value.isdigit():
+            length = int(value)
     if request_id is None:
         request_id = f"{_ID_PREFIX}{next(_ID_COUNTER):08x}".encode()
         headers.append((_REQUEST_ID, request_id))
+    if limit is not None and length is not None and length > limit:
+        raise _Rejected(PayloadTooLarge(length, limit), request_id)  # refused before reading a byte of it
+    body = await _read_body(receive, limit, request_id)
     query = scope.get("query_string") or b""
     target = (path + (b"?" + query if query else b"")).decode("latin-1")
-    return _Request(scope["method"], target, headers, b"".join(chunks), request_id)
+    return _Request(scope["method"], target, headers, body, request_id, receive)
+
+
+async def _read_body(receive: Receive, limit: int | None, request_id: bytes) -> bytes:
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        if limit is not None and len(body) > limit:
+            raise _Rejected(PayloadTooLarge(len(body), limit), request_id)
+        return body
+    chunks, size = [body], len(body)
+    while message.get("more_body"):
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise _Rejected(PayloadTooLarge(size, limit), request_id)  # stop buffering a body sent in chunks
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _send_response(send: Send, response: Response, request_id: bytes) -> None:
+    headers = end_to_end(response.headers)
+    if not any(name.lower() == _REQUEST_ID for name, _ in headers):
+        headers.append((_REQUEST_ID, request_id))
+    headers.append((b"content-length", str(len(response.body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: bytes) -> None:

@@ -1,7 +1,8 @@
 """Turn a project on disk into releases: validated specs, a version digest each, and a frozen snapshot.
 
 A release's version is the digest of everything its replicas load: the project's files, the API's spec
-(without `autoscaling` and `update_strategy`, which replicas never read) and the model's digest. Deploying
+(without `autoscaling`, `update_strategy`, `startup_timeout` and `health_check`, which only the daemon
+reads) and the model's digest. Deploying
 an unchanged project gives the same versions, so nothing restarts. The snapshot is a copy of the project
 in SHIPYARD_HOME with the API's spec pinned to the exact model version, so a replica restarted days later
 loads the code and model it was deployed with, whatever happened to the project or the alias since.
@@ -31,7 +32,7 @@ RESERVED_NAMES = frozenset({"metrics", "healthz", "readyz"})
 _SKIPPED_DIRS = frozenset({"__pycache__", ".git", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache"})
 _SKIPPED_SUFFIXES = (".pyc", ".log")
 _NOT_IN_DIGEST = frozenset(SPEC_FILENAMES)
-_VERSION_IGNORES = ("autoscaling", "update_strategy")
+_VERSION_IGNORES = ("autoscaling", "update_strategy", "startup_timeout", "health_check")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,11 @@ class Splitter:
             shadows=tuple((api.name, api.weight / 100) for api in spec.apis if api.shadow),
         )
 
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Every API it sends to, shadows included."""
+        return self.primaries + tuple(name for name, _ in self.shadows)
+
     def route(self, rng: RandomSource) -> Route:
         """One primary by weight; each shadow independently with probability weight/100."""
         point = rng.random() * self.bounds[-1]

@@ -33,6 +33,14 @@ class Scaler:
         while len(self.samples) > 1 and self.samples[1].at <= at - window:
             self.samples.popleft()  # the first one kept still covers the window's start
 
+    def woken(self, now: float) -> Recommendation:
+        """A request woke the API from zero: remember one replica as recommended now, so that downscale
+        stabilization keeps it for its whole period."""
+        recommendation = Recommendation(now, 1)
+        history = self.history or History(self.started_at)
+        self.history = History(history.started_at, (*history.recommendations, recommendation))
+        return recommendation
+
     def decide(self, api: RealtimeAPI, current: int, now: float) -> Decision:
         history = self.history or History(self.started_at)
         decision = decide(Policy.of(api), current, tuple(self.samples), history, now)

@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 
 from shipyard.errors import ShipyardError
 from shipyard.runtime.local.control import Context, build_app
-from shipyard.runtime.local.daemon import Daemon, Options, Shutdown, release_finder
+from shipyard.runtime.local.daemon import Daemon, Demand, Options, Shutdown, release_finder
 from shipyard.runtime.local.gateway import Gateway, Report, RouteTable
 from shipyard.runtime.local.home import Address, Home
 from shipyard.runtime.local.jobs_host import JobsHost
@@ -99,6 +99,7 @@ def _serve(
     supervisor = Supervisor(release_finder(engine), home.logs)
     jobs = JobsHost(engine, settings.home)
     daemon = Daemon(engine, supervisor, exchange, home, options.daemon, on_stop=jobs.should_exit.set)
+    gateway.on_demand = lambda api: daemon.notify(Demand(api))  # an API at zero asks the loop for a replica
     url = f"http://{options.host}:{control_socket.getsockname()[1]}"
     gateway_url = f"http://{options.gateway_host}:{gateway_socket.getsockname()[1]}"
     context = Context(engine, daemon, home, home.token(), url, gateway_url, time.time(), settings)
@@ -147,6 +148,7 @@ def _config(app: object, log_level: str) -> uvicorn.Config:
         http="httptools",
         server_header=False,
         date_header=False,
+        proxy_headers=False,  # nothing here reads the client's address: skip the middleware on every request
         timeout_graceful_shutdown=5,
     )
 

@@ -283,10 +283,21 @@ def record_events(connection: Connection, new: Iterable[Event]) -> None:
         connection.execute(insert(events), rows)
 
 
+KEPT_SCALING_EVENTS = 5
+"""`recent_events` always includes this many of the last scaling decisions, however many events came since."""
+
+
 def recent_events(connection: Connection, api: str, limit: int = 20) -> list[Event]:
-    query = select(events).where(events.c.api == api).order_by(events.c.id.desc()).limit(limit)
-    rows = list(connection.execute(query))
-    return [Event(row.at, row.api, row.kind, row.message, row.replica) for row in reversed(rows)]
+    """The last `limit` events, oldest first, plus the last few scaling decisions even when older ones."""
+    newest = select(events).where(events.c.api == api).order_by(events.c.id.desc()).limit(limit)
+    scaled = (
+        select(events)
+        .where(events.c.api == api, events.c.kind == "scaled")
+        .order_by(events.c.id.desc())
+        .limit(KEPT_SCALING_EVENTS)
+    )
+    rows = {row.id: row for query in (newest, scaled) for row in connection.execute(query)}
+    return [Event(row.at, row.api, row.kind, row.message, row.replica) for _, row in sorted(rows.items())]
 
 
 def last_event_at(connection: Connection, api: str) -> float | None:

@@ -1,22 +1,23 @@
 """The supervisor: runs replica processes, checks their health, and carries out the controller's actions.
 
 Each replica is `shipyard serve PROJECT --api NAME --host 127.0.0.1 --port PORT` in its own session (so a
-Ctrl-C or the daemon's death does not reach it), logging to its own file. `observe()` reaps exits and
-polls `/readyz`; `apply(actions)` is the only code that starts or signals processes.
+Ctrl-C or the daemon's death does not reach it), logging to its own file. `observe()` reaps exits, polls
+`/readyz` and rotates logs; `apply(actions)` and `signal_drained()` are the only code that starts or
+signals processes. A drained replica gets SIGTERM only once the gateway has no request in flight to it
+(or after its grace period), so that it never stops with a request the gateway sent still unanswered.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Protocol
 
 import httpx
 
+from shipyard.runtime.local.replica_logs import fatal_errors, log_size, log_tail, rotate_log
 from shipyard.runtime.local.state import ReplicaRecord
 from shipyard.runtime.local.types import (
     Action,
@@ -41,11 +43,13 @@ from shipyard.runtime.local.types import (
 
 log = logging.getLogger("shipyard.supervisor")
 
-_LOG_LINE = re.compile(r"^\S+ \S+ (ERROR|CRITICAL) (?P<message>.+)$")
-_TAIL_BYTES = 16_384
 _PORT_TAKEN = "address already in use"
 _PROBE_THREADS = 8
 _JOB_WORKER = b"shipyard.jobs.worker"
+
+
+UNKNOWN_EXIT = -1024
+"""The exit code of a process that ended but whose status we could not collect (it was not our child)."""
 
 
 class Process(Protocol):
@@ -62,7 +66,10 @@ class Process(Protocol):
 
 
 class Adopted:
-    """A replica process launched by an earlier daemon: not our child, so it is watched through /proc."""
+    """A replica process launched by an earlier daemon: not our child, so it is watched through /proc.
+
+    Its exit status goes to whoever reaps it (init), so it is unknown here: `poll` says only that it ended.
+    """
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -70,7 +77,7 @@ class Adopted:
 
     def poll(self) -> int | None:
         if self.returncode is None and not is_running(self.pid):
-            self.returncode = -1  # its exit code went to whoever reaped it
+            self.returncode = UNKNOWN_EXIT
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
@@ -78,7 +85,7 @@ class Adopted:
             try:
                 os.kill(self.pid, sig)
             except ProcessLookupError:
-                self.returncode = -1
+                self.returncode = UNKNOWN_EXIT
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -114,6 +121,10 @@ class Replica:
     """We signalled it: its exit is a stop, not a crash."""
     is_answering: bool = False
     """Its last /readyz check answered 200; a ready replica that stops answering gets no traffic."""
+    is_signalled: bool = False
+    """A draining replica was sent SIGTERM (it waits for the gateway's requests to it first)."""
+    log_offset: int = 0
+    """Size of its log when its current process started: errors before it belong to earlier runs."""
 
     @property
     def url(self) -> str:
@@ -133,16 +144,40 @@ class Supervisor:
         self._logs = logs
         self._clock = clock
         self._client = httpx.Client(timeout=probe_timeout)
+        self._probe_timeout = probe_timeout
         self._probes = ThreadPoolExecutor(_PROBE_THREADS, thread_name_prefix="probe")
         self.replicas: dict[str, Replica] = {}
 
-    def observe(self) -> Observed:
-        """Reap exits and check readiness (all replicas at once), then report every replica as of now."""
+    def observe(self, probe_timeouts: Mapping[str, float] | None = None) -> Observed:
+        """Reap exits and check readiness (all replicas at once), then report every replica as of now.
+
+        `probe_timeouts` gives each API's health-check timeout (default: the supervisor's).
+        """
         now = self._clock()
+        timeouts = probe_timeouts or {}
         current = list(self.replicas.values())
-        for replica, status in zip(current, self._probes.map(lambda r: self._check(r, now), current), strict=True):
+
+        def check(replica: Replica) -> ReplicaStatus:
+            return self._check(replica, now, timeouts.get(replica.status.api, self._probe_timeout))
+
+        for replica, status in zip(current, self._probes.map(check, current), strict=True):
             replica.status = status
+            if rotate_log(replica.log):
+                replica.log_offset = 0
         return Observed(now, tuple(replica.status for replica in self.replicas.values()))
+
+    def signal_drained(self, busy: Mapping[str, int]) -> None:
+        """SIGTERM each draining replica that the gateway has no request in flight to (`busy`: replica → count),
+        or that has waited its grace period for them."""
+        now = self._clock()
+        for replica in self.replicas.values():
+            status = replica.status
+            if status.state is not ReplicaState.draining or replica.is_signalled:
+                continue
+            waited = now - (status.draining_since if status.draining_since is not None else now)
+            if busy.get(status.id, 0) == 0 or waited >= status.grace_period:
+                replica.is_signalled = True
+                self._signal(replica, signal.SIGTERM)
 
     def adopt(self, records: Iterable[ReplicaRecord]) -> None:
         """Take over the replicas an earlier daemon ran: live processes are kept, dead ones count as exits."""
@@ -158,6 +193,7 @@ class Supervisor:
                 status = replace(status, state=ReplicaState.stopped, exited_at=now)
             replica = Replica(status, record.port, Path(record.log), process)
             replica.is_stopping = status.state is ReplicaState.draining
+            replica.log_offset = log_size(replica.log)  # what its process logs from now on
             self.replicas[status.id] = replica
 
     def records(self) -> list[ReplicaRecord]:
@@ -200,6 +236,9 @@ class Supervisor:
         now = self._clock()
         for replica in self.replicas.values():
             self._drain(replica, now)
+            if replica.status.state is ReplicaState.draining:
+                replica.is_signalled = True
+                self._signal(replica, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for replica in self.replicas.values():
             if replica.process is not None:
@@ -238,8 +277,9 @@ class Supervisor:
 
     def _launch(self, replica: Replica, release: Release) -> None:
         replica.port = _free_port()
-        replica.is_stopping = replica.is_answering = False
+        replica.is_stopping = replica.is_answering = replica.is_signalled = False
         replica.log.parent.mkdir(parents=True, exist_ok=True)
+        replica.log_offset = log_size(replica.log)
         command = [
             sys.executable,
             "-m",
@@ -260,10 +300,11 @@ class Supervisor:
             )
 
     def _drain(self, replica: Replica, now: float) -> None:
-        replica.is_answering = False  # out of the gateway before it is told to stop
+        """Out of the gateway now; SIGTERM comes with `signal_drained`, once the gateway's requests are answered."""
+        replica.is_answering = False
+        replica.is_stopping = True  # its exit from now on is a stop, not a crash
         if replica.status.state in (ReplicaState.starting, ReplicaState.ready):
             replica.status = replace(replica.status, state=ReplicaState.draining, draining_since=now)
-            self._signal(replica, signal.SIGTERM)
 
     def _fail(self, replica: Replica, error: str, now: float) -> None:
         self._kill(replica)
@@ -290,7 +331,7 @@ class Supervisor:
         if replica.process is not None and replica.process.poll() is None:
             replica.process.send_signal(sig)
 
-    def _check(self, replica: Replica, now: float) -> ReplicaStatus:
+    def _check(self, replica: Replica, now: float, timeout: float) -> ReplicaStatus:
         status = replica.status
         code = replica.process.poll() if replica.process is not None else None
         if code is not None and status.state in (
@@ -305,29 +346,31 @@ class Supervisor:
                 self._launch(replica, self._releases(status.api, status.version))
                 return status
             return replace(status, state=ReplicaState.crashed, exited_at=now, last_error=_last_error(replica, code))
-        replica.is_answering = status.state in (ReplicaState.starting, ReplicaState.ready) and self._is_ready(replica)
+        replica.is_answering = status.state in (ReplicaState.starting, ReplicaState.ready) and self._is_ready(
+            replica, timeout
+        )
         if replica.is_answering:
             return replace(status, state=ReplicaState.ready, healthy_at=now)
         return status
 
-    def _is_ready(self, replica: Replica) -> bool:
+    def _is_ready(self, replica: Replica, timeout: float) -> bool:
         try:
-            return self._client.get(f"{replica.url}/readyz").status_code == 200
+            return self._client.get(f"{replica.url}/readyz", timeout=timeout).status_code == 200
         except httpx.HTTPError:
             return False
 
 
 def _last_error(replica: Replica, code: int) -> str:
-    """The replica's exit, with the last error its log recorded: what `get` shows for a crash."""
-    exit_text = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-    try:
-        with open(replica.log, "rb") as file:
-            file.seek(max(0, os.path.getsize(replica.log) - _TAIL_BYTES))
-            lines = file.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return exit_text
-    errors = [match["message"] for line in lines if (match := _LOG_LINE.match(line))]
+    """The replica's exit, with the last fatal error its current process logged: what `get` shows for a crash."""
+    errors = fatal_errors(log_tail(replica.log, replica.log_offset))
+    exit_text = exit_description(code)
     return f"{exit_text}: {errors[-1]}" if errors else exit_text
+
+
+def exit_description(code: int) -> str:
+    if code == UNKNOWN_EXIT:
+        return "exit status unknown (adopted)"
+    return f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
 
 
 def is_running(pid: int) -> bool:

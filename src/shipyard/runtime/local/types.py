@@ -34,6 +34,10 @@ class DesiredAPI:
     """Digest of everything a replica loads (spec, handler, model); a new digest means a rollout."""
     replicas: int
     strategy: UpdateStrategy = field(default_factory=UpdateStrategy)
+    startup_timeout: float = 300.0
+    """A replica not ready this long after launch has failed (its handler hangs while loading)."""
+    health_timeout: float = 30.0
+    """A ready replica whose health checks fail this long is hung, and is replaced."""
 
 
 @dataclass(frozen=True)
@@ -75,12 +79,9 @@ class Observed:
 
 @dataclass(frozen=True)
 class Timing:
-    """How patient the controller is; tests shorten these."""
+    """How patient the controller is with crashes and drains; tests shorten these. (How long a replica may
+    take to start, or fail its health checks, is the API's own: `DesiredAPI`.)"""
 
-    startup_timeout: float = 300.0
-    """A replica not ready this long after launch has failed (its handler hangs while loading)."""
-    health_timeout: float = 30.0
-    """A ready replica whose health checks fail this long is hung, and is replaced."""
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     backoff_reset: float = 300.0

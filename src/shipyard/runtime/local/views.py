@@ -1,4 +1,9 @@
-"""What `get` shows, as JSON-able dicts built from stored rows and the daemon's latest view. Pure."""
+"""What `get` shows, as JSON-able dicts built from stored rows and the daemon's latest view. Pure.
+
+A splitter's status comes from its APIs': `live` when every one is live, `degraded` when each API with a
+weight has a ready replica but some API is not live, `unavailable` when an API with a weight has none (the
+requests routed to it are refused).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,28 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shipyard.runtime.local.gateway import Traffic
+from shipyard.runtime.local.shadow import Pair, ShadowLatency
 from shipyard.runtime.local.state import Deployment, Event, ReleaseRow, ReplicaRecord, ShadowStats
 from shipyard.runtime.local.status import summarize
-from shipyard.runtime.local.types import DesiredAPI
+from shipyard.runtime.local.types import DesiredAPI, ReplicaState
+from shipyard.runtime.local.window import Summary
+from shipyard.spec.models import TrafficSplitter
+
+
+def summaries(
+    deployments: Sequence[Deployment],
+    replicas: Sequence[ReplicaRecord],
+    traffic: Mapping[str, Traffic],
+    gateway_url: str,
+    updates: Mapping[str, float | None],
+) -> dict[str, dict[str, Any]]:
+    """Every API's summary by name; splitters after the APIs whose status makes theirs."""
+    found: dict[str, dict[str, Any]] = {}
+    for deployment in sorted(deployments, key=lambda d: not d.is_realtime):
+        found[deployment.name] = api_summary(
+            deployment, replicas, traffic.get(deployment.name), gateway_url, updates.get(deployment.name), found
+        )
+    return found
 
 
 def api_summary(
@@ -17,7 +41,9 @@ def api_summary(
     traffic: Traffic | None,
     gateway_url: str,
     last_update: float | None,
+    apis: Mapping[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """One API's summary; a splitter's needs the summaries of its `apis`."""
     found = {
         "name": deployment.name,
         "kind": deployment.kind,
@@ -25,14 +51,15 @@ def api_summary(
         "endpoint": f"{gateway_url}/{deployment.name}",
         "updated_at": max(deployment.updated_at, last_update or 0.0),
     }
-    found |= _counts(deployment, replicas)
+    if deployment.is_realtime:
+        found |= _counts(deployment, replicas)
+    else:
+        found |= _splitter_status(deployment, apis or {})
     found |= _traffic(traffic)
     return found
 
 
 def _counts(deployment: Deployment, replicas: Sequence[ReplicaRecord]) -> dict[str, Any]:
-    if not deployment.is_realtime:
-        return {"status": "live", "message": None, "desired": None, "ready": None, "up_to_date": None}
     desired = DesiredAPI(deployment.name, deployment.version, deployment.replicas)
     summary = summarize(desired, [r.status for r in replicas if r.status.api == deployment.name])
     return {
@@ -42,6 +69,38 @@ def _counts(deployment: Deployment, replicas: Sequence[ReplicaRecord]) -> dict[s
         "ready": summary.ready,
         "up_to_date": summary.up_to_date,
     }
+
+
+def _splitter_status(deployment: Deployment, apis: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    targets = splitter_targets(deployment, apis)
+    unserved = [t for t in targets if not t["shadow"] and t["weight"] > 0 and not t["ready"]]
+    troubled = [t for t in targets if t["status"] != "live"]
+    if unserved:
+        status = "unavailable"
+        message = "; ".join(f"{t['name']} (weight {t['weight']:g}) has no ready replica" for t in unserved)
+    elif troubled:
+        status, message = "degraded", "; ".join(f"{t['name']} is {t['status']}" for t in troubled)
+    else:
+        status, message = "live", None
+    return {"status": status, "message": message, "desired": None, "ready": None, "up_to_date": None}
+
+
+def splitter_targets(deployment: Deployment, apis: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The splitter's APIs with their weights and health."""
+    targets = []
+    for target in deployment.splitter().apis:
+        api = apis.get(target.name, {})
+        targets.append(
+            {
+                "name": target.name,
+                "weight": target.weight,
+                "shadow": target.shadow,
+                "status": api.get("status", "not deployed"),
+                "ready": api.get("ready") or 0,
+                "desired": api.get("desired") or 0,
+            }
+        )
+    return targets
 
 
 def _traffic(traffic: Traffic | None) -> dict[str, Any]:
@@ -65,28 +124,41 @@ def api_detail(
     release: ReleaseRow | None,
     events: Sequence[Event],
     shadows: Sequence[ShadowStats],
+    *,
+    now: float,
+    apis: Mapping[str, dict[str, Any]] | None = None,
+    shadow_latency: Mapping[Pair, ShadowLatency] | None = None,
 ) -> dict[str, Any]:
     detail = dict(summary)
-    detail["replicas"] = [_replica(r) for r in replicas if r.status.api == deployment.name]
+    detail["replicas"] = [_replica(r, now) for r in replicas if r.status.api == deployment.name]
     detail["model"] = _model(deployment, release)
     detail["events"] = [{"at": e.at, "kind": e.kind, "message": e.message, "replica": e.replica} for e in events]
     detail["source"] = deployment.source
     detail["spec"] = deployment.spec
     if not deployment.is_realtime:
-        detail["shadows"] = [_shadow(s) for s in shadows]
+        detail["targets"] = splitter_targets(deployment, apis or {})
+        latency = shadow_latency or {}
+        detail["shadows"] = shadow_rows(deployment.name, deployment.splitter(), shadows, latency)
     return detail
 
 
-def _replica(record: ReplicaRecord) -> dict[str, Any]:
+def _replica(record: ReplicaRecord, now: float) -> dict[str, Any]:
     status = record.status
+    since = status.started_at
+    if status.state is ReplicaState.draining and status.draining_since is not None:
+        since = status.draining_since
+    elif status.state in (ReplicaState.crashed, ReplicaState.crash_looping) and status.exited_at is not None:
+        since = status.exited_at
     return {
         "id": status.id,
         "version": status.version,
         "state": status.state.value,
+        "for_seconds": round(max(0.0, now - since), 1),
         "pid": record.pid,
         "port": record.port,
         "started_at": status.started_at,
         "restarts": status.restarts,
+        "restart_at": status.restart_at,
         "last_error": status.last_error,
         "log": record.log,
     }
@@ -103,15 +175,33 @@ def _model(deployment: Deployment, release: ReleaseRow | None) -> dict[str, Any]
     }
 
 
-def _shadow(stats: ShadowStats) -> dict[str, Any]:
+def shadow_rows(
+    name: str, spec: TrafficSplitter, stored: Sequence[ShadowStats], latency: Mapping[Pair, ShadowLatency]
+) -> list[dict[str, Any]]:
+    """One row per shadow of the splitter: stored totals, plus the last minute's percentiles and the copies
+    skipped since the daemon started (for lack of a free shadow replica)."""
+    totals = {s.shadow: s for s in stored}
+    shadows = [t.name for t in spec.apis if t.shadow] + sorted(set(totals) - {t.name for t in spec.apis})
+    return [_shadow(totals.get(shadow) or ShadowStats(name, shadow, 0, 0, 0, 0.0, 0.0), latency) for shadow in shadows]
+
+
+def _shadow(stats: ShadowStats, latency: Mapping[Pair, ShadowLatency]) -> dict[str, Any]:
     compared = stats.compared
+    recent = latency.get((stats.splitter, stats.shadow))
+    primary: Summary | None = recent.primary if recent else None
+    shadow: Summary | None = recent.shadow if recent else None
     return {
         "shadow": stats.shadow,
         "compared": compared,
         "agreement": round(stats.agreed / compared, 4) if compared else None,
         "failed": stats.failed,
+        "skipped": recent.skipped if recent else 0,
         "primary_mean_ms": _rounded(stats.primary_ms / compared) if compared else None,
         "shadow_mean_ms": _rounded(stats.shadow_ms / compared) if compared else None,
+        "primary_p50_ms": _rounded(primary.p50_ms) if primary else None,
+        "primary_p99_ms": _rounded(primary.p99_ms) if primary else None,
+        "shadow_p50_ms": _rounded(shadow.p50_ms) if shadow else None,
+        "shadow_p99_ms": _rounded(shadow.p99_ms) if shadow else None,
     }
 
 
