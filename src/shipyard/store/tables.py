@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -182,6 +183,7 @@ shadow_stats = Table(
     Column("compared", BigInteger, nullable=False, default=0),
     Column("agreed", BigInteger, nullable=False, default=0),
     Column("failed", BigInteger, nullable=False, default=0),
+    Column("skipped", BigInteger, nullable=False, default=0, server_default=text("0")),
     Column("primary_ms", Float, nullable=False, default=0.0),
     Column("shadow_ms", Float, nullable=False, default=0.0),
     Column("updated_at", Float, nullable=False),

@@ -70,8 +70,8 @@ def test_a_splitters_detail_lists_its_targets_and_shadow_latencies() -> None:
     primary, shadow = Window(), Window()
     primary.record(NOW, 200, 0.010)
     shadow.record(NOW, 200, 0.040)
-    latency = {("front", "shadowed"): ShadowLatency(primary.summary(NOW), shadow.summary(NOW), skipped=3)}
-    stored = [ShadowStats("front", "shadowed", 4, 3, 1, 40.0, 160.0)]
+    latency = {("front", "shadowed"): ShadowLatency(primary.summary(NOW), shadow.summary(NOW))}
+    stored = [ShadowStats("front", "shadowed", 4, 3, 1, 40.0, 160.0, skipped=3)]
     splitter = deployments()[0]
     detail = api_detail(apis["front"], splitter, replicas, None, [], stored, now=NOW, apis=apis, shadow_latency=latency)
     assert [(t["name"], t["weight"], t["shadow"], t["status"], t["ready"]) for t in detail["targets"]] == [

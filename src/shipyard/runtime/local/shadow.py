@@ -33,28 +33,26 @@ class _Totals:
     compared: int = 0
     agreed: int = 0
     failed: int = 0
+    skipped: int = 0
     primary_ms: float = 0.0
     shadow_ms: float = 0.0
 
 
 @dataclass(frozen=True)
 class ShadowLatency:
-    """The last minute of one pair: latency percentiles of both sides, and copies skipped since start."""
+    """The last minute of one pair: latency percentiles of both sides."""
 
     primary: Summary
     shadow: Summary
-    skipped: int
 
 
 class ShadowBook:
     def __init__(self) -> None:
         self._totals: dict[Pair, _Totals] = {}
         self._windows: dict[Pair, tuple[Window, Window]] = {}
-        self._skipped: dict[Pair, int] = {}
 
     def skipped(self, pair: Pair) -> None:
-        self._skipped[pair] = self._skipped.get(pair, 0) + 1
-        self._totals.setdefault(pair, _Totals())
+        self._totals.setdefault(pair, _Totals()).skipped += 1
 
     def failed(self, pair: Pair) -> None:
         self._totals.setdefault(pair, _Totals()).failed += 1
@@ -73,21 +71,18 @@ class ShadowBook:
     def take(self) -> tuple[ShadowStats, ...]:
         """The totals since the last call, to add to the stored ones."""
         deltas = tuple(
-            ShadowStats(splitter, shadow, t.compared, t.agreed, t.failed, t.primary_ms, t.shadow_ms)
+            ShadowStats(splitter, shadow, t.compared, t.agreed, t.failed, t.primary_ms, t.shadow_ms, t.skipped)
             for (splitter, shadow), t in self._totals.items()
-            if t.compared or t.failed
+            if t.compared or t.failed or t.skipped
         )
         self._totals.clear()
         return deltas
 
     def latency(self, now: float) -> dict[Pair, ShadowLatency]:
-        pairs = set(self._windows) | set(self._skipped)
-        empty = Window()
-        found = {}
-        for pair in pairs:
-            primary, shadow = self._windows.get(pair, (empty, empty))
-            found[pair] = ShadowLatency(primary.summary(now), shadow.summary(now), self._skipped.get(pair, 0))
-        return found
+        return {
+            pair: ShadowLatency(primary.summary(now), shadow.summary(now))
+            for pair, (primary, shadow) in self._windows.items()
+        }
 
 
 def agree(primary: Answer, shadow: Answer) -> bool:

@@ -327,6 +327,8 @@ class ShadowStats:
     primary_ms: float
     """Total latency of the primaries whose answers were compared."""
     shadow_ms: float
+    skipped: int = 0
+    """Copies not sent because no shadow replica had a free slot (a shadow never queues)."""
 
 
 def add_shadow_stats(connection: Connection, delta: ShadowStats, now: float) -> None:
@@ -342,6 +344,7 @@ def add_shadow_stats(connection: Connection, delta: ShadowStats, now: float) -> 
             compared=row.compared + delta.compared,
             agreed=row.agreed + delta.agreed,
             failed=row.failed + delta.failed,
+            skipped=row.skipped + delta.skipped,
             primary_ms=row.primary_ms + delta.primary_ms,
             shadow_ms=row.shadow_ms + delta.shadow_ms,
             updated_at=now,
@@ -351,4 +354,7 @@ def add_shadow_stats(connection: Connection, delta: ShadowStats, now: float) -> 
 
 def get_shadow_stats(connection: Connection, splitter: str) -> list[ShadowStats]:
     rows = connection.execute(select(shadow_stats).where(shadow_stats.c.splitter == splitter))
-    return [ShadowStats(r.splitter, r.shadow, r.compared, r.agreed, r.failed, r.primary_ms, r.shadow_ms) for r in rows]
+    return [
+        ShadowStats(r.splitter, r.shadow, r.compared, r.agreed, r.failed, r.primary_ms, r.shadow_ms, r.skipped)
+        for r in rows
+    ]

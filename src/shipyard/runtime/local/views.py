@@ -178,8 +178,8 @@ def _model(deployment: Deployment, release: ReleaseRow | None) -> dict[str, Any]
 def shadow_rows(
     name: str, spec: TrafficSplitter, stored: Sequence[ShadowStats], latency: Mapping[Pair, ShadowLatency]
 ) -> list[dict[str, Any]]:
-    """One row per shadow of the splitter: stored totals, plus the last minute's percentiles and the copies
-    skipped since the daemon started (for lack of a free shadow replica)."""
+    """One row per shadow of the splitter: stored totals (copies compared, agreed, failed and skipped for
+    lack of a free shadow replica, and mean latencies), plus the last minute's percentiles."""
     totals = {s.shadow: s for s in stored}
     shadows = [t.name for t in spec.apis if t.shadow] + sorted(set(totals) - {t.name for t in spec.apis})
     return [_shadow(totals.get(shadow) or ShadowStats(name, shadow, 0, 0, 0, 0.0, 0.0), latency) for shadow in shadows]
@@ -195,7 +195,7 @@ def _shadow(stats: ShadowStats, latency: Mapping[Pair, ShadowLatency]) -> dict[s
         "compared": compared,
         "agreement": round(stats.agreed / compared, 4) if compared else None,
         "failed": stats.failed,
-        "skipped": recent.skipped if recent else 0,
+        "skipped": stats.skipped,
         "primary_mean_ms": _rounded(stats.primary_ms / compared) if compared else None,
         "shadow_mean_ms": _rounded(stats.shadow_ms / compared) if compared else None,
         "primary_p50_ms": _rounded(primary.p50_ms) if primary else None,
