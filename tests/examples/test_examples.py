@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from tests.serving.conftest import start_server
+from tests.support import free_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -22,17 +24,22 @@ def _train(project: Path) -> None:
     subprocess.run([sys.executable, str(project / "train.py")], check=True, capture_output=True, timeout=120)
 
 
-def test_the_iris_example_trains_and_the_demo_runs(tmp_path: Path) -> None:
+def test_the_iris_example_trains_and_the_demo_deploys_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = _copy(tmp_path, "iris")
     shutil.copy(EXAMPLES / "demo.py", root / "demo.py")
     _train(root / "iris")
+    monkeypatch.setenv("SHIPYARD_CONTROL_PORT", str(free_port()))  # never the user's 7070/8080
+    monkeypatch.setenv("SHIPYARD_GATEWAY_PORT", str(free_port()))
     demo = subprocess.run(
-        [sys.executable, str(root / "demo.py")], capture_output=True, text=True, timeout=120, cwd=root
+        [sys.executable, str(root / "demo.py"), "--down"], capture_output=True, text=True, timeout=180, cwd=root
     )
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert '200 {"prediction":"virginica"}' in demo.stdout
-    assert "422 " in demo.stdout and "exit code 0" in demo.stdout
+    assert "iris: live at http://127.0.0.1:" in demo.stdout
+    assert '{"prediction": "virginica"}' in demo.stdout  # shipyard predict
+    assert '200 {"prediction":"virginica"}' in demo.stdout  # curl through the gateway
+    assert "422 " in demo.stdout and "daemon stopped" in demo.stdout
     assert '"name":"predictions","shape":[1],"datatype":"BYTES","data":["virginica"]' in demo.stdout
+    assert "Traceback" not in demo.stdout + demo.stderr
 
 
 def test_the_mlp_example_trains_and_answers_json_and_v2(tmp_path: Path) -> None:
