@@ -1,9 +1,9 @@
 """`make demo`: train the iris example if needed, deploy it behind the gateway, predict, show where to look.
 
 Everything runs on this machine: `shipyard deploy` starts the daemon (control API, gateway and one
-replica process) when none runs, and waits until the API is live. The API keeps running afterwards, so
-that the commands printed at the end have something to look at; `shipyard down` stops it all.
-`--down` stops the daemon at the end instead (the test suite uses it).
+replica process) when none runs, and waits until the API is live. At the end the demo stops the daemon
+it started (`shipyard down`: replicas drain, then exit); `--keep` leaves it running to explore. A daemon
+that was already running is left as it was.
 """
 
 from __future__ import annotations
@@ -89,6 +89,11 @@ def tour(env: dict[str, str]) -> None:
     show("POST", f"{url}/v2/models/iris/infer", tensor)
     step("What runs: status, replicas, traffic over the last minute, the model's digest, events")
     shipyard("get", "iris", env=env)
+    step("What the replica says it serves, and a few of the gateway's Prometheus metrics")
+    show("GET", f"{url}/")
+    metrics = httpx.get(f"{gateway_url(env)}/metrics", timeout=10).text.splitlines()
+    print(f"$ curl {gateway_url(env)}/metrics | grep 'api=\"iris\"' | head -4")
+    print("\n".join([line for line in metrics if 'api="iris"' in line and not line.startswith("#")][:4]))
 
 
 def what_next(env: dict[str, str], stopped: bool) -> None:
@@ -97,7 +102,7 @@ def what_next(env: dict[str, str], stopped: bool) -> None:
     cli = f"{prefix}.venv/bin/shipyard"
     gateway = f"127.0.0.1:{env['SHIPYARD_GATEWAY_PORT']}"
     if stopped:
-        print(f"  deploy it again:     {cli} deploy examples/iris")
+        print(f"  deploy it yourself:  {cli} deploy examples/iris          (then, while it runs:)")
     print(
         f"  every API:           {cli} get          (-w to watch, -o json for scripts)\n"
         f"  its logs:            {cli} logs iris -f\n"
@@ -112,25 +117,27 @@ def what_next(env: dict[str, str], stopped: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--down", action="store_true", help="stop the daemon at the end")
+    parser.add_argument("--keep", action="store_true", help="leave the daemon running at the end")
     args = parser.parse_args()
     if not (IRIS / "model" / "iris.skops").exists():
         step("Training the iris example (examples/iris/train.py)")
         subprocess.run([sys.executable, str(IRIS / "train.py")], check=True)
     env = dict(os.environ)
     running = subprocess.run([*SHIPYARD, "status", "-o", "json"], env=env, capture_output=True, text=True)
-    if running.returncode != 0:
+    started_here = running.returncode != 0
+    if started_here:
         env = daemon_env(env)
     else:
         gateway = json.loads(running.stdout)["gateway_url"]
         env["SHIPYARD_GATEWAY_PORT"] = gateway.rstrip("/").rsplit(":", 1)[1]
+    stop = started_here and not args.keep
     try:
         tour(env)
     finally:
-        if args.down:
-            step("Stopping the daemon (replicas drain their in-flight requests, then exit)")
+        if stop:
+            step("Stopping the daemon this demo started (replicas drain their in-flight requests, then exit)")
             shipyard("down", env=env, check=False)
-    what_next(env, stopped=args.down)
+    what_next(env, stopped=stop)
 
 
 if __name__ == "__main__":

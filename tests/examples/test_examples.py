@@ -31,7 +31,7 @@ def test_the_iris_example_trains_and_the_demo_deploys_it(tmp_path: Path, monkeyp
     monkeypatch.setenv("SHIPYARD_CONTROL_PORT", str(free_port()))  # never the user's 7070/8080
     monkeypatch.setenv("SHIPYARD_GATEWAY_PORT", str(free_port()))
     demo = subprocess.run(
-        [sys.executable, str(root / "demo.py"), "--down"], capture_output=True, text=True, timeout=180, cwd=root
+        [sys.executable, str(root / "demo.py")], capture_output=True, text=True, timeout=180, cwd=root
     )
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "iris: live at http://127.0.0.1:" in demo.stdout
