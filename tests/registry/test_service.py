@@ -478,3 +478,21 @@ def test_a_version_whose_files_fail_verification_is_never_promoted(registry: Reg
         registry.get("iris@production")
     refused = [e for e in registry.history("iris") if e.action == "promote_refused"]
     assert [(e.version, e.details["damaged"] is not None) for e in refused] == [(1, True), (1, True)]
+
+
+def test_a_recorded_local_copy_is_verified_again_before_it_is_loaded(registry: Registry, model_dir: Path) -> None:
+    from shipyard.registry import verify_model_folder
+    from shipyard.registry.errors import UnknownDigest
+    from shipyard.registry.integrity import NotACheckout
+
+    version = registry.register("iris", model_dir)
+    copy = registry.resolve("iris:1").path
+    (copy / "weights.bin").write_bytes(b"changed on disk")
+    (copy / "extra.py").write_text("import os")
+    assert verify_model_folder(copy, version.digest) == copy
+    assert build_manifest(copy).digest == version.digest, "rebuilt from the blobs"
+    with pytest.raises(NotACheckout, match="is not the registry's local copy"):
+        verify_model_folder(model_dir, version.digest)
+    registry.delete("iris", 1)
+    with pytest.raises(UnknownDigest, match=f"no version in the registry has digest {version.digest}"):
+        verify_model_folder(copy, version.digest)

@@ -129,6 +129,18 @@ class DamagedVersionRecord(ShipyardError):
         )
 
 
+class UnknownDigest(ShipyardError):
+    """A local copy was recorded for a digest that no version in the registry has (any more)."""
+
+    status_code = 404
+
+    def __init__(self, digest: str) -> None:
+        super().__init__(
+            f"no version in the registry has digest {digest} (it was deleted?), so its local copy cannot be "
+            "verified and is not loaded; register the model again and use the new version"
+        )
+
+
 class UnsafeManifestPath(ShipyardError):
     status_code = 500
 

@@ -13,6 +13,7 @@ from shipyard.registry.errors import (
     AliasNotFound,
     DamagedVersionRecord,
     ModelNotFound,
+    UnknownDigest,
     VersionInUse,
     VersionNotFound,
 )
@@ -182,6 +183,20 @@ def get_version(connection: Connection, ref: ModelRef, *, checked: bool = True) 
         if row is None:
             raise ModelNotFound(ref.name)
     return _from_row(row, aliases_of_version(connection, int(row.id)), checked=checked)
+
+
+def manifest_of_digest(connection: Connection, digest: str) -> Manifest:
+    """The manifest that hashes to `digest`, from any version recorded with it (equal digests mean equal
+    files). Raises DamagedVersionRecord when every such record was altered, UnknownDigest when there is none."""
+    query = _version_query().where(model_versions.c.digest == digest).order_by(model_versions.c.id)
+    rows = connection.execute(query).all()
+    for row in rows:
+        manifest = _manifest(row)
+        if manifest is not None and manifest.digest == digest:
+            return manifest
+    if rows:
+        _from_row(rows[0], ())  # raises DamagedVersionRecord, naming the version
+    raise UnknownDigest(digest)
 
 
 def list_versions(connection: Connection, name: str) -> list[ModelVersion]:
