@@ -496,3 +496,34 @@ def test_a_recorded_local_copy_is_verified_again_before_it_is_loaded(registry: R
     registry.delete("iris", 1)
     with pytest.raises(UnknownDigest, match=f"no version in the registry has digest {version.digest}"):
         verify_model_folder(copy, version.digest)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.symlink_to(p.parent / "gone.yaml"), "is a symbolic link to .*gone.yaml', which does not exist"),
+        (lambda p: p.mkdir(), "is a folder, not a policy file"),
+        (lambda p: p.with_suffix(".yml").write_text(POLICY), r"reads the policies from .*policies.yaml, not policies.yml"),
+    ],
+)
+def test_governance_never_turns_off_because_the_policy_file_cannot_be_read(
+    registry: Registry, model_dir: Path, shipyard_home: Path, make: Callable[[Path], object], message: str
+) -> None:
+    from shipyard.errors import ConfigError
+
+    registry.register("iris", model_dir)
+    make(shipyard_home / "policies.yaml")
+    with pytest.raises(ConfigError, match=message):
+        registry.promote("iris:1", "production")
+    with pytest.raises(AliasNotFound):
+        registry.get("iris@production")
+
+
+def test_a_relative_policy_path_is_audited_as_an_absolute_one(
+    registry: Registry, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "rules.yaml").write_text("aliases:\n  staging: {}\n")
+    monkeypatch.chdir(tmp_path)
+    registry.register("iris", model_dir)
+    registry.promote("iris:1", "staging", policies="rules.yaml")
+    assert registry.history("iris")[-1].details["policy_file"]["path"] == str(tmp_path / "rules.yaml")

@@ -129,7 +129,9 @@ def policy_view(version: ModelVersion) -> dict[str, Any]:
 def _policy_record(policies: Policies, candidate: ModelVersion) -> dict[str, Any]:
     """Which policy file judged the attempt (path and digest, so a later edit of it is visible), and what."""
     return {
-        "policy_file": {"path": policies.source, "digest": policies.digest} if policies.source else None,
+        "policy_file": {"path": policies.path or policies.source, "digest": policies.digest}
+        if policies.source
+        else None,
         "candidate_digest": candidate.digest,
     }
 

@@ -7,6 +7,7 @@ a registration leaves either no version or a complete one.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import uuid
@@ -19,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from shipyard.errors import ShipyardError
+from shipyard.errors import ConfigError, ShipyardError
 from shipyard.governance import Policies, load_policies_file
 from shipyard.registry import approvals, audit, promotion, versions
 from shipyard.registry.artifacts import ArtifactStore, remove_tree, safe_join
@@ -35,6 +36,7 @@ from shipyard.settings import Settings
 from shipyard.store import create_store_engine, migrate, read_transaction, write_transaction
 
 POLICY_FILE = "policies.yaml"
+log = logging.getLogger("shipyard.registry")
 _FLAVORS = {".onnx": "onnx", ".skops": "sklearn", ".joblib": "sklearn", ".pkl": "sklearn"}
 
 
@@ -269,11 +271,25 @@ class Registry:
             return promotion.promote(connection, rules, request)
 
     def policies(self, path: str | os.PathLike[str] | None = None) -> Policies:
-        """The policies in `path`, else in SHIPYARD_HOME/policies.yaml, else none."""
+        """The policies in `path`, else in SHIPYARD_HOME/policies.yaml, else none.
+
+        Anything at SHIPYARD_HOME/policies.yaml (a folder, a dangling link, an unreadable file) is loaded
+        and fails clearly: governance never turns itself off because the file cannot be read. A lone
+        policies.yml is refused rather than ignored.
+        """
         if path is not None:
             return load_policies_file(path)
         default = self.home / POLICY_FILE
-        return load_policies_file(default) if default.is_file() else Policies()
+        misnamed = default.with_suffix(".yml")
+        if os.path.lexists(default):
+            if os.path.lexists(misnamed):
+                log.warning("%s is ignored: Shipyard reads %s; remove one of them", misnamed, default)
+            return load_policies_file(default)
+        if os.path.lexists(misnamed):
+            raise ConfigError(
+                [f"{misnamed}: Shipyard reads the policies from {default}, not {misnamed.name}; rename the file"]
+            )
+        return Policies()
 
 
 @contextmanager
