@@ -78,6 +78,8 @@ def test_tables_and_json_listings(database_url: str, model_dir: Path) -> None:
         (["approve", "iris:1", "--alias", "Prod"], 2, "alias 'Prod' is not valid"),
         (["show"], 2, "Missing argument 'REF' (see `shipyard models show --help`)"),
         (["history", "nope"], 1, "error: model 'nope' is not registered"),
+        (["history", "Bad Name!"], 2, "model name 'Bad Name!' is not valid"),
+        (["versions", "Bad Name!"], 2, "model name 'Bad Name!' is not valid"),
     ],
 )
 def test_errors_are_one_line_with_exit_codes(
@@ -235,3 +237,34 @@ def test_promoting_a_damaged_version_is_refused_in_one_line(
         f"expected sha256:{digest_of(b'onnx-bytes')}, found sha256:{digest_of(b'tampered')}); register the model "
         "again to repair its files (or restore the artifact store), then promote"
     ]
+
+
+def test_a_forced_dry_run_says_it_would_be_forced_and_exits_0(
+    database_url: str, model_dir: Path, shipyard_home: Path
+) -> None:
+    (shipyard_home / "policies.yaml").write_text("aliases:\n  production:\n    require: [has(candidate.tags.owner)]\n")
+    run("register", "iris", str(model_dir))
+    dry = run("promote", "iris:1", "--to", "production", "--dry-run", "--force", "--reason", "hotfix")
+    assert dry.exit_code == 0, dry.output
+    assert "dry run: iris:1 -> production would be forced past 1 failing rule(s); nothing changed" in dry.stdout
+    assert run("promote", "iris:1", "--to", "production", "--dry-run").exit_code == 1
+    forced = run("promote", "iris:1", "--to", "production", "--force", "--reason", "hotfix")
+    assert (forced.exit_code, "promoted iris:1 -> production (forced)" in forced.stdout) == (0, True)
+
+
+def test_a_damaged_record_is_listed_with_a_marker(database_url: str, model_dir: Path, tmp_path: Path) -> None:
+    from sqlalchemy import update
+
+    from shipyard.store import write_transaction
+    from shipyard.store.tables import model_versions
+
+    run("register", "iris", str(model_dir))
+    run("register", "iris", str(model_dir))
+    with Registry.from_env() as registry, write_transaction(registry.engine) as connection:
+        connection.execute(update(model_versions).where(model_versions.c.version == 1).values(manifest="[]"))
+    listed = run("versions", "iris")
+    assert listed.exit_code == 0, listed.output
+    assert [line.split()[1] for line in listed.stdout.splitlines() if "DAMAGED" in line] == ["1"]
+    assert listed.stderr.startswith("warning: the record of iris:1 is damaged or was altered")
+    shown = json.loads(run("versions", "iris", "-o", "json").stdout)
+    assert [(v["version"], v["damaged"] is not None) for v in shown] == [(1, True), (2, False)]

@@ -527,3 +527,32 @@ def test_a_relative_policy_path_is_audited_as_an_absolute_one(
     registry.register("iris", model_dir)
     registry.promote("iris:1", "staging", policies="rules.yaml")
     assert registry.history("iris")[-1].details["policy_file"]["path"] == str(tmp_path / "rules.yaml")
+
+
+def _damage_record(registry: Registry, version: int) -> None:
+    from sqlalchemy import update
+
+    from shipyard.store import write_transaction
+    from shipyard.store.tables import model_versions
+
+    with write_transaction(registry.engine) as connection:
+        connection.execute(update(model_versions).where(model_versions.c.version == version).values(manifest="[]"))
+
+
+def test_an_alias_can_be_moved_off_a_damaged_record_which_can_then_be_deleted(
+    registry: Registry, model_dir: Path, shipyard_home: Path
+) -> None:
+    write_policy(shipyard_home, "aliases:\n  production:\n    require: [candidate.metrics.accuracy >= 0.9]\n")
+    registry.register("iris", model_dir, metrics={"accuracy": 0.95})
+    registry.promote("iris:1", "production")
+    registry.register("iris", model_dir, metrics={"accuracy": 0.96})
+    _damage_record(registry, 1)
+    listed = registry.list_versions("iris")
+    assert [(v.version, v.damaged is not None) for v in listed] == [(1, True), (2, False)]
+    assert listed[0].damaged is not None and "the record of iris:1 is damaged" in listed[0].damaged
+    outcome = registry.promote("iris:2", "production")
+    assert outcome.applied and outcome.from_version == 1
+    assert outcome.current_damaged is not None and "the record of iris:1 is damaged" in outcome.current_damaged
+    assert registry.history("iris")[-1].details["current_damaged"] == outcome.current_damaged
+    registry.delete("iris", 1)
+    assert [v.version for v in registry.list_versions("iris")] == [2]

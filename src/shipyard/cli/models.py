@@ -254,11 +254,11 @@ def _code(code: dict[str, Any]) -> str:
 
 
 @models.command()
-@click.argument("name")
+@click.argument("name", callback=_name)
 @_OUTPUT
 @reports_errors
 def versions(name: str, output: str) -> None:
-    """Every version of NAME, oldest first."""
+    """Every version of NAME, oldest first; a damaged record is marked DAMAGED."""
     with _registry() as registry:
         found = registry.list_versions(name)
     if output == "json":
@@ -268,13 +268,16 @@ def versions(name: str, output: str) -> None:
     for version in found:
         table.add_row(
             str(version.version),
-            version.digest[:19],
+            version.digest[:19] + (" [red]DAMAGED[/red]" if version.damaged else ""),
             ", ".join(version.aliases) or "-",
             _kv(version.metrics),
             f"{version.created_at:%Y-%m-%d %H:%M}",
             version.created_by,
         )
     print_table(table)
+    for version in found:
+        if version.damaged:
+            click.echo(f"warning: {version.damaged}", err=True)
 
 
 @models.command()
@@ -318,7 +321,7 @@ def verify(ref: ModelRef, output: str) -> None:
 
 
 @models.command()
-@click.argument("name")
+@click.argument("name", callback=_name)
 @_OUTPUT
 @reports_errors
 def history(name: str, output: str) -> None:
@@ -405,7 +408,7 @@ def promote(
 
 def _exit_if_refused(outcome: PromotionOutcome) -> None:
     """Exit 1 when the alias did not move, or (dry run) would not: a pipeline can gate on it."""
-    if not (outcome.applied or (outcome.dry_run and outcome.verdict.allowed)):
+    if not (outcome.applied or (outcome.dry_run and (outcome.verdict.allowed or outcome.forced))):
         raise SystemExit(1)
 
 
@@ -424,12 +427,22 @@ def _print_outcome(outcome: PromotionOutcome) -> None:
     if verdict.approvals_required:
         names = ", ".join(verdict.approvers) or "none"
         click.echo(f"approvals: {len(verdict.approvers)} of {verdict.approvals_required} ({names})")
+    if outcome.current_damaged:
+        click.echo(f"warning: the version {outcome.alias!r} points at now: {outcome.current_damaged}", err=True)
     target = f"{outcome.name}:{outcome.version} -> {outcome.alias}"
     previous = f" (was {outcome.from_version})" if outcome.from_version else ""
     if outcome.dry_run:
-        click.echo(f"dry run: {target} would be {'allowed' if verdict.allowed else 'refused'}; nothing changed")
+        click.echo(f"dry run: {target} would be {_would(outcome)}; nothing changed")
     elif outcome.applied:
         click.echo(f"promoted {target}{previous}{' (forced)' if outcome.forced else ''}")
+
+
+def _would(outcome: PromotionOutcome) -> str:
+    if outcome.verdict.allowed:
+        return "allowed"
+    if outcome.forced:
+        return f"forced past {len(outcome.verdict.failures())} failing rule(s)"
+    return "refused"
 
 
 @models.command()
