@@ -556,3 +556,18 @@ def test_an_alias_can_be_moved_off_a_damaged_record_which_can_then_be_deleted(
     assert registry.history("iris")[-1].details["current_damaged"] == outcome.current_damaged
     registry.delete("iris", 1)
     assert [v.version for v in registry.list_versions("iris")] == [2]
+
+
+def test_profiles_of_numbers_near_the_float_limits_are_stored(
+    registry: Registry, model_dir: Path, tmp_path: Path
+) -> None:
+    """A constant ns timestamp and an overflowing mean once broke the histogram, or stored NaN (SQLite) and
+    failed the insert (PostgreSQL's json has no NaN)."""
+    data = tmp_path / "train.csv"
+    data.write_text("ts,huge,edge\n" + "".join(f"1700000000123456789,1e308,{(-1) ** i}e308\n" for i in range(4)))
+    version = registry.register("iris", model_dir, data=[data])
+    stored = registry.get("iris:1").profile
+    assert stored == version.profile and stored is not None
+    assert stored["columns"]["ts"]["histogram"]["counts"] == [4]
+    assert stored["columns"]["huge"]["mean"] == 1e308
+    assert stored["columns"]["edge"]["min"] == -1e308

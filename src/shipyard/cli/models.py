@@ -237,7 +237,15 @@ def _summary_rows(version: ModelVersion) -> Iterator[tuple[str, str]]:
     yield "code", _code(lineage.get("code", {})) if lineage.get("code_captured", True) else _NO_CODE
     yield "python", lineage.get("python", {}).get("version", "-")
     if version.profile:
-        yield "profile", f"{version.profile['rows']} rows, columns: {', '.join(version.profile['columns'])}"
+        yield "profile", _profile_line(version.profile)
+
+
+def _profile_line(profile: dict[str, Any]) -> str:
+    rows = f"{profile['rows']} rows"
+    if profile.get("truncated"):
+        total = profile.get("rows_total")
+        rows = f"the first {profile['rows']} rows of {total if total is not None else 'more'} (the row limit)"
+    return f"{rows}, columns: {', '.join(profile['columns'])}"
 
 
 _NO_CODE = "not captured (registered outside a git tree without --code DIR)"

@@ -117,6 +117,13 @@ class Registry:
             lineage=capture_lineage(data, code, parent_run_id),
             profile=profile_data(data),
         )
+        if new.profile and new.profile.get("truncated"):
+            total = new.profile.get("rows_total")
+            log.warning(
+                "the reference profile covers the first %d rows of the training data, of %s",
+                new.profile["rows"],
+                total if total is not None else "more (the total of CSV and JSON lines files is not counted)",
+            )
         uploaded = self.artifacts.upload(path, manifest)
         with write_transaction(self.engine) as connection:
             created = versions.create_version(connection, name, new)
