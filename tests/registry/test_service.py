@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shipyard.registry import (
@@ -96,6 +97,10 @@ def test_unknown_model_version_alias(registry: Registry, model_dir: Path) -> Non
     [
         ({"metrics": {"accuracy": "high"}}, "metric 'accuracy' must be a finite number"),
         ({"metrics": {"loss": float("nan")}}, "metric 'loss' must be a finite number"),
+        ({"metrics": {"passed": True}}, "metric 'passed' must be a finite number"),
+        ({"metrics": {"passed": np.bool_(True)}}, "metric 'passed' must be a finite number"),
+        ({"metrics": {"loss": np.float32("inf")}}, "metric 'loss' must be a finite number"),
+        ({"metrics": {"n": 10**400}}, "metric 'n' must be a finite number"),
         ({"tags": {"owner": ["a"]}}, "tag 'owner' must be a single value"),
     ],
 )
@@ -103,6 +108,15 @@ def test_bad_input_records_nothing(registry: Registry, model_dir: Path, kwargs: 
     with pytest.raises(Exception, match=message):
         registry.register("iris", model_dir, **kwargs)
     assert registry.list_models() == []
+
+
+def test_numpy_numbers_are_metrics(registry: Registry, model_dir: Path) -> None:
+    from fractions import Fraction
+
+    metrics = {"accuracy": np.float32(0.5), "support": np.int64(150), "f1": np.float64(0.75), "r": Fraction(1, 4)}
+    version = registry.register("iris", model_dir, metrics=metrics)
+    assert version.metrics == {"accuracy": 0.5, "support": 150.0, "f1": 0.75, "r": 0.25}
+    assert all(type(value) is float for value in registry.get("iris:1").metrics.values())
 
 
 def test_missing_model_path(registry: Registry, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, SupportsFloat
 
 from sqlalchemy import Engine
 
@@ -93,7 +94,7 @@ class Registry:
         name: str,
         path: str | os.PathLike[str],
         *,
-        metrics: Mapping[str, float] | None = None,
+        metrics: Mapping[str, SupportsFloat] | None = None,
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
         data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
@@ -347,12 +348,23 @@ def _model_manifest(path: str | os.PathLike[str]) -> Manifest:
 
 
 def _metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Metrics as floats: any real number (numpy's float32 and int64 too), but not a boolean."""
     found: dict[str, float] = {}
     for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        number = _real(value)
+        if number is None or not math.isfinite(number):
             raise BadModelInput(f"metric {key!r} must be a finite number, got {value!r}; pass for example {key}=0.93")
-        found[str(key)] = float(value)
+        found[str(key)] = number
     return found
+
+
+def _real(value: Any) -> float | None:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # a Fraction or integer beyond the float range
+        return None
 
 
 def _strings(what: str, values: Mapping[str, Any]) -> dict[str, str]:
