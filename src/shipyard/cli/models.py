@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
@@ -100,8 +103,25 @@ def _pairs(
 
 
 @click.group()
-def models() -> None:
+@click.pass_context
+def models(ctx: click.Context) -> None:
     """The model registry: versions, aliases, governance and the audit log."""
+    _clean_up_on_sigterm(ctx)
+
+
+def _clean_up_on_sigterm(ctx: click.Context) -> None:
+    """SIGTERM unwinds like Ctrl-C does, so an upload's temporary blob or a download's staging folder is
+    removed on the way out (exit code 143); the previous handler is back when the command ends."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread (an embedding program's worker)
+
+    def terminate(signum: int, _frame: FrameType | None) -> None:
+        click.echo("error: terminated (SIGTERM); nothing half done is left behind", err=True)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    if previous is not None:  # None: a handler Python did not install, which it cannot put back
+        ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
 
 
 @models.command()

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipyard.registry import leftovers
 from shipyard.registry.artifacts import ArtifactStore, remove_tree
 from shipyard.registry.errors import ArtifactIntegrityError
 from shipyard.registry.manifest import Manifest, file_sha256
@@ -52,7 +52,9 @@ def refresh(store: ArtifactStore, manifest: Manifest, target: Path) -> Path:
             store.location,
         )
         remove_tree(target)
-    staging = target.parent / f".staging-{target.name}-{uuid.uuid4().hex}"
+    leftovers.sweep(target.parent, "staging")  # what a killed checkout left
+    leftovers.sweep(target.parent, "trash")
+    staging = leftovers.staging_path(target, "staging")
     try:
         store.materialize(manifest, staging)
         # when another process finished the same checkout first, the rename fails: verify and use theirs

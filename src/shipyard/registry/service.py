@@ -11,7 +11,6 @@ import logging
 import math
 import numbers
 import os
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from sqlalchemy import Engine
 
 from shipyard.errors import ConfigError, ShipyardError
 from shipyard.governance import Policies, load_policies_file
-from shipyard.registry import approvals, audit, promotion, versions
+from shipyard.registry import approvals, audit, leftovers, promotion, versions
 from shipyard.registry.artifacts import ArtifactStore, remove_tree, safe_join
 from shipyard.registry.audit import Action, AuditEntry
 from shipyard.registry.checkout import Difference, checkout
@@ -182,7 +181,8 @@ class Registry:
             raise BadModelInput(
                 f"download destination {str(target)!r} is not an empty folder; pass a new or empty folder"
             )
-        staging = target.with_name(f".{target.name}.download-{uuid.uuid4().hex}")
+        leftovers.sweep(target.parent, "download")  # what a killed download left here
+        staging = leftovers.staging_path(target, "download")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             self.artifacts.materialize(found.manifest, staging)
