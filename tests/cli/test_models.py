@@ -77,6 +77,7 @@ def test_tables_and_json_listings(database_url: str, model_dir: Path) -> None:
         (["register", "iris", ".", "--metrics-file", "METRICS"], 2, "metric 'f1' in 'METRICS' must be a finite number"),
         (["register", "bad/name", "."], 2, "model name 'bad/name' is not valid"),
         (["register", "iris", ".", "--tag", "owner"], 2, "'owner' must be KEY=VALUE"),
+        (["register", "iris", ".", "--flavor", "f" * 200], 2, "is 200 characters long, but the registry keeps at most"),
         (["promote", "iris:1", "--to", "prod", "--force"], 2, "needs --reason"),
         (["promote", "iris:1", "--to", "Prod"], 2, "alias 'Prod' is not valid"),
         (["promote", "iris:1", "--to", "latest"], 2, "'latest' always means the newest version"),

@@ -585,3 +585,22 @@ def test_profiles_of_numbers_near_the_float_limits_are_stored(
     assert stored["columns"]["ts"]["histogram"]["counts"] == [4]
     assert stored["columns"]["huge"]["mean"] == 1e308
     assert stored["columns"]["edge"]["min"] == -1e308
+
+
+def test_bounded_fields_are_checked_before_anything_is_written(
+    registry: Registry, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite would keep a 200-character flavor and PostgreSQL refuse it without naming the field."""
+    from shipyard.registry.errors import ValueTooLong
+
+    with pytest.raises(
+        ValueTooLong, match=r"flavor 'fff.*' is 200 characters long, but the registry keeps at most 128"
+    ):
+        registry.register("iris", model_dir, flavor="f" * 200)
+    assert registry.list_models() == []
+    with pytest.raises(ValueTooLong, match="identity 'aaa.*' is 129 characters long"):
+        Registry(registry.engine, registry.artifacts, registry.home, identity="a" * 129)
+    monkeypatch.setattr("socket.gethostname", lambda: "h" * 300)
+    assert len(os_identity()) == 128 and os_identity().startswith(f"{os_login()}@hhh")
+    long_host = Registry(registry.engine, registry.artifacts, registry.home)
+    assert long_host.register("iris", model_dir).created_by == os_identity()

@@ -21,8 +21,9 @@ from rich.table import Table
 
 from shipyard.cli.output import print_table, reports_errors
 from shipyard.registry import ModelRef, ModelVersion, PromotionOutcome, Registry, open_registry, parse_ref
-from shipyard.registry.errors import InvalidModelRef, InvalidName
-from shipyard.registry.refs import check_alias, check_name
+from shipyard.registry.errors import InvalidModelRef, InvalidName, ValueTooLong
+from shipyard.registry.refs import check_alias, check_length, check_name
+from shipyard.registry.service import FLAVOR_LENGTH
 
 _OUTPUT = click.option(
     "-o",
@@ -67,6 +68,13 @@ def _alias(_ctx: click.Context, param: click.Parameter, value: str) -> str:
     try:
         return check_alias(value)
     except InvalidName as exc:
+        raise click.BadParameter(exc.message, param=param) from None
+
+
+def _flavor(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    try:
+        return check_length("flavor", value, FLAVOR_LENGTH)
+    except ValueTooLong as exc:
         raise click.BadParameter(exc.message, param=param) from None
 
 
@@ -134,7 +142,9 @@ def _clean_up_on_sigterm(ctx: click.Context) -> None:
 @click.option("--data", multiple=True, type=click.Path(exists=True), help="Training data file or folder.")
 @click.option("--code", type=click.Path(exists=True, file_okay=False), help="Source folder (git or digest).")
 @click.option("--description", default="", help="What this version is.")
-@click.option("--flavor", help="Handler hint, e.g. sklearn or onnx (guessed from the files otherwise).")
+@click.option(
+    "--flavor", callback=_flavor, help="Handler hint, e.g. sklearn or onnx (guessed from the files otherwise)."
+)
 @click.option("--parent-run-id", help="The training run this version came from.")
 @_USER
 @_OUTPUT

@@ -12,6 +12,17 @@ class InvalidName(ShipyardError):
         super().__init__(f"{what} {value!r} is not valid: {rule}")
 
 
+class ValueTooLong(ShipyardError):
+    status_code = 400
+
+    def __init__(self, what: str, value: str, limit: int) -> None:
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        super().__init__(
+            f"{what} {shown!r} is {len(value)} characters long, but the registry keeps at most {limit}; "
+            f"pass a shorter {what}"
+        )
+
+
 class InvalidModelRef(ShipyardError):
     status_code = 400
 

@@ -27,16 +27,18 @@ from shipyard.registry.artifacts import ArtifactStore, remove_tree, safe_join
 from shipyard.registry.audit import Action, AuditEntry
 from shipyard.registry.checkout import Difference, checkout
 from shipyard.registry.errors import ArtifactIntegrityError, ArtifactMissing, ForceWithoutReason
-from shipyard.registry.identity import os_identity
+from shipyard.registry.identity import MAX_IDENTITY, os_identity
 from shipyard.registry.lineage import capture_lineage
 from shipyard.registry.manifest import Manifest, build_manifest
 from shipyard.registry.profile import profile_data
-from shipyard.registry.refs import ModelRef, check_alias, check_name, parse_ref
+from shipyard.registry.refs import ModelRef, check_alias, check_length, check_name, parse_ref
 from shipyard.settings import Settings
 from shipyard.store import create_store_engine, migrate, read_transaction, write_transaction
+from shipyard.store.tables import model_versions
 
 POLICY_FILE = "policies.yaml"
 log = logging.getLogger("shipyard.registry")
+FLAVOR_LENGTH: int = model_versions.c.flavor.type.length  # type: ignore[attr-defined]
 _FLAVORS = {".onnx": "onnx", ".skops": "sklearn", ".joblib": "sklearn", ".pkl": "sklearn"}
 
 
@@ -65,7 +67,7 @@ class Registry:
         self.engine = engine
         self.artifacts = artifacts
         self.home = home
-        self.identity = identity or os_identity()
+        self.identity = check_length("identity", identity, MAX_IDENTITY) or os_identity()
         migrate(engine)
 
     @classmethod
@@ -104,6 +106,7 @@ class Registry:
         on_behalf_of: str | None = None,
     ) -> versions.ModelVersion:
         check_name(name)
+        check_length("flavor", flavor, FLAVOR_LENGTH)
         data = as_paths(data)
         manifest = _model_manifest(path)
         new = versions.NewVersion(
