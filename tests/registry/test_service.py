@@ -604,3 +604,18 @@ def test_bounded_fields_are_checked_before_anything_is_written(
     assert len(os_identity()) == 128 and os_identity().startswith(f"{os_login()}@hhh")
     long_host = Registry(registry.engine, registry.artifacts, registry.home)
     assert long_host.register("iris", model_dir).created_by == os_identity()
+
+
+def test_a_relative_artifact_folder_lies_in_shipyard_home_whatever_the_working_directory(
+    database_url: str, model_dir: Path, tmp_path: Path, shipyard_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHIPYARD_ARTIFACTS", "store")
+    for where in ("one", "two"):
+        (tmp_path / where).mkdir()
+    monkeypatch.chdir(tmp_path / "one")
+    with Registry.from_env() as registry:
+        version = registry.register("iris", model_dir)
+        assert registry.artifacts.location == str(shipyard_home / "store")
+    monkeypatch.chdir(tmp_path / "two")
+    assert resolve_model_ref("models:/iris:1").digest == version.digest
+    assert list((tmp_path / "one").iterdir()) == list((tmp_path / "two").iterdir()) == []
