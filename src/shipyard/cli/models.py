@@ -466,7 +466,7 @@ def _print_outcome(outcome: PromotionOutcome) -> None:
         names = ", ".join(verdict.approvers) or "none"
         click.echo(f"approvals: {len(verdict.approvers)} of {verdict.approvals_required} ({names})")
     if outcome.current_damaged:
-        click.echo(f"warning: the version {outcome.alias!r} points at now: {outcome.current_damaged}", err=True)
+        click.echo(f"warning: {outcome.alias!r} points at a damaged record now: {outcome.current_damaged}", err=True)
     target = f"{outcome.name}:{outcome.version} -> {outcome.alias}"
     previous = f" (was {outcome.from_version})" if outcome.from_version else ""
     if outcome.dry_run:
