@@ -23,6 +23,15 @@ def _port(name: str, default: int) -> int:
     return int(value)
 
 
+def _artifacts(home: Path, value: str) -> str:
+    """SHIPYARD_ARTIFACTS as given when it is a URL (s3://...) or an absolute folder; a relative folder is
+    taken inside SHIPYARD_HOME, so every process (CLI, daemon, workers) finds the same store whatever its
+    working directory."""
+    if "://" in value:
+        return value
+    return os.path.abspath(home / Path(value).expanduser())
+
+
 @dataclass(frozen=True)
 class Settings:
     """Settings resolved from the environment; construct with `Settings.from_env()`."""
@@ -48,7 +57,7 @@ class Settings:
         return cls(
             home=home,
             database_url=_env("DATABASE_URL", f"sqlite:///{home / 'shipyard.db'}") or "",
-            artifacts=_env("ARTIFACTS", str(home / "artifacts")) or "",
+            artifacts=_artifacts(home, _env("ARTIFACTS", "artifacts") or "artifacts"),
             log_level=(_env("LOG_LEVEL", "info") or "info").lower(),
             url=_env("URL"),
             token=_env("TOKEN"),

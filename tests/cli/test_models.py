@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -72,12 +77,15 @@ def test_tables_and_json_listings(database_url: str, model_dir: Path) -> None:
         (["register", "iris", ".", "--metrics-file", "METRICS"], 2, "metric 'f1' in 'METRICS' must be a finite number"),
         (["register", "bad/name", "."], 2, "model name 'bad/name' is not valid"),
         (["register", "iris", ".", "--tag", "owner"], 2, "'owner' must be KEY=VALUE"),
+        (["register", "iris", ".", "--flavor", "f" * 200], 2, "is 200 characters long, but the registry keeps at most"),
         (["promote", "iris:1", "--to", "prod", "--force"], 2, "needs --reason"),
         (["promote", "iris:1", "--to", "Prod"], 2, "alias 'Prod' is not valid"),
         (["promote", "iris:1", "--to", "latest"], 2, "'latest' always means the newest version"),
         (["approve", "iris:1", "--alias", "Prod"], 2, "alias 'Prod' is not valid"),
         (["show"], 2, "Missing argument 'REF' (see `shipyard models show --help`)"),
         (["history", "nope"], 1, "error: model 'nope' is not registered"),
+        (["history", "Bad Name!"], 2, "model name 'Bad Name!' is not valid"),
+        (["versions", "Bad Name!"], 2, "model name 'Bad Name!' is not valid"),
     ],
 )
 def test_errors_are_one_line_with_exit_codes(
@@ -144,7 +152,7 @@ def test_verify_download_and_delete(database_url: str, model_dir: Path, tmp_path
     assert "all 1 file(s) verified" in run("verify", "iris:1").stdout
     assert run("download", "iris:1", str(tmp_path / "out")).exit_code == 0
     assert (tmp_path / "out" / "model.onnx").read_bytes() == b"onnx-bytes"
-    blob = next(p for p in (shipyard_home / "artifacts").rglob("*") if p.is_file())
+    blob = next(p for p in (shipyard_home / "artifacts" / "blobs").rglob("*") if p.is_file())
     blob.write_bytes(b"tampered")
     broken = run("verify", "iris:1")
     assert broken.exit_code == 1
@@ -227,7 +235,7 @@ def test_promoting_a_damaged_version_is_refused_in_one_line(
     database_url: str, model_dir: Path, shipyard_home: Path
 ) -> None:
     run("register", "iris", str(model_dir))
-    next(p for p in (shipyard_home / "artifacts").rglob("*") if p.is_file()).write_bytes(b"tampered")
+    next(p for p in (shipyard_home / "artifacts" / "blobs").rglob("*") if p.is_file()).write_bytes(b"tampered")
     result = run("promote", "iris:1", "--to", "production", "--force", "--reason", "hotfix")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
@@ -235,3 +243,95 @@ def test_promoting_a_damaged_version_is_refused_in_one_line(
         f"expected sha256:{digest_of(b'onnx-bytes')}, found sha256:{digest_of(b'tampered')}); register the model "
         "again to repair its files (or restore the artifact store), then promote"
     ]
+
+
+def test_a_forced_dry_run_says_it_would_be_forced_and_exits_0(
+    database_url: str, model_dir: Path, shipyard_home: Path
+) -> None:
+    (shipyard_home / "policies.yaml").write_text("aliases:\n  production:\n    require: [has(candidate.tags.owner)]\n")
+    run("register", "iris", str(model_dir))
+    dry = run("promote", "iris:1", "--to", "production", "--dry-run", "--force", "--reason", "hotfix")
+    assert dry.exit_code == 0, dry.output
+    assert "dry run: iris:1 -> production would be forced past 1 failing rule(s); nothing changed" in dry.stdout
+    assert run("promote", "iris:1", "--to", "production", "--dry-run").exit_code == 1
+    forced = run("promote", "iris:1", "--to", "production", "--force", "--reason", "hotfix")
+    assert (forced.exit_code, "promoted iris:1 -> production (forced)" in forced.stdout) == (0, True)
+
+
+def test_a_damaged_record_is_listed_with_a_marker(database_url: str, model_dir: Path, tmp_path: Path) -> None:
+    from sqlalchemy import update
+
+    from shipyard.store import write_transaction
+    from shipyard.store.tables import model_versions
+
+    run("register", "iris", str(model_dir))
+    run("register", "iris", str(model_dir))
+    with Registry.from_env() as registry, write_transaction(registry.engine) as connection:
+        connection.execute(update(model_versions).where(model_versions.c.version == 1).values(manifest="[]"))
+    listed = run("versions", "iris")
+    assert listed.exit_code == 0, listed.output
+    assert [line.split()[1] for line in listed.stdout.splitlines() if "DAMAGED" in line] == ["1"]
+    assert listed.stderr.startswith("warning: the record of iris:1 is damaged or was altered")
+    shown = json.loads(run("versions", "iris", "-o", "json").stdout)
+    assert [(v["version"], v["damaged"] is not None) for v in shown] == [(1, True), (2, False)]
+
+
+def _big_model(root: Path, files: int = 40) -> Path:
+    import os
+
+    root.mkdir()
+    for index in range(files):
+        (root / f"shard-{index:02}.bin").write_bytes(os.urandom(1 << 20))
+    return root
+
+
+def _signal_when(args: list[str], ready: Callable[[], bool], signum: int) -> subprocess.CompletedProcess[str]:
+    """Run `shipyard ARGS` in a child and send it `signum` once `ready()` holds (before it finishes)."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "shipyard", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not ready():
+        assert child.poll() is None, f"finished before the signal: {child.communicate()}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+    child.send_signal(signum)
+    out, err = child.communicate(timeout=60)
+    return subprocess.CompletedProcess(args, child.returncode, out, err)
+
+
+def _staging(parent: Path) -> list[Path]:
+    return [path for path in parent.glob(".*download-*") if path.is_dir()] if parent.exists() else []
+
+
+def test_a_terminated_download_leaves_nothing_and_a_killed_one_is_swept_by_the_next(tmp_path: Path) -> None:
+    """Files only: the default SQLite store is enough (the database plays no part in the cleanup)."""
+    run("register", "big", str(_big_model(tmp_path / "big")))
+    parent = tmp_path / "downloads"
+
+    def midway() -> bool:
+        return any(any(path.iterdir()) for path in _staging(parent))
+
+    terminated = _signal_when(["models", "download", "big:1", str(parent / "a")], midway, signal.SIGTERM)
+    assert terminated.returncode == 143, terminated.stderr
+    assert terminated.stderr.splitlines()[-1].startswith("error: terminated (SIGTERM)")
+    assert list(parent.iterdir()) == []
+    killed = _signal_when(["models", "download", "big:1", str(parent / "b")], midway, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    assert len(_staging(parent)) == 1, "a killed process cannot clean up"
+    assert run("download", "big:1", str(parent / "c")).exit_code == 0
+    assert sorted(path.name for path in parent.iterdir()) == ["c"], "the next download swept the leftover"
+
+
+def test_a_terminated_registration_leaves_no_temporary_blob(tmp_path: Path, shipyard_home: Path) -> None:
+    model = _big_model(tmp_path / "big")
+    blobs = shipyard_home / "artifacts" / "blobs"
+
+    def uploading() -> bool:
+        return blobs.exists() and any(".tmp-" in path.name for path in blobs.rglob("*"))
+
+    terminated = _signal_when(["models", "register", "big", str(model)], uploading, signal.SIGTERM)
+    assert terminated.returncode == 143, terminated.stderr
+    assert [path for path in blobs.rglob("*") if ".tmp-" in path.name] == []
+    assert [m["versions"] for m in json.loads(run("list", "-o", "json").stdout)] in ([], [0]), "no version"
+    assert run("register", "big", str(model)).exit_code == 0

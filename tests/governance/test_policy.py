@@ -346,3 +346,80 @@ def test_a_near_miss_of_a_listed_alias_is_refused_as_a_typo(tmp_path: Path) -> N
 def test_a_bad_default_is_explained(tmp_path: Path, default: str) -> None:
     with pytest.raises(ConfigError, match="default: must be allow, deny, or a policy with require/approvals"):
         load_policies_file(write(tmp_path, f"default: {default}\n"))
+
+
+# -- the file itself: duplicates, empty sections, where multi-line rules sit ------------------------------
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys: the second `production:` would drop the first one's rules."""
+    text = (
+        "aliases:\n  production:\n    require:\n      - candidate.metrics.accuracy >= 0.9\n"
+        "  production:\n    require: []\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_policies_file(write(tmp_path, text))
+    assert caught.value.problems == [
+        f"{tmp_path / 'policies.yaml'}:5: duplicate key 'production' (first on line 2); keep one of them"
+    ]
+
+
+def test_a_key_repeated_inside_an_alias_is_refused(tmp_path: Path) -> None:
+    text = "aliases:\n  production:\n    approvals: 2\n    approvals: 0\n"
+    with pytest.raises(ConfigError, match=r"policies.yaml:4: duplicate key 'approvals' \(first on line 3\)"):
+        load_policies_file(write(tmp_path, text))
+
+
+def test_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
+    text = (
+        "base: &strict\n  require: [candidate.metrics.accuracy >= 0.9]\n  approvals: 1\n"
+        "aliases:\n  production:\n    <<: *strict\n    approvals: 2\n"
+    )
+    with pytest.raises(ConfigError, match="base: unknown key"):  # merge keys pass; the extra top key does not
+        load_policies_file(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "aliases:\n  production:\n",
+            ":2: aliases.production: is empty; give the alias require and/or approvals, or write `{}` to allow "
+            "it without rules",
+        ),
+        ("aliases:\n", ":1: aliases: is empty; give it a value or remove the key"),
+        ("aliases:\n  production:\n    approvals:\n", ":3: aliases.production.approvals: is empty"),
+    ],
+)
+def test_an_empty_section_is_one_clear_line(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_policies_file(write(tmp_path, text))
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{tmp_path / 'policies.yaml'}{expected}"), problem
+
+
+@pytest.mark.parametrize(
+    ("rule", "position", "where"),
+    [
+        ("|\n        candidate.metrics.accuracy >= 0.9 &&\n          candidate.x ==== 3", "6:25", "line 2 column 17"),
+        (">\n        candidate.metrics.accuracy >= 0.9 &&\n        candidate.x ==== 3", "6:23", "column 52"),
+        ("candidate.metrics.accuracy >= 0.9 &&\n        candidate.x ==== 3", "5:23", "column 52"),
+        ("|\n        candidate.metrics.accuracy >= 0.9 &&\n        candidat.x == 3", "6:9", "line 2 column 1"),
+    ],
+)
+def test_a_multi_line_rule_is_reported_at_its_own_line_and_column(
+    tmp_path: Path, rule: str, position: str, where: str
+) -> None:
+    text = f"aliases:\n  production:\n    require:\n      - {rule}\n"
+    with pytest.raises(ConfigError) as caught:
+        load_policies_file(write(tmp_path, text))
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{tmp_path / 'policies.yaml'}:{position}: aliases.production.require.0: "), problem
+    assert f" at {where}" in problem
+
+
+def test_a_policy_file_records_its_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "aliases: {}\n")
+    monkeypatch.chdir(tmp_path)
+    policies = load_policies_file("policies.yaml")
+    assert (policies.source, policies.path) == ("policies.yaml", str(tmp_path / "policies.yaml"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def test_identical_files_are_stored_once(tmp_path: Path) -> None:
     assert (report.stored, report.reused) == (2, 1)
     again = store.upload(source, build_manifest(source))
     assert (again.stored, again.reused) == (0, 3)
-    blobs = [path for path in (tmp_path / "store").rglob("*") if path.is_file()]
+    blobs = [path for path in (tmp_path / "store" / "blobs").rglob("*") if path.is_file()]
     assert sorted(path.name for path in blobs) == sorted(
         {hashlib.sha256(b"w" * 1000).hexdigest(), hashlib.sha256(b"{}").hexdigest()}
     )
@@ -179,3 +180,75 @@ def test_stale_temporary_files_are_swept_and_fresh_ones_kept(tmp_path: Path) -> 
     os.utime(stale, (old, old))
     store.upload(source, manifest)
     assert (stale.exists(), fresh.exists()) == (False, True)
+
+
+@pytest.fixture
+def remote_store() -> Iterator[ArtifactStore]:
+    """A store on fsspec's in-memory filesystem: remote as far as the store can tell (not a local disk)."""
+    import uuid
+
+    import fsspec
+
+    location = f"memory://shipyard-test-{uuid.uuid4().hex}"
+    yield ArtifactStore(location)
+    fsspec.filesystem("memory").rm(location.removeprefix("memory://"), recursive=True)
+
+
+def _same_size_rot(store: ArtifactStore, entry: FileEntry) -> None:
+    with store._fs.open(store.blob_path(entry.sha256), "wb") as writer:
+        writer.write(b"x" * entry.size)
+
+
+def test_a_small_remote_blob_damaged_in_place_is_repaired_by_uploading_again(
+    tmp_path: Path, remote_store: ArtifactStore
+) -> None:
+    source = model(tmp_path / "m")
+    manifest = build_manifest(source)
+    remote_store.upload(source, manifest)
+    weights = next(entry for entry in manifest.files if entry.path == "weights.bin")
+    _same_size_rot(remote_store, weights)
+    assert remote_store.upload(source, manifest).repaired == 1
+    assert remote_store.check(weights) == weights.sha256
+
+
+def test_a_big_remote_blob_is_repaired_once_a_read_has_flagged_it(
+    tmp_path: Path, remote_store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shipyard.registry import artifacts
+
+    monkeypatch.setattr(artifacts, "REMOTE_REHASH_MAX", 0)  # every blob is "big": no hash on upload
+    source = model(tmp_path / "m")
+    manifest = build_manifest(source)
+    remote_store.upload(source, manifest)
+    weights = next(entry for entry in manifest.files if entry.path == "weights.bin")
+    _same_size_rot(remote_store, weights)
+    assert remote_store.upload(source, manifest).repaired == 0, "same size and never read: not known"
+    with pytest.raises(ArtifactIntegrityError, match="register the model again"):
+        remote_store.materialize(manifest, tmp_path / "out")
+    assert remote_store.upload(source, manifest).repaired == 1  # the failed read flagged it
+    assert remote_store.check(weights) == weights.sha256
+    assert not remote_store._fs.exists(remote_store._damage_mark(weights.sha256))
+    assert remote_store.upload(source, manifest).repaired == 0
+
+
+def test_stale_temporary_files_anywhere_in_a_local_store_are_swept_at_most_hourly(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from shipyard.registry.artifacts import STALE_AFTER
+
+    store = ArtifactStore(str(tmp_path / "store"))
+    elsewhere = tmp_path / "store" / "blobs" / "sha256" / "ff"
+    elsewhere.mkdir(parents=True)
+    old = time.time() - STALE_AFTER - 60
+    first = elsewhere / f"{'f' * 64}.tmp-killed"
+    first.write_bytes(b"half an upload")
+    os.utime(first, (old, old))
+    source = model(tmp_path / "m")
+    store.upload(source, build_manifest(source))  # writes no blob in ff/, yet sweeps it
+    assert not first.exists()
+    second = elsewhere / f"{'f' * 64}.tmp-killed-later"
+    second.write_bytes(b"half an upload")
+    os.utime(second, (old, old))
+    store.upload(source, build_manifest(source))
+    assert second.exists(), "the whole store is swept at most once every STALE_AFTER seconds"

@@ -99,3 +99,90 @@ def test_parquet_decimal_date_timestamp_binary_and_nested_columns(tmp_path: Path
 def test_infinities_are_counted_apart() -> None:
     summary = profile_column([1.0, float("inf"), 3.0])
     assert (summary["type"], summary["infinite"], summary["max"]) == ("number", 1, 3.0)
+
+
+# -- numbers at the ends of the float range, compressed files, truncation ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1_700_000_000_123_456_789] * 5,  # one nanosecond timestamp in every row
+        [10**16, 10**16 + 2, 10**16 + 2],  # a span too small to split into many bins
+        [1e308, -1e308],  # a span a float cannot hold
+        [1e308, 1e308, 1e308],  # a mean whose plain sum overflows
+        [10**400, 1],  # an integer beyond the float range: counted as an infinity
+    ],
+)
+def test_numbers_near_the_ends_of_the_float_range_are_profiled(values: list[float]) -> None:
+    import math
+
+    import orjson
+
+    summary = profile_column(values)
+    assert summary["type"] in ("integer", "number")
+    assert sum(summary["histogram"]["counts"]) == len(values) - summary.get("infinite", 0)
+    assert math.isfinite(summary["mean"]) and summary["min"] <= summary["mean"] <= summary["max"]
+    orjson.dumps(summary)
+
+
+def test_a_constant_decimal_38_column_from_parquet(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    big = Decimal("12345678901234567890123456789012345678")
+    pq.write_table(pa.table({"d": pa.array([big] * 3, pa.decimal128(38, 0))}), tmp_path / "t.parquet")
+    profile = profile_data([tmp_path / "t.parquet"])
+    assert profile is not None
+    column = profile["columns"]["d"]
+    assert (column["histogram"]["counts"], column["min"], column["std"]) == ([3], float(big), 0.0)
+
+
+def test_non_finite_statistics_are_stored_as_null() -> None:
+    from shipyard.registry.profile import finite_only
+
+    assert finite_only({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": -float("inf")}, "e": "x"}) == {
+        "a": None, "b": [1.0, None], "c": {"d": None}, "e": "x",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", [".csv.gz", ".csv.bz2", ".tsv.xz", ".jsonl.gz", ".ndjson.bz2"])
+def test_compressed_csv_and_json_lines_are_profiled(tmp_path: Path, suffix: str) -> None:
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[Path(suffix).suffix]
+    if ".jsonl" in suffix or ".ndjson" in suffix:
+        text = '{"age": 30, "city": "paris"}\n{"age": 40, "city": "rome"}\n'
+    else:
+        sep = "\t" if ".tsv" in suffix else ","
+        text = f"age{sep}city\n30{sep}paris\n40{sep}rome\n"
+    with opener(tmp_path / f"train{suffix}", "wt") as handle:
+        handle.write(text)
+    profile = profile_data([tmp_path])
+    assert profile is not None
+    assert (profile["rows"], profile["files"]) == (2, [f"train{suffix}"])
+    assert profile["columns"]["age"]["mean"] == 35.0
+    assert profile["columns"]["city"]["frequencies"] == {"paris": 0.5, "rome": 0.5}
+    assert "truncated" not in profile
+
+
+def test_a_damaged_compressed_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "train.csv.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(UnreadableData, match=r"'.*train.csv.gz' cannot be profiled: Not a gzipped file"):
+        profile_data([tmp_path / "train.csv.gz"])
+
+
+def test_a_profile_that_stops_at_the_row_limit_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipyard.registry import profile as module
+
+    monkeypatch.setattr(module, "MAX_ROWS", 5)
+    pq.write_table(pa.table({"x": list(range(8))}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"x": list(range(4))}), tmp_path / "b.parquet")
+    profile = profile_data([tmp_path])
+    assert profile is not None
+    assert (profile["rows"], profile["truncated"], profile["rows_total"]) == (5, True, 12)
+    (tmp_path / "c.csv").write_text("x\n1\n")
+    profile = profile_data([tmp_path])
+    assert profile is not None
+    assert (profile["rows"], profile["truncated"], profile["rows_total"]) == (5, True, None)  # unknown for CSV

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shipyard.registry import (
@@ -96,6 +97,10 @@ def test_unknown_model_version_alias(registry: Registry, model_dir: Path) -> Non
     [
         ({"metrics": {"accuracy": "high"}}, "metric 'accuracy' must be a finite number"),
         ({"metrics": {"loss": float("nan")}}, "metric 'loss' must be a finite number"),
+        ({"metrics": {"passed": True}}, "metric 'passed' must be a finite number"),
+        ({"metrics": {"passed": np.bool_(True)}}, "metric 'passed' must be a finite number"),
+        ({"metrics": {"loss": np.float32("inf")}}, "metric 'loss' must be a finite number"),
+        ({"metrics": {"n": 10**400}}, "metric 'n' must be a finite number"),
         ({"tags": {"owner": ["a"]}}, "tag 'owner' must be a single value"),
     ],
 )
@@ -103,6 +108,15 @@ def test_bad_input_records_nothing(registry: Registry, model_dir: Path, kwargs: 
     with pytest.raises(Exception, match=message):
         registry.register("iris", model_dir, **kwargs)
     assert registry.list_models() == []
+
+
+def test_numpy_numbers_are_metrics(registry: Registry, model_dir: Path) -> None:
+    from fractions import Fraction
+
+    metrics = {"accuracy": np.float32(0.5), "support": np.int64(150), "f1": np.float64(0.75), "r": Fraction(1, 4)}
+    version = registry.register("iris", model_dir, metrics=metrics)
+    assert version.metrics == {"accuracy": 0.5, "support": 150.0, "f1": 0.75, "r": 0.25}
+    assert all(type(value) is float for value in registry.get("iris:1").metrics.values())
 
 
 def test_missing_model_path(registry: Registry, tmp_path: Path) -> None:
@@ -478,3 +492,130 @@ def test_a_version_whose_files_fail_verification_is_never_promoted(registry: Reg
         registry.get("iris@production")
     refused = [e for e in registry.history("iris") if e.action == "promote_refused"]
     assert [(e.version, e.details["damaged"] is not None) for e in refused] == [(1, True), (1, True)]
+
+
+def test_a_recorded_local_copy_is_verified_again_before_it_is_loaded(registry: Registry, model_dir: Path) -> None:
+    from shipyard.registry import verify_model_folder
+    from shipyard.registry.errors import UnknownDigest
+    from shipyard.registry.integrity import NotACheckout
+
+    version = registry.register("iris", model_dir)
+    copy = registry.resolve("iris:1").path
+    (copy / "weights.bin").write_bytes(b"changed on disk")
+    (copy / "extra.py").write_text("import os")
+    assert verify_model_folder(copy, version.digest) == copy
+    assert build_manifest(copy).digest == version.digest, "rebuilt from the blobs"
+    with pytest.raises(NotACheckout, match="is not the registry's local copy"):
+        verify_model_folder(model_dir, version.digest)
+    registry.delete("iris", 1)
+    with pytest.raises(UnknownDigest, match=f"no version in the registry has digest {version.digest}"):
+        verify_model_folder(copy, version.digest)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.symlink_to(p.parent / "gone.yaml"), "is a symbolic link to .*gone.yaml', which does not exist"),
+        (lambda p: p.mkdir(), "is a folder, not a policy file"),
+        (lambda p: p.with_suffix(".yml").write_text(POLICY), r"reads the policies from .*policies.yaml, not .*yml"),
+    ],
+)
+def test_governance_never_turns_off_because_the_policy_file_cannot_be_read(
+    registry: Registry, model_dir: Path, shipyard_home: Path, make: Callable[[Path], object], message: str
+) -> None:
+    from shipyard.errors import ConfigError
+
+    registry.register("iris", model_dir)
+    make(shipyard_home / "policies.yaml")
+    with pytest.raises(ConfigError, match=message):
+        registry.promote("iris:1", "production")
+    with pytest.raises(AliasNotFound):
+        registry.get("iris@production")
+
+
+def test_a_relative_policy_path_is_audited_as_an_absolute_one(
+    registry: Registry, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "rules.yaml").write_text("aliases:\n  staging: {}\n")
+    monkeypatch.chdir(tmp_path)
+    registry.register("iris", model_dir)
+    registry.promote("iris:1", "staging", policies="rules.yaml")
+    assert registry.history("iris")[-1].details["policy_file"]["path"] == str(tmp_path / "rules.yaml")
+
+
+def _damage_record(registry: Registry, version: int) -> None:
+    from sqlalchemy import update
+
+    from shipyard.store import write_transaction
+    from shipyard.store.tables import model_versions
+
+    with write_transaction(registry.engine) as connection:
+        connection.execute(update(model_versions).where(model_versions.c.version == version).values(manifest="[]"))
+
+
+def test_an_alias_can_be_moved_off_a_damaged_record_which_can_then_be_deleted(
+    registry: Registry, model_dir: Path, shipyard_home: Path
+) -> None:
+    write_policy(shipyard_home, "aliases:\n  production:\n    require: [candidate.metrics.accuracy >= 0.9]\n")
+    registry.register("iris", model_dir, metrics={"accuracy": 0.95})
+    registry.promote("iris:1", "production")
+    registry.register("iris", model_dir, metrics={"accuracy": 0.96})
+    _damage_record(registry, 1)
+    listed = registry.list_versions("iris")
+    assert [(v.version, v.damaged is not None) for v in listed] == [(1, True), (2, False)]
+    assert listed[0].damaged is not None and "the record of iris:1 is damaged" in listed[0].damaged
+    outcome = registry.promote("iris:2", "production")
+    assert outcome.applied and outcome.from_version == 1
+    assert outcome.current_damaged is not None and "the record of iris:1 is damaged" in outcome.current_damaged
+    assert registry.history("iris")[-1].details["current_damaged"] == outcome.current_damaged
+    registry.delete("iris", 1)
+    assert [v.version for v in registry.list_versions("iris")] == [2]
+
+
+def test_profiles_of_numbers_near_the_float_limits_are_stored(
+    registry: Registry, model_dir: Path, tmp_path: Path
+) -> None:
+    """A constant ns timestamp and an overflowing mean once broke the histogram, or stored NaN (SQLite) and
+    failed the insert (PostgreSQL's json has no NaN)."""
+    data = tmp_path / "train.csv"
+    data.write_text("ts,huge,edge\n" + "".join(f"1700000000123456789,1e308,{(-1) ** i}e308\n" for i in range(4)))
+    version = registry.register("iris", model_dir, data=[data])
+    stored = registry.get("iris:1").profile
+    assert stored == version.profile and stored is not None
+    assert stored["columns"]["ts"]["histogram"]["counts"] == [4]
+    assert stored["columns"]["huge"]["mean"] == 1e308
+    assert stored["columns"]["edge"]["min"] == -1e308
+
+
+def test_bounded_fields_are_checked_before_anything_is_written(
+    registry: Registry, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite would keep a 200-character flavor and PostgreSQL refuse it without naming the field."""
+    from shipyard.registry.errors import ValueTooLong
+
+    with pytest.raises(
+        ValueTooLong, match=r"flavor 'fff.*' is 200 characters long, but the registry keeps at most 128"
+    ):
+        registry.register("iris", model_dir, flavor="f" * 200)
+    assert registry.list_models() == []
+    with pytest.raises(ValueTooLong, match="identity 'aaa.*' is 129 characters long"):
+        Registry(registry.engine, registry.artifacts, registry.home, identity="a" * 129)
+    monkeypatch.setattr("socket.gethostname", lambda: "h" * 300)
+    assert len(os_identity()) == 128 and os_identity().startswith(f"{os_login()}@hhh")
+    long_host = Registry(registry.engine, registry.artifacts, registry.home)
+    assert long_host.register("iris", model_dir).created_by == os_identity()
+
+
+def test_a_relative_artifact_folder_lies_in_shipyard_home_whatever_the_working_directory(
+    database_url: str, model_dir: Path, tmp_path: Path, shipyard_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHIPYARD_ARTIFACTS", "store")
+    for where in ("one", "two"):
+        (tmp_path / where).mkdir()
+    monkeypatch.chdir(tmp_path / "one")
+    with Registry.from_env() as registry:
+        version = registry.register("iris", model_dir)
+        assert registry.artifacts.location == str(shipyard_home / "store")
+    monkeypatch.chdir(tmp_path / "two")
+    assert resolve_model_ref("models:/iris:1").digest == version.digest
+    assert list((tmp_path / "one").iterdir()) == list((tmp_path / "two").iterdir()) == []

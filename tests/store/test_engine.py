@@ -121,3 +121,32 @@ def test_a_missing_postgres_database_is_one_clear_error(postgres_server: str) ->
             migrate(engine)
     finally:
         engine.dispose()
+
+
+def test_a_value_too_long_for_its_column_is_named_by_column(database_url: str) -> None:
+    """PostgreSQL says only `value too long for type character varying(128)`; the message adds the column.
+    SQLite keeps the value, which is why the registry checks lengths itself before writing."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy.exc import DBAPIError
+
+    from shipyard.cli.output import database_error_text
+    from shipyard.store import migrate
+    from shipyard.store.tables import registered_models
+
+    engine = create_store_engine(database_url)
+    try:
+        migrate(engine)
+        row = {"name": "iris", "last_version": 0, "created_at": datetime.now(UTC), "created_by": "x" * 200}
+        if engine.dialect.name == "sqlite":
+            with write_transaction(engine) as connection:
+                connection.execute(registered_models.insert().values(**row))
+            return
+        with pytest.raises(DBAPIError) as caught, write_transaction(engine) as connection:
+            connection.execute(registered_models.insert().values(**row))
+        message = database_error_text(caught.value)
+        assert message.startswith("value too long for type character varying(128)")
+        assert message.endswith("(registered_models.created_by holds at most 128 characters, got 200)")
+        assert "x" * 20 not in message, "never the value"
+    finally:
+        engine.dispose()

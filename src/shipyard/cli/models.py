@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
@@ -18,8 +21,9 @@ from rich.table import Table
 
 from shipyard.cli.output import print_table, reports_errors
 from shipyard.registry import ModelRef, ModelVersion, PromotionOutcome, Registry, open_registry, parse_ref
-from shipyard.registry.errors import InvalidModelRef, InvalidName
-from shipyard.registry.refs import check_alias, check_name
+from shipyard.registry.errors import InvalidModelRef, InvalidName, ValueTooLong
+from shipyard.registry.refs import check_alias, check_length, check_name
+from shipyard.registry.service import FLAVOR_LENGTH
 
 _OUTPUT = click.option(
     "-o",
@@ -67,6 +71,13 @@ def _alias(_ctx: click.Context, param: click.Parameter, value: str) -> str:
         raise click.BadParameter(exc.message, param=param) from None
 
 
+def _flavor(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    try:
+        return check_length("flavor", value, FLAVOR_LENGTH)
+    except ValueTooLong as exc:
+        raise click.BadParameter(exc.message, param=param) from None
+
+
 def _finite(raw: str) -> float:
     value = float(raw)
     if not math.isfinite(value):
@@ -100,8 +111,25 @@ def _pairs(
 
 
 @click.group()
-def models() -> None:
+@click.pass_context
+def models(ctx: click.Context) -> None:
     """The model registry: versions, aliases, governance and the audit log."""
+    _clean_up_on_sigterm(ctx)
+
+
+def _clean_up_on_sigterm(ctx: click.Context) -> None:
+    """SIGTERM unwinds like Ctrl-C does, so an upload's temporary blob or a download's staging folder is
+    removed on the way out (exit code 143); the previous handler is back when the command ends."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread (an embedding program's worker)
+
+    def terminate(signum: int, _frame: FrameType | None) -> None:
+        click.echo("error: terminated (SIGTERM); nothing half done is left behind", err=True)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    if previous is not None:  # None: a handler Python did not install, which it cannot put back
+        ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
 
 
 @models.command()
@@ -114,7 +142,9 @@ def models() -> None:
 @click.option("--data", multiple=True, type=click.Path(exists=True), help="Training data file or folder.")
 @click.option("--code", type=click.Path(exists=True, file_okay=False), help="Source folder (git or digest).")
 @click.option("--description", default="", help="What this version is.")
-@click.option("--flavor", help="Handler hint, e.g. sklearn or onnx (guessed from the files otherwise).")
+@click.option(
+    "--flavor", callback=_flavor, help="Handler hint, e.g. sklearn or onnx (guessed from the files otherwise)."
+)
 @click.option("--parent-run-id", help="The training run this version came from.")
 @_USER
 @_OUTPUT
@@ -237,7 +267,15 @@ def _summary_rows(version: ModelVersion) -> Iterator[tuple[str, str]]:
     yield "code", _code(lineage.get("code", {})) if lineage.get("code_captured", True) else _NO_CODE
     yield "python", lineage.get("python", {}).get("version", "-")
     if version.profile:
-        yield "profile", f"{version.profile['rows']} rows, columns: {', '.join(version.profile['columns'])}"
+        yield "profile", _profile_line(version.profile)
+
+
+def _profile_line(profile: dict[str, Any]) -> str:
+    rows = f"{profile['rows']} rows"
+    if profile.get("truncated"):
+        total = profile.get("rows_total")
+        rows = f"the first {profile['rows']} rows of {total if total is not None else 'more'} (the row limit)"
+    return f"{rows}, columns: {', '.join(profile['columns'])}"
 
 
 _NO_CODE = "not captured (registered outside a git tree without --code DIR)"
@@ -254,11 +292,11 @@ def _code(code: dict[str, Any]) -> str:
 
 
 @models.command()
-@click.argument("name")
+@click.argument("name", callback=_name)
 @_OUTPUT
 @reports_errors
 def versions(name: str, output: str) -> None:
-    """Every version of NAME, oldest first."""
+    """Every version of NAME, oldest first; a damaged record is marked DAMAGED."""
     with _registry() as registry:
         found = registry.list_versions(name)
     if output == "json":
@@ -268,13 +306,16 @@ def versions(name: str, output: str) -> None:
     for version in found:
         table.add_row(
             str(version.version),
-            version.digest[:19],
+            version.digest[:19] + (" [red]DAMAGED[/red]" if version.damaged else ""),
             ", ".join(version.aliases) or "-",
             _kv(version.metrics),
             f"{version.created_at:%Y-%m-%d %H:%M}",
             version.created_by,
         )
     print_table(table)
+    for version in found:
+        if version.damaged:
+            click.echo(f"warning: {version.damaged}", err=True)
 
 
 @models.command()
@@ -318,7 +359,7 @@ def verify(ref: ModelRef, output: str) -> None:
 
 
 @models.command()
-@click.argument("name")
+@click.argument("name", callback=_name)
 @_OUTPUT
 @reports_errors
 def history(name: str, output: str) -> None:
@@ -405,7 +446,7 @@ def promote(
 
 def _exit_if_refused(outcome: PromotionOutcome) -> None:
     """Exit 1 when the alias did not move, or (dry run) would not: a pipeline can gate on it."""
-    if not (outcome.applied or (outcome.dry_run and outcome.verdict.allowed)):
+    if not (outcome.applied or (outcome.dry_run and (outcome.verdict.allowed or outcome.forced))):
         raise SystemExit(1)
 
 
@@ -424,12 +465,22 @@ def _print_outcome(outcome: PromotionOutcome) -> None:
     if verdict.approvals_required:
         names = ", ".join(verdict.approvers) or "none"
         click.echo(f"approvals: {len(verdict.approvers)} of {verdict.approvals_required} ({names})")
+    if outcome.current_damaged:
+        click.echo(f"warning: {outcome.alias!r} points at a damaged record now: {outcome.current_damaged}", err=True)
     target = f"{outcome.name}:{outcome.version} -> {outcome.alias}"
     previous = f" (was {outcome.from_version})" if outcome.from_version else ""
     if outcome.dry_run:
-        click.echo(f"dry run: {target} would be {'allowed' if verdict.allowed else 'refused'}; nothing changed")
+        click.echo(f"dry run: {target} would be {_would(outcome)}; nothing changed")
     elif outcome.applied:
         click.echo(f"promoted {target}{previous}{' (forced)' if outcome.forced else ''}")
+
+
+def _would(outcome: PromotionOutcome) -> str:
+    if outcome.verdict.allowed:
+        return "allowed"
+    if outcome.forced:
+        return f"forced past {len(outcome.verdict.failures())} failing rule(s)"
+    return "refused"
 
 
 @models.command()

@@ -120,10 +120,15 @@ def _is_database_error(exc: Exception) -> bool:
 
 
 def database_error_text(exc: Exception) -> str:
-    """The driver's own first line: never the SQL statement or its parameters, which may hold secrets."""
+    """The driver's own first line, and which column a too-long value was for: never the SQL statement or
+    its parameters, which may hold secrets."""
+    from shipyard.store.engine import too_long_columns  # sqlalchemy is loaded: this is its error
+
     original = getattr(exc, "orig", None)
     text = str(original if original is not None else exc).strip().splitlines()
-    return " ".join(text[0].split()) if text else type(exc).__name__
+    first = " ".join(text[0].split()) if text else type(exc).__name__
+    columns = too_long_columns(exc)
+    return f"{first} ({'; '.join(columns)})" if columns else first
 
 
 _UNLIMITED_WIDTH = 100_000

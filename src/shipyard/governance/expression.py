@@ -57,7 +57,8 @@ class UnknownName:
     kind: str
     """"variable" or "function"."""
     column: int
-    """1-based column in the expression."""
+    """1-based column in the expression (in its line `line`)."""
+    line: int = 1
 
     def describe(self) -> str:
         known = ROOTS if self.kind == "variable" else sorted(_FUNCTIONS | _MACROS | _GLOBAL_MACROS)
@@ -65,7 +66,8 @@ class UnknownName:
         hint = f"did you mean {close[0]}?" if close else ""
         if self.kind == "variable":
             hint = hint or "rules can use candidate, current and evidence"
-        return f"unknown {self.kind} {self.name!r} at column {self.column}" + (f" ({hint})" if hint else "")
+        where = f"line {self.line} column {self.column}" if self.line > 1 else f"column {self.column}"
+        return f"unknown {self.kind} {self.name!r} at {where}" + (f" ({hint})" if hint else "")
 
 
 def field_paths(tree: Tree[Any]) -> list[FieldPath]:
@@ -93,7 +95,7 @@ def _walk(node: Any, bound: frozenset[str]) -> Iterator[tuple[Part, ...] | Unkno
     elif kind in ("ident_arg", "dot_ident_arg"):
         name = children[0]
         if name not in _FUNCTIONS and name not in _GLOBAL_MACROS:
-            yield UnknownName(str(name), "function", _column(name))
+            yield UnknownName(str(name), "function", *_place(name))
         for child in children[1:]:
             yield from _walk(child, bound)
     else:
@@ -109,7 +111,7 @@ def _root(chain: tuple[Token, tuple[Part, ...]], bound: frozenset[str]) -> Itera
     if name in ROOTS:
         yield parts
     else:
-        yield UnknownName(name, "variable", _column(token))
+        yield UnknownName(name, "variable", *_place(token))
 
 
 def _method(children: list[Any], bound: frozenset[str]) -> Iterator[tuple[Part, ...] | UnknownName]:
@@ -122,7 +124,7 @@ def _method(children: list[Any], bound: frozenset[str]) -> Iterator[tuple[Part, 
             yield from _walk(argument, inner)
         return
     if name not in _FUNCTIONS:
-        yield UnknownName(str(name), "function", _column(name))
+        yield UnknownName(str(name), "function", *_place(name))
     for argument in arguments:
         yield from _walk(argument, bound)
 
@@ -145,8 +147,9 @@ def _chain(node: Any) -> tuple[Token, tuple[Part, ...]] | None:
     return None if part is None else (base[0], (*base[1], part))
 
 
-def _column(token: Token) -> int:
-    return int(token.column or 0)
+def _place(token: Token) -> tuple[int, int]:
+    """(column, line) of a token, 1-based."""
+    return int(token.column or 0), int(token.line or 1)
 
 
 def _unwrap(node: Any) -> Any:

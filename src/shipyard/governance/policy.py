@@ -35,11 +35,12 @@ _ABSENT = object()
 
 
 class RuleError(ValueError):
-    """A rule that cannot be compiled; `column` is where in the expression (1-based), when known."""
+    """A rule that cannot be compiled; `line` and `column` say where in the expression (1-based), when known."""
 
-    def __init__(self, message: str, column: int | None = None) -> None:
+    def __init__(self, message: str, column: int | None = None, line: int = 1) -> None:
         super().__init__(message)
         self.column = column
+        self.line = line
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class Policies:
     default: AliasRules | None = None
     """Rules for aliases that `aliases` does not list (None: `allow` or `deny`, see `deny_unlisted`)."""
     deny_unlisted: bool = False
+    path: str | None = None
+    """The policy file's absolute path, recorded with every promotion it judged."""
 
     def for_alias(self, alias: str) -> AliasRules:
         """The rules that govern `alias`: its own, the default policy's, a denial, or none at all."""
@@ -116,7 +119,9 @@ def compile_policies(loaded: LoadedPolicies) -> Policies:
         default = _compile_section(loaded, DEFAULT_SECTION, "default", declared, problems)
     if problems:
         raise ConfigError(problems)
-    return Policies(aliases, loaded.source, loaded.digest or None, default, declared == "deny")
+    return Policies(
+        aliases, loaded.source, loaded.digest or None, default, declared == "deny", path=loaded.path or loaded.source
+    )
 
 
 def _compile_section(
@@ -127,19 +132,8 @@ def _compile_section(
         try:
             rules.append(compile_rule(expression))
         except RuleError as exc:
-            problems.append(f"{_position(loaded, alias, index, exc.column)}: {key}.require.{index}: {exc}")
+            problems.append(f"{loaded.position(alias, index, exc.line, exc.column)}: {key}.require.{index}: {exc}")
     return AliasRules(alias, tuple(rules), policy.approvals, f"{key} of {loaded.source}")
-
-
-def _position(loaded: LoadedPolicies, alias: str, index: int, column: int | None) -> str:
-    """`file:line:column` of the problem, as far as the file tells."""
-    line = loaded.lines.get((alias, index))
-    start = loaded.columns.get((alias, index))
-    if line is None:
-        return loaded.source
-    if start is None or column is None:
-        return f"{loaded.source}:{line}"
-    return f"{loaded.source}:{line}:{start + column - 1}"
 
 
 @functools.cache
@@ -155,22 +149,26 @@ def compile_rule(expression: str) -> Rule:
         ast = _environment().compile(expression)
     except CELParseError as exc:
         column = int(getattr(exc, "column", 0) or 0)
-        raise RuleError(_parse_problem(expression, exc, column), column or None) from None
+        line = int(getattr(exc, "line", 1) or 1)
+        raise RuleError(_parse_problem(expression, exc, line, column), column or None, line) from None
     unknown = unknown_names(ast)
     if unknown:
-        raise RuleError(f"CEL expression {expression!r} uses an {unknown[0].describe()}", unknown[0].column)
+        first = unknown[0]
+        raise RuleError(f"CEL expression {expression!r} uses an {first.describe()}", first.column, first.line)
     return Rule(expression, _environment().program(ast), tuple(field_paths(ast)))
 
 
-def _parse_problem(expression: str, error: CELParseError, column: int) -> str:
+def _parse_problem(expression: str, error: CELParseError, line: int, column: int) -> str:
     cause = error.__context__  # celpy raises its error while handling lark's, which says what was found
     if isinstance(cause, UnexpectedToken) and cause.token.type == "$END":
         found = "the expression ends too early"
     elif isinstance(cause, UnexpectedToken):
         found = f"unexpected {str(cause.token)!r}"
     else:
-        found = f"unexpected {expression[max(column - 1, 0) :][:1]!r}"
-    return f"CEL expression {expression!r} does not parse at column {column}: {found}"
+        text = (expression.split("\n")[line - 1 : line] or [""])[0]
+        found = f"unexpected {text[max(column - 1, 0) :][:1]!r}"
+    where = f"line {line} column {column}" if line > 1 else f"column {column}"
+    return f"CEL expression {expression!r} does not parse at {where}: {found}"
 
 
 def references(expression: str) -> list[str]:

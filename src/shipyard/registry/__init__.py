@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         VersionInUse,
         VersionNotFound,
     )
+    from shipyard.registry.integrity import verify_model_folder
     from shipyard.registry.promotion import PromotionOutcome
     from shipyard.registry.refs import ModelRef, parse_ref
     from shipyard.registry.service import Registry, ResolvedModel, open_registry
@@ -34,6 +35,7 @@ _EXPORTS = {
     "PromotionRefused": "errors", "VersionInUse": "errors", "VersionNotFound": "errors",
     "PromotionOutcome": "promotion", "ModelRef": "refs", "parse_ref": "refs",
     "Registry": "service", "ResolvedModel": "service", "open_registry": "service", "ModelVersion": "versions",
+    "verify_model_folder": "integrity",
 }  # fmt: skip
 
 
@@ -61,4 +63,5 @@ __all__ = [
     "promote_model",
     "register_model",
     "resolve_model_ref",
+    "verify_model_folder",
 ]

@@ -11,9 +11,10 @@ from shipyard.store.tables import model_aliases
 
 
 def holder(connection: Connection, name: str, alias: str) -> ModelVersion | None:
-    """The version `alias` points at, or None when it points nowhere yet."""
+    """The version `alias` points at, or None when it points nowhere yet. Its record is read without the
+    integrity check (`damaged` says when it failed), so an alias can always be moved off a damaged one."""
     try:
-        return get_version(connection, ModelRef(name, alias=alias))
+        return get_version(connection, ModelRef(name, alias=alias), checked=False)
     except AliasNotFound:
         return None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, SupportsFloat
 
 from shipyard.registry.promotion import PromotionOutcome
 from shipyard.registry.service import ResolvedModel, open_registry
@@ -15,7 +15,7 @@ def register_model(
     name: str,
     path: str | os.PathLike[str],
     *,
-    metrics: Mapping[str, float] | None = None,
+    metrics: Mapping[str, SupportsFloat] | None = None,
     params: Mapping[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
     data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),

@@ -2,15 +2,19 @@
 
 Every write goes to a temporary name beside its final one and is renamed into place only once its bytes
 hash to the expected digest (on a local disk, after they are synced), so a crash leaves at most a stray
-temporary file, never a wrong blob; stray ones are swept when a blob is next written beside them. Every
-read hashes the bytes as they stream and refuses a blob whose digest does not match, and uploading a
-file again replaces a stored blob that was damaged.
+temporary file, never a wrong blob; stray ones are swept when a blob is next written beside them, and
+across a local store at most once every STALE_AFTER seconds, by the next upload. Every read hashes the
+bytes as they stream and refuses a blob whose digest does not match, and uploading a file again replaces
+a stored blob that was damaged: a local blob is hashed again on every upload; a remote one when it is
+small (REMOTE_REHASH_MAX), else when its size differs or a read has flagged it damaged (a marker under
+`damaged/`, written when the read can write).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -32,9 +36,15 @@ from shipyard.registry.errors import (
 )
 from shipyard.registry.manifest import CHUNK, FileEntry, Manifest
 
+log = logging.getLogger("shipyard.registry")
+
 TEMPORARY_MARK = ".tmp-"
 STALE_AFTER = 3600.0
 """Seconds after which a temporary upload file nobody writes to any more is removed."""
+REMOTE_REHASH_MAX = 64 * 1024 * 1024
+"""A remote blob up to this size is downloaded and hashed again when its file is uploaded again."""
+_SWEPT = ".swept"
+"""A local store's file whose age says when its temporary files were last swept."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,7 @@ class ArtifactStore:
         damaged: registering a model again repairs a blob whose bytes no longer match its name."""
         root = Path(source)
         counts = {"absent": 0, "whole": 0, "damaged": 0}
+        self._sweep_store()
         for entry in manifest.files:
             state = self._state(entry)
             counts[state] += 1
@@ -88,14 +99,31 @@ class ArtifactStore:
 
     def _state(self, entry: FileEntry) -> str:
         """absent, whole or damaged. A local blob is hashed again (as cheap as the hashing of the source
-        that precedes it); a remote one is compared by size, which catches truncation without a download."""
+        that precedes it), and so is a small remote one; a big remote one is compared by size (which
+        catches truncation without a download) and is damaged when a read flagged it so."""
         path = self.blob_path(entry.sha256)
         try:
-            if self._is_local:
+            if self._is_local or entry.size <= REMOTE_REHASH_MAX:
                 return "whole" if self.check(entry) == entry.sha256 else "damaged"
-            return "whole" if int(self._fs.size(path)) == entry.size else "damaged"
+            if int(self._fs.size(path)) != entry.size or self._fs.exists(self._damage_mark(entry.sha256)):
+                return "damaged"
+            return "whole"
         except (ArtifactMissing, FileNotFoundError):
             return "absent"
+
+    def _damage_mark(self, sha256: str) -> str:
+        return f"{self._root}/damaged/sha256/{sha256}"
+
+    def _flag_damaged(self, entry: FileEntry) -> None:
+        """Remember on a remote store that a read found this blob damaged, so that the next upload of its
+        file replaces it even when a hash of the stored bytes is too costly to take there."""
+        if self._is_local:
+            return
+        try:
+            with self._fs.open(self._damage_mark(entry.sha256), "wb") as marker:
+                marker.write(b"damaged")
+        except Exception as exc:  # a reader without write access: the size check and small-blob hash remain
+            log.warning("cannot flag the damaged blob sha256:%s in %s: %s", entry.sha256, self.location, exc)
 
     def _put(self, local: Path, entry: FileEntry) -> None:
         final = self.blob_path(entry.sha256)
@@ -112,6 +140,9 @@ class ArtifactStore:
             if actual != entry.sha256:
                 raise UploadChanged(str(local), entry.sha256, actual)
             self._rename(temporary, final)
+            if not self._is_local:
+                with contextlib.suppress(FileNotFoundError):
+                    self._fs.rm(self._damage_mark(entry.sha256))
         except OSError as exc:
             raise self._unwritable(exc) from exc
         finally:
@@ -142,6 +173,20 @@ class ArtifactStore:
                 if path.stat().st_mtime < cutoff:
                     path.unlink()
 
+    def _sweep_store(self) -> None:
+        """Sweep every blob folder of a local store, at most once every STALE_AFTER seconds (the age of
+        the `.swept` file says when it was last done): bounded work, whoever uploads next."""
+        if not self._is_local:
+            return
+        marker = Path(self._root) / _SWEPT
+        with contextlib.suppress(OSError):
+            if marker.exists() and marker.stat().st_mtime > time.time() - STALE_AFTER:
+                return
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+            for folder in (Path(self._root) / "blobs" / "sha256").glob("??"):
+                self._sweep(str(folder))
+
     def _unwritable(self, exc: OSError) -> ArtifactStoreUnavailable:
         where = f" ({exc.filename})" if exc.filename else ""
         if isinstance(exc, FileExistsError | NotADirectoryError):
@@ -163,6 +208,7 @@ class ArtifactStore:
             with self._open_blob(entry) as reader, open(temporary, "wb") as writer:
                 actual = _copy_hashing(reader, writer)
             if actual != entry.sha256:
+                self._flag_damaged(entry)
                 raise ArtifactIntegrityError(entry.path, entry.sha256, actual, f"the artifact store {self.location}")
             os.replace(temporary, destination)
         finally:
@@ -171,7 +217,10 @@ class ArtifactStore:
     def check(self, entry: FileEntry) -> str:
         """The sha256 of the stored blob for `entry` (which the caller compares with `entry.sha256`)."""
         with self._open_blob(entry) as reader:
-            return _copy_hashing(reader, None)
+            actual = _copy_hashing(reader, None)
+        if actual != entry.sha256:
+            self._flag_damaged(entry)
+        return actual
 
     def _open_blob(self, entry: FileEntry) -> IO[bytes]:
         try:

@@ -1,4 +1,4 @@
-"""A verified local copy of a version's files, the folder a replica loads its model from.
+"""A verified local copy of a version's files, the folder a replica or a batch worker loads its model from.
 
 Copies live under `<home>/models/<digest hex>` and are checked file by file against the manifest on every
 checkout; a copy that differs in any way (a changed, missing or extra file) is discarded and rebuilt
@@ -8,15 +8,17 @@ from the blobs, which are themselves verified as they are copied.
 from __future__ import annotations
 
 import contextlib
-import uuid
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipyard.registry import leftovers
 from shipyard.registry.artifacts import ArtifactStore, remove_tree
 from shipyard.registry.errors import ArtifactIntegrityError
 from shipyard.registry.manifest import Manifest, file_sha256
 
 ABSENT = "(absent)"
+log = logging.getLogger("shipyard.registry")
 
 
 @dataclass(frozen=True)
@@ -30,12 +32,29 @@ class Difference:
 
 def checkout(store: ArtifactStore, manifest: Manifest, cache_root: Path) -> Path:
     """The verified folder holding the files of `manifest`, built from `store` when needed."""
-    target = cache_root / manifest.digest.removeprefix("sha256:")
+    return refresh(store, manifest, cache_root / manifest.digest.removeprefix("sha256:"))
+
+
+def refresh(store: ArtifactStore, manifest: Manifest, target: Path) -> Path:
+    """`target` once it holds exactly the files of `manifest`: kept when it already does, else rebuilt
+    from `store`. Raises ArtifactIntegrityError (naming the file and both digests) when a blob fails."""
     if target.is_dir():
-        if not differences(target, manifest):
+        found = differences(target, manifest)
+        if not found:
             return target
+        first = found[0]
+        log.warning(
+            "the local copy %s differs from its manifest (%s: expected %s, found %s); rebuilding it from %s",
+            target,
+            first.path,
+            first.expected,
+            first.actual,
+            store.location,
+        )
         remove_tree(target)
-    staging = cache_root / f".staging-{target.name}-{uuid.uuid4().hex}"
+    leftovers.sweep(target.parent, "staging")  # what a killed checkout left
+    leftovers.sweep(target.parent, "trash")
+    staging = leftovers.staging_path(target, "staging")
     try:
         store.materialize(manifest, staging)
         # when another process finished the same checkout first, the rename fails: verify and use theirs
@@ -43,8 +62,8 @@ def checkout(store: ArtifactStore, manifest: Manifest, cache_root: Path) -> Path
             staging.rename(target)
     finally:
         remove_tree(staging)
-    for found in differences(target, manifest):
-        raise ArtifactIntegrityError(found.path, found.expected, found.actual, f"the local copy {target}")
+    for found_one in differences(target, manifest):
+        raise ArtifactIntegrityError(found_one.path, found_one.expected, found_one.actual, f"the local copy {target}")
     return target
 
 

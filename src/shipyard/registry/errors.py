@@ -12,6 +12,17 @@ class InvalidName(ShipyardError):
         super().__init__(f"{what} {value!r} is not valid: {rule}")
 
 
+class ValueTooLong(ShipyardError):
+    status_code = 400
+
+    def __init__(self, what: str, value: str, limit: int) -> None:
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        super().__init__(
+            f"{what} {shown!r} is {len(value)} characters long, but the registry keeps at most {limit}; "
+            f"pass a shorter {what}"
+        )
+
+
 class InvalidModelRef(ShipyardError):
     status_code = 400
 
@@ -126,6 +137,18 @@ class DamagedVersionRecord(ShipyardError):
             f"the record of {name}:{version} is damaged or was altered: it names digest {recorded}, but its "
             f"file manifest hashes to {found}; it is not used. Restore the database from a backup, or delete "
             f"the version (`shipyard models delete {name}:{version}`) and register the model again"
+        )
+
+
+class UnknownDigest(ShipyardError):
+    """A local copy was recorded for a digest that no version in the registry has (any more)."""
+
+    status_code = 404
+
+    def __init__(self, digest: str) -> None:
+        super().__init__(
+            f"no version in the registry has digest {digest} (it was deleted?), so its local copy cannot be "
+            "verified and is not loaded; register the model again and use the new version"
         )
 
 

@@ -12,9 +12,14 @@ from __future__ import annotations
 import os
 import socket
 
+MAX_IDENTITY = 128
+"""The longest identity the store keeps (its actor and registrant columns)."""
+
 
 def os_identity() -> str:
-    return f"{os_login()}@{socket.gethostname() or 'localhost'}"
+    """`login@host`, the host name shortened when the whole would not fit MAX_IDENTITY (a long FQDN)."""
+    login, host = os_login(), socket.gethostname() or "localhost"
+    return f"{login}@{host}"[:MAX_IDENTITY]
 
 
 def os_login() -> str:

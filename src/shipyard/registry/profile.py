@@ -3,21 +3,26 @@ quantiles and histogram (numbers, Parquet decimals included), earliest and lates
 timestamps), lengths (binary) or category frequencies (text, booleans, nested lists and structs as JSON).
 Monitoring compares live traffic with it to find drift and unknown categories.
 
-Reads CSV (`.csv`, `.tsv`), JSON lines (`.jsonl`, `.ndjson`) and Parquet (`.parquet`, `.pq`); every
-tabular file given, or found in a folder given, is profiled together as one table.
+Reads CSV (`.csv`, `.tsv`), JSON lines (`.jsonl`, `.ndjson`), either compressed (`.gz`, `.bz2`, `.xz`),
+and Parquet (`.parquet`, `.pq`); every tabular file given, or found in a folder given, is profiled
+together as one table. Past MAX_ROWS rows the profile stops, and says so (`truncated`, `rows_total`).
 """
 
 from __future__ import annotations
 
+import bz2
 import csv
 import datetime as dt
+import gzip
+import io
+import lzma
 import math
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -40,6 +45,8 @@ _READERS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+_COMPRESSED: dict[str, Any] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+"""Compressions a text format (CSV, JSON lines) may come in, and how each is opened."""
 
 Row = dict[str, Any]
 # order matters: a datetime is also a date
@@ -69,8 +76,19 @@ def tabular_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     found: list[Path] = []
     for path in map(Path, paths):
         candidates = sorted(path.rglob("*")) if path.is_dir() else [path]
-        found += [file for file in candidates if file.is_file() and file.suffix.lower() in _READERS]
+        found += [file for file in candidates if file.is_file() and _format(file) is not None]
     return found
+
+
+def _format(file: Path) -> tuple[str, str | None] | None:
+    """(reader, compression) of a file a profile can read, else None: `train.csv.gz` is ("csv", ".gz")."""
+    suffixes = [suffix.lower() for suffix in file.suffixes]
+    compression = suffixes[-1] if suffixes and suffixes[-1] in _COMPRESSED else None
+    plain = suffixes[-2] if compression and len(suffixes) >= 2 else (suffixes[-1] if suffixes else "")
+    reader = _READERS.get(plain)
+    if reader is None or (compression is not None and reader == "parquet"):
+        return None
+    return reader, compression
 
 
 def profile_data(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any] | None:
@@ -80,51 +98,105 @@ def profile_data(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any] | No
         return None
     columns: dict[str, list[Any]] = {}
     rows = 0
-    for row in _limited(_rows(file) for file in files):
+    sources = _Limited([_rows(file) for file in files])
+    for row in sources:
         for name in columns.keys() - row.keys():
             columns[name].append(None)
         for name, value in row.items():
             columns.setdefault(name, [None] * rows).append(value)
         rows += 1
-    return {
+    profile = {
         "rows": rows,
         "files": [file.name for file in files],
-        "columns": {name: profile_column(values) for name, values in columns.items()},
+        "columns": {name: _profile_named(name, values, files) for name, values in columns.items()},
     }
+    if sources.truncated:
+        profile |= {"truncated": True, "rows_total": _total_rows(files)}
+    cleaned: dict[str, Any] = finite_only(profile)
+    return cleaned
 
 
-def _limited(sources: Iterable[Iterator[Row]]) -> Iterator[Row]:
-    count = 0
-    for source in sources:
-        for row in source:
-            if count >= MAX_ROWS:
-                return
-            count += 1
-            yield row
+def _profile_named(name: str, values: Sequence[Any], files: Sequence[Path]) -> dict[str, Any]:
+    try:
+        return profile_column(values)
+    except (ArithmeticError, ValueError, TypeError) as exc:  # statistics this column's values defeat
+        shown = files[0] if len(files) == 1 else ", ".join(file.name for file in files)
+        raise UnreadableData(str(shown), f"column {name!r}: {exc or type(exc).__name__}") from None
+
+
+class _Limited:
+    """The rows of every source, in order, up to MAX_ROWS; `truncated` tells whether any were left over."""
+
+    def __init__(self, sources: Iterable[Iterator[Row]]) -> None:
+        self.sources = sources
+        self.truncated = False
+
+    def __iter__(self) -> Iterator[Row]:
+        count = 0
+        for source in self.sources:
+            for row in source:
+                if count >= MAX_ROWS:
+                    self.truncated = True
+                    return
+                count += 1
+                yield row
+
+
+def _total_rows(files: Sequence[Path]) -> int | None:
+    """How many rows the files hold, when that is known without reading them all (Parquet only)."""
+    if any(_format(file) != ("parquet", None) for file in files):
+        return None
+    import pyarrow.parquet as pq
+
+    return sum(int(pq.ParquetFile(file).metadata.num_rows) for file in files)
+
+
+def finite_only(value: Any) -> Any:
+    """`value` with every NaN or infinity replaced by None: JSON (and PostgreSQL's json) has neither."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_only(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite_only(item) for item in value]
+    return value
 
 
 def _rows(file: Path) -> Iterator[Row]:
-    kind = _READERS[file.suffix.lower()]
+    kind, compression = _format(file) or ("", None)
     try:
         if kind == "csv":
-            yield from _csv_rows(file)
+            yield from _csv_rows(file, compression)
         elif kind == "jsonl":
-            yield from _jsonl_rows(file)
+            yield from _jsonl_rows(file, compression)
         else:
             yield from _parquet_rows(file)
-    except (OSError, UnicodeDecodeError, csv.Error, orjson.JSONDecodeError, ValueError) as exc:
+    except (
+        OSError,
+        EOFError,
+        lzma.LZMAError,
+        UnicodeDecodeError,
+        csv.Error,
+        orjson.JSONDecodeError,
+        ValueError,
+    ) as exc:
         raise UnreadableData(str(file), str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
 
-def _csv_rows(file: Path) -> Iterator[Row]:
-    with open(file, newline="", encoding="utf-8") as handle:
-        delimiter = "\t" if file.suffix.lower() == ".tsv" else ","
+def _open_binary(file: Path, compression: str | None) -> IO[bytes]:
+    opener = _COMPRESSED[compression] if compression else open
+    return opener(file, "rb")
+
+
+def _csv_rows(file: Path, compression: str | None) -> Iterator[Row]:
+    with _open_binary(file, compression) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as handle:
+        delimiter = "\t" if ".tsv" in [suffix.lower() for suffix in file.suffixes] else ","
         for row in csv.DictReader(handle, delimiter=delimiter):
             yield {str(key): _parse_text(value) for key, value in row.items() if key is not None}
 
 
-def _jsonl_rows(file: Path) -> Iterator[Row]:
-    with open(file, "rb") as handle:
+def _jsonl_rows(file: Path, compression: str | None) -> Iterator[Row]:
+    with _open_binary(file, compression) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -187,7 +259,7 @@ def profile_column(values: Sequence[Any]) -> dict[str, Any]:
     if kind in ("integer", "number"):
         import numpy as np  # imported here: registering without data should not pay for it
 
-        summary |= numeric_summary(np.asarray(present, dtype=float))
+        summary |= numeric_summary(np.asarray([_float(value) for value in present], dtype=float))
     elif kind in ("timestamp", "date", "time"):
         summary |= range_summary(present)
     elif kind == "binary":
@@ -195,6 +267,14 @@ def profile_column(values: Sequence[Any]) -> dict[str, Any]:
     elif present:
         summary |= category_summary([_category(value) for value in present])
     return summary
+
+
+def _float(value: int | float) -> float:
+    """A number as a float; an integer beyond the float range (10**400) as an infinity."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _is_missing(value: Any) -> bool:
@@ -244,23 +324,55 @@ def length_summary(values: Sequence[bytes]) -> dict[str, Any]:
 
 
 def numeric_summary(values: np.ndarray[Any, Any]) -> dict[str, Any]:
-    """Statistics of the finite values; infinities are counted apart (JSON has no infinity)."""
+    """Statistics of the finite values; infinities are counted apart (JSON has no infinity). Values near
+    the ends of the float range (a constant nanosecond timestamp, a decimal(38), ±1e308) are handled:
+    a constant column has one bin, and a statistic that still overflows is left out as None."""
     import numpy as np
 
     finite = values[np.isfinite(values)]
     summary: dict[str, Any] = {"infinite": int(len(values) - len(finite))} if len(finite) < len(values) else {}
     if not len(finite):
         return summary
-    counts, edges = np.histogram(finite, bins=min(HISTOGRAM_BINS, max(1, len(np.unique(finite)))))
-    quantiles = np.quantile(finite, QUANTILES)
+    with np.errstate(all="ignore"):  # an overflow becomes inf or NaN here, and None in the profile
+        counts, edges = _histogram(finite)
+        quantiles = np.quantile(finite, QUANTILES)
+        mean, std = _moments(finite)
     return summary | {
         "min": float(finite.min()),
         "max": float(finite.max()),
-        "mean": float(finite.mean()),
-        "std": float(finite.std()),
+        "mean": mean,
+        "std": std,
         "quantiles": {f"p{round(q * 100)}": float(v) for q, v in zip(QUANTILES, quantiles, strict=True)},
         "histogram": {"edges": [float(edge) for edge in edges], "counts": [int(count) for count in counts]},
     }
+
+
+def _histogram(finite: np.ndarray[Any, Any]) -> tuple[list[int], list[float]]:
+    import numpy as np
+
+    low, high = float(finite.min()), float(finite.max())
+    if low == high:  # numpy would make a bin of width 1 around it, which 1e16 cannot tell from its ends
+        return [len(finite)], [low, high]
+    bins = min(HISTOGRAM_BINS, len(np.unique(finite)))
+    for scale in (1.0, 0.5):  # halved, the span of -1e308..1e308 fits in a float; power-of-two scaling is exact
+        try:
+            counts, edges = np.histogram(finite * scale, bins=bins)
+        except ValueError:  # a span too small to split into `bins` finite bins, or too large to measure
+            continue
+        return [int(count) for count in counts], [float(edge) / scale for edge in edges]
+    return [len(finite)], [low, high]
+
+
+def _moments(finite: np.ndarray[Any, Any]) -> tuple[float, float]:
+    """Mean and standard deviation, computed on values scaled into [-1, 1] when the plain sums overflow."""
+    import numpy as np
+
+    mean, std = float(finite.mean()), float(finite.std())
+    if math.isfinite(mean) and math.isfinite(std):
+        return mean, std
+    exponent = int(np.frexp(np.max(np.abs(finite)))[1])
+    scaled = np.ldexp(finite, -exponent)
+    return float(np.ldexp(scaled.mean(), exponent)), float(np.ldexp(scaled.std(), exponent))
 
 
 def category_summary(values: Sequence[str]) -> dict[str, Any]:

@@ -27,6 +27,8 @@ class PromotionOutcome:
     dry_run: bool
     damaged: str | None = None
     """Why the candidate's stored files failed verification: such a version is never promoted, forced or not."""
+    current_damaged: str | None = None
+    """Why the record of the version holding the alias now is damaged; moving the alias off it is allowed."""
 
     @property
     def applied(self) -> bool:
@@ -51,6 +53,7 @@ class PromotionOutcome:
             "dry_run": self.dry_run,
             "applied": self.applied,
             "damaged": self.damaged,
+            "current_damaged": self.current_damaged,
             "verdict": self.verdict.to_dict(),
         }
 
@@ -95,6 +98,7 @@ def promote(connection: Connection, policies: Policies, request: PromotionReques
         request.force and not verdict.allowed,
         request.dry_run,
         request.damaged,
+        current.damaged if current else None,
     )
     if not request.dry_run:
         _log(connection, outcome, request, _policy_record(policies, candidate))
@@ -129,7 +133,9 @@ def policy_view(version: ModelVersion) -> dict[str, Any]:
 def _policy_record(policies: Policies, candidate: ModelVersion) -> dict[str, Any]:
     """Which policy file judged the attempt (path and digest, so a later edit of it is visible), and what."""
     return {
-        "policy_file": {"path": policies.source, "digest": policies.digest} if policies.source else None,
+        "policy_file": {"path": policies.path or policies.source, "digest": policies.digest}
+        if policies.source
+        else None,
         "candidate_digest": candidate.digest,
     }
 
@@ -153,6 +159,7 @@ def _log(connection: Connection, outcome: PromotionOutcome, request: PromotionRe
                 "policy": verdict["policy"],
                 "denied": verdict["denied"],
                 "damaged": outcome.damaged,
+                **({"current_damaged": outcome.current_damaged} if outcome.current_damaged else {}),
                 "rules": verdict["rules"],
                 "approvals": verdict["approvals"],
                 **extra,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from shipyard.registry.errors import InvalidModelRef, InvalidName
+from shipyard.registry.errors import InvalidModelRef, InvalidName, ValueTooLong
 
 PREFIX = "models:/"
 NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -62,6 +62,14 @@ def check_name(name: str) -> str:
             "use up to 128 letters, digits, '_', '.' or '-', starting with a letter or digit",
         )
     return name
+
+
+def check_length(what: str, value: str | None, limit: int) -> str | None:
+    """`value` when it fits a column of `limit` characters (SQLite would keep a longer one, PostgreSQL
+    refuse it); ValueTooLong otherwise."""
+    if value is not None and len(value) > limit:
+        raise ValueTooLong(what, value, limit)
+    return value
 
 
 def check_alias(alias: str) -> str:

@@ -7,34 +7,38 @@ a registration leaves either no version or a complete one.
 
 from __future__ import annotations
 
+import logging
 import math
+import numbers
 import os
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, SupportsFloat
 
 from sqlalchemy import Engine
 
-from shipyard.errors import ShipyardError
+from shipyard.errors import ConfigError, ShipyardError
 from shipyard.governance import Policies, load_policies_file
-from shipyard.registry import approvals, audit, promotion, versions
+from shipyard.registry import approvals, audit, leftovers, promotion, versions
 from shipyard.registry.artifacts import ArtifactStore, remove_tree, safe_join
 from shipyard.registry.audit import Action, AuditEntry
 from shipyard.registry.checkout import Difference, checkout
 from shipyard.registry.errors import ArtifactIntegrityError, ArtifactMissing, ForceWithoutReason
-from shipyard.registry.identity import os_identity
+from shipyard.registry.identity import MAX_IDENTITY, os_identity
 from shipyard.registry.lineage import capture_lineage
 from shipyard.registry.manifest import Manifest, build_manifest
 from shipyard.registry.profile import profile_data
-from shipyard.registry.refs import ModelRef, check_alias, check_name, parse_ref
+from shipyard.registry.refs import ModelRef, check_alias, check_length, check_name, parse_ref
 from shipyard.settings import Settings
 from shipyard.store import create_store_engine, migrate, read_transaction, write_transaction
+from shipyard.store.tables import model_versions
 
 POLICY_FILE = "policies.yaml"
+log = logging.getLogger("shipyard.registry")
+FLAVOR_LENGTH: int = model_versions.c.flavor.type.length  # type: ignore[attr-defined]
 _FLAVORS = {".onnx": "onnx", ".skops": "sklearn", ".joblib": "sklearn", ".pkl": "sklearn"}
 
 
@@ -63,7 +67,7 @@ class Registry:
         self.engine = engine
         self.artifacts = artifacts
         self.home = home
-        self.identity = identity or os_identity()
+        self.identity = check_length("identity", identity, MAX_IDENTITY) or os_identity()
         migrate(engine)
 
     @classmethod
@@ -91,7 +95,7 @@ class Registry:
         name: str,
         path: str | os.PathLike[str],
         *,
-        metrics: Mapping[str, float] | None = None,
+        metrics: Mapping[str, SupportsFloat] | None = None,
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
         data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
@@ -102,6 +106,7 @@ class Registry:
         on_behalf_of: str | None = None,
     ) -> versions.ModelVersion:
         check_name(name)
+        check_length("flavor", flavor, FLAVOR_LENGTH)
         data = as_paths(data)
         manifest = _model_manifest(path)
         new = versions.NewVersion(
@@ -115,6 +120,13 @@ class Registry:
             lineage=capture_lineage(data, code, parent_run_id),
             profile=profile_data(data),
         )
+        if new.profile and new.profile.get("truncated"):
+            total = new.profile.get("rows_total")
+            log.warning(
+                "the reference profile covers the first %d rows of the training data, of %s",
+                new.profile["rows"],
+                total if total is not None else "more (the total of CSV and JSON lines files is not counted)",
+            )
         uploaded = self.artifacts.upload(path, manifest)
         with write_transaction(self.engine) as connection:
             created = versions.create_version(connection, name, new)
@@ -172,7 +184,8 @@ class Registry:
             raise BadModelInput(
                 f"download destination {str(target)!r} is not an empty folder; pass a new or empty folder"
             )
-        staging = target.with_name(f".{target.name}.download-{uuid.uuid4().hex}")
+        leftovers.sweep(target.parent, "download")  # what a killed download left here
+        staging = leftovers.staging_path(target, "download")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             self.artifacts.materialize(found.manifest, staging)
@@ -269,11 +282,25 @@ class Registry:
             return promotion.promote(connection, rules, request)
 
     def policies(self, path: str | os.PathLike[str] | None = None) -> Policies:
-        """The policies in `path`, else in SHIPYARD_HOME/policies.yaml, else none."""
+        """The policies in `path`, else in SHIPYARD_HOME/policies.yaml, else none.
+
+        Anything at SHIPYARD_HOME/policies.yaml (a folder, a dangling link, an unreadable file) is loaded
+        and fails clearly: governance never turns itself off because the file cannot be read. A lone
+        policies.yml is refused rather than ignored.
+        """
         if path is not None:
             return load_policies_file(path)
         default = self.home / POLICY_FILE
-        return load_policies_file(default) if default.is_file() else Policies()
+        misnamed = default.with_suffix(".yml")
+        if os.path.lexists(default):
+            if os.path.lexists(misnamed):
+                log.warning("%s is ignored: Shipyard reads %s; remove one of them", misnamed, default)
+            return load_policies_file(default)
+        if os.path.lexists(misnamed):
+            raise ConfigError(
+                [f"{misnamed}: Shipyard reads the policies from {default}, not {misnamed.name}; rename the file"]
+            )
+        return Policies()
 
 
 @contextmanager
@@ -324,12 +351,23 @@ def _model_manifest(path: str | os.PathLike[str]) -> Manifest:
 
 
 def _metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Metrics as floats: any real number (numpy's float32 and int64 too), but not a boolean."""
     found: dict[str, float] = {}
     for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        number = _real(value)
+        if number is None or not math.isfinite(number):
             raise BadModelInput(f"metric {key!r} must be a finite number, got {value!r}; pass for example {key}=0.93")
-        found[str(key)] = float(value)
+        found[str(key)] = number
     return found
+
+
+def _real(value: Any) -> float | None:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # a Fraction or integer beyond the float range
+        return None
 
 
 def _strings(what: str, values: Mapping[str, Any]) -> dict[str, str]:

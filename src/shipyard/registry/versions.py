@@ -13,6 +13,7 @@ from shipyard.registry.errors import (
     AliasNotFound,
     DamagedVersionRecord,
     ModelNotFound,
+    UnknownDigest,
     VersionInUse,
     VersionNotFound,
 )
@@ -55,6 +56,9 @@ class ModelVersion:
     created_at: datetime
     created_by: str
     aliases: tuple[str, ...] = ()
+    damaged: str | None = None
+    """Set (to why) on a record read without its integrity check whose manifest does not hash to its digest:
+    nothing may be loaded or promoted from it, but it can be listed, moved off and deleted."""
 
     @property
     def ref(self) -> str:
@@ -75,6 +79,7 @@ class ModelVersion:
             "aliases": list(self.aliases),
             "created_at": self.created_at.isoformat(),
             "created_by": self.created_by,
+            "damaged": self.damaged,
         }
         if full:
             data["files"] = [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in self.manifest.files]
@@ -162,7 +167,8 @@ def get_version(connection: Connection, ref: ModelRef, *, checked: bool = True) 
     """The version `ref` names: by number, by alias, or the newest when it names neither.
 
     Raises DamagedVersionRecord when the stored manifest does not hash to the stored digest, unless
-    `checked` is False (only deleting such a record needs to read it).
+    `checked` is False: then the version comes back with `damaged` set (for listing, deleting it, and
+    moving an alias off it).
     """
     owner = model_id(connection, ref.name)
     query = _version_query().where(model_versions.c.model_id == owner)
@@ -184,12 +190,27 @@ def get_version(connection: Connection, ref: ModelRef, *, checked: bool = True) 
     return _from_row(row, aliases_of_version(connection, int(row.id)), checked=checked)
 
 
+def manifest_of_digest(connection: Connection, digest: str) -> Manifest:
+    """The manifest that hashes to `digest`, from any version recorded with it (equal digests mean equal
+    files). Raises DamagedVersionRecord when every such record was altered, UnknownDigest when there is none."""
+    query = _version_query().where(model_versions.c.digest == digest).order_by(model_versions.c.id)
+    rows = connection.execute(query).all()
+    for row in rows:
+        manifest = _manifest(row)
+        if manifest is not None and manifest.digest == digest:
+            return manifest
+    if rows:
+        _from_row(rows[0], ())  # raises DamagedVersionRecord, naming the version
+    raise UnknownDigest(digest)
+
+
 def list_versions(connection: Connection, name: str) -> list[ModelVersion]:
+    """Every version, oldest first; a damaged record is listed with `damaged` set rather than failing all."""
     owner = model_id(connection, name)
     rows = connection.execute(
         _version_query().where(model_versions.c.model_id == owner).order_by(model_versions.c.version)
     ).all()
-    return [_from_row(row, aliases_of_version(connection, int(row.id))) for row in rows]
+    return [_from_row(row, aliases_of_version(connection, int(row.id)), checked=False) for row in rows]
 
 
 def list_models(connection: Connection) -> list[ModelSummary]:
@@ -256,9 +277,12 @@ def _version_query() -> Any:
 
 def _from_row(row: Row[Any], aliases: tuple[str, ...], *, checked: bool = True) -> ModelVersion:
     manifest = _manifest(row)
-    if checked and (manifest is None or manifest.digest != row.digest):
+    damage = None
+    if manifest is None or manifest.digest != row.digest:
         found = manifest.digest if manifest is not None else "(an unreadable manifest)"
-        raise DamagedVersionRecord(row.name, int(row.version), row.digest, found)
+        damage = DamagedVersionRecord(row.name, int(row.version), row.digest, found)
+        if checked:
+            raise damage
     return ModelVersion(
         id=int(row.id),
         model_id=int(row.model_id),
@@ -277,6 +301,7 @@ def _from_row(row: Row[Any], aliases: tuple[str, ...], *, checked: bool = True) 
         created_at=as_utc(row.created_at),
         created_by=row.created_by,
         aliases=aliases,
+        damaged=damage.message if damage is not None else None,
     )
 
 

@@ -7,6 +7,7 @@ timeout instead of failing with "database is locked" when one upgrades a read lo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -121,6 +122,29 @@ def unavailable(engine: Engine, exc: DBAPIError) -> StoreUnavailable:
     else:
         remedy = "check SHIPYARD_DATABASE_URL, that the server runs and accepts you, and that the database exists"
     return StoreUnavailable(url, problem, remedy)
+
+
+def too_long_columns(exc: Exception) -> list[str]:
+    """`table.column holds at most N characters, got M` for each bounded text column the failed INSERT or
+    UPDATE gave too long a value (PostgreSQL names only the type; SQLite does not check at all).
+    Never the value itself, which may be a secret."""
+    from shipyard.store.tables import metadata
+
+    statement = str(getattr(exc, "statement", "") or "")
+    found = re.match(r"\s*(?:INSERT\s+INTO|UPDATE)\s+\"?(\w+)\"?", statement, re.IGNORECASE)
+    table = metadata.tables.get(found[1]) if found else None
+    params = getattr(exc, "params", None)
+    rows = params if isinstance(params, list | tuple) else [params]
+    if table is None:
+        return []
+    problems = []
+    for row in rows:
+        for key, value in (row or {}).items() if isinstance(row, dict) else ():
+            column = table.columns.get(key)
+            limit = getattr(column.type, "length", None) if column is not None else None
+            if isinstance(value, str) and limit is not None and len(value) > limit:
+                problems.append(f"{table.name}.{key} holds at most {limit} characters, got {len(value)}")
+    return list(dict.fromkeys(problems))
 
 
 @contextmanager
