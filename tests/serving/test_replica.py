@@ -178,6 +178,7 @@ def test_overload_is_503_at_once_while_the_server_stays_ready(serve: Serve) -> N
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         busy = [pool.submit(httpx.post, server.url + "/predict", json={}, timeout=10) for _ in range(2)]
         _wait_until(lambda: 'shipyard_in_flight_requests{api="slow"} 2.0' in server.client.get("/metrics").text)
+        assert 'shipyard_queue_length{api="slow"} 1.0' in server.client.get("/metrics").text  # 1 runs, 1 waits
         started = time.monotonic()
         rejected = server.client.post("/predict", json={})
         assert time.monotonic() - started < 0.5
@@ -187,6 +188,20 @@ def test_overload_is_503_at_once_while_the_server_stays_ready(serve: Serve) -> N
         assert server.client.get("/readyz").status_code == 200
         assert server.client.get("/healthz").status_code == 200
         assert [f.result().status_code for f in busy] == [200, 200]
+
+
+def test_max_concurrency_predictions_run_side_by_side(serve: Serve) -> None:
+    spec = """
+    - name: meet
+      handler: handlers.py:Rendezvous
+      config: {parties: 4}
+      concurrency: {max_concurrency: 4}
+    """
+    server = serve(spec)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: httpx.post(server.url + "/predict", json={}, timeout=30), range(4)))
+    assert [a.status_code for a in answers] == [200] * 4
+    assert len({a.json()["thread"] for a in answers}) == 4
 
 
 def test_health_answers_while_the_model_works(serve: Serve) -> None:
