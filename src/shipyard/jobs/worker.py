@@ -62,17 +62,7 @@ def load_handler(job: dict[str, Any]) -> BoundHandler:
     options: dict[str, Any] = {}
     if api.is_builtin_handler and api.input_schema is not None:
         options["feature_names"] = list(api.input_schema.fields)
-    return construct(handler_class, ref, api.config, model_folder(job, api), **options)
-
-
-def model_folder(job: dict[str, Any], api: BatchAPI) -> str | None:
-    """The model folder the job recorded; a registry model's copy is verified again (and rebuilt from the
-    artifact store when it was changed) before every load, so nothing loads from altered files."""
-    if job["model_path"] is None or not (api.model or "").startswith("models:/"):
-        return job["model_path"]  # type: ignore[no-any-return]
-    from shipyard.registry import verify_model_folder
-
-    return str(verify_model_folder(job["model_path"], job["model_digest"]))
+    return construct(handler_class, ref, api.config, job["model_path"], **options)
 
 
 class LeaseLost(Exception):
