@@ -40,6 +40,10 @@ class HandlerLoadError(ShipyardError):
     status_code = 500
 
 
+class FeatureMismatch(HandlerLoadError):
+    """The model and shipyard.yaml disagree on the features: a spec problem (exit code 2), found while loading."""
+
+
 class PathOutsideProject(ShipyardError):
     status_code = 400
 

@@ -188,3 +188,22 @@ def test_port_0_logs_the_port_it_bound(tmp_path: Path) -> None:
         process.wait(30)
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_a_schema_that_names_other_features_than_the_estimator_is_exit_2(tmp_path: Path) -> None:
+    import numpy as np
+    import skops.io
+    from sklearn.linear_model import LogisticRegression
+
+    estimator = LogisticRegression().fit(np.array([[0.0, 1.0], [1.0, 0.0]]), [0, 1])
+    estimator.feature_names_in_ = np.array(["height", "width"], dtype=object)  # as fitting on a DataFrame does
+    project = make_project(
+        tmp_path / "p",
+        "- name: m\n  handler: sklearn\n  model: model.skops\n"
+        "  schema: {fields: {height: {type: float}, widht: {type: float}}}\n",
+    )
+    skops.io.dump(estimator, project / "model.skops")
+    result = _serve(project)
+    assert result.returncode == 2, result.stderr
+    assert "differ (missing width; not features of the estimator: widht)" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -11,7 +12,7 @@ import skops.io
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from shipyard.errors import BadRequest, HandlerLoadError
+from shipyard.errors import BadRequest, FeatureMismatch, HandlerLoadError
 from shipyard.serving.builtin.onnx import OnnxHandler
 from shipyard.serving.builtin.sklearn import SklearnHandler
 
@@ -196,3 +197,48 @@ def test_tensor_metadata_of_the_sklearn_handler(skops_dir: Path) -> None:
     proba = SklearnHandler({"method": "predict_proba"}, str(skops_dir))
     assert proba.tensor_outputs() == [{"name": "predictions", "datatype": "FP64", "shape": [-1, 3]}]
     assert proba.tensor_inputs() == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
+
+
+@pytest.fixture(scope="module")
+def named_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LogisticRegression, list[str]]:
+    """An estimator fitted with feature names in another order than the schema's (as fitting on a DataFrame
+    whose columns are in that order records them)."""
+    data = load_iris()
+    order = [3, 0, 2, 1]
+    estimator = LogisticRegression(max_iter=500).fit(data.data[:, order], data.target_names[data.target])
+    names = [FEATURES[i] for i in order]
+    estimator.feature_names_in_ = np.array(names, dtype=object)
+    folder = tmp_path_factory.mktemp("named")
+    skops.io.dump(estimator, folder / "model.skops")
+    return folder, estimator, names
+
+
+def test_records_go_to_an_estimator_with_feature_names_by_name(
+    named_model: tuple[Path, LogisticRegression, list[str]],
+) -> None:
+    folder, estimator, names = named_model
+    handler = SklearnHandler({}, str(folder), feature_names=FEATURES)  # the schema lists them in another order
+    data = load_iris()
+    records = [dict(zip(FEATURES, row.tolist(), strict=True)) for row in data.data]
+    answered = handler.predict(records)["predictions"]  # pytest turns sklearn's feature-name warning into an error
+    assert answered == estimator.predict(data.data[:, [FEATURES.index(n) for n in names]]).tolist()
+    assert handler.features == names  # rows and tensors are read in the estimator's order
+
+
+@pytest.mark.parametrize(
+    ("config", "schema", "problem"),
+    [
+        ({}, [*FEATURES[:3], "petal_wdth"], "the schema's fields differ (missing petal_width; not features of "),
+        ({"features": FEATURES[:3]}, None, "config.features differ (missing petal_width)"),
+    ],
+)
+def test_names_the_estimator_was_not_fitted_with_are_refused(
+    named_model: tuple[Path, LogisticRegression, list[str]],
+    config: dict[str, Any],
+    schema: list[str] | None,
+    problem: str,
+) -> None:
+    with pytest.raises(FeatureMismatch) as raised:
+        SklearnHandler(config, str(named_model[0]), feature_names=schema)
+    assert problem in raised.value.message
+    assert "fitted with the features petal_width, sepal_length, petal_length, sepal_width" in raised.value.message

@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from shipyard.errors import (
+    FeatureMismatch,
     HandlerLoadError,
     NotReady,
     Overloaded,
@@ -76,6 +77,8 @@ class Engine:
         self.metrics = metrics
         self.state = State.loading
         self.load_error: str | None = None
+        self.load_exit_code = 1
+        """The exit code of `shipyard serve` when loading failed: 2 for a spec the model contradicts."""
         self._class = handler_class
         self._ref = ref
         self._handler: BoundHandler | None = None
@@ -122,6 +125,7 @@ class Engine:
             self._handler = construct(self._class, self._ref, self.api.config, self.model.path, **options)
         except (HandlerLoadError, OSError) as exc:
             self.load_error = exc.message if isinstance(exc, ShipyardError) else f"cannot read the model: {exc}"
+            self.load_exit_code = 2 if isinstance(exc, FeatureMismatch) else 1
             self.state = State.failed
             return
         outputs = self.tensor_metadata()[1]

@@ -207,7 +207,7 @@ def serve(options: ServeOptions) -> int:
     host, port = sock.getsockname()[:2]
     log.info("serving %s on http://%s:%d", api.name, _url_host(host), port)
     server.run(sockets=[sock])
-    return 1 if engine.load_error else 0
+    return engine.load_exit_code if engine.load_error else 0
 
 
 def server_config(app: ReplicaApp, api: RealtimeAPI, log_level: str) -> uvicorn.Config:
