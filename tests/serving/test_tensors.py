@@ -6,6 +6,7 @@ import pytest
 from shipyard.errors import InvalidTensor
 from shipyard.serving.tensors import (
     column_records,
+    matrix_records,
     decode_inputs,
     encode_outputs,
     encode_tensor,
@@ -176,10 +177,18 @@ def test_malformed_binary_data(inputs: list[dict[str, object]], tail: bytes, mes
 def test_inputs_named_after_schema_fields_are_columns() -> None:
     arrays = {"a": np.array([1.0, 2.0]), "b": np.array([[3], [4]])}
     columns = field_columns(arrays, ["a", "b", "c"])
-    assert columns is not None and columns["b"].shape == (2,)
+    assert columns["b"].shape == (2,)
     assert column_records(columns) == [{"a": 1.0, "b": 3}, {"a": 2.0, "b": 4}]
-    assert field_columns({"x": np.zeros((2, 4))}, ["a", "b"]) is None
+    assert field_columns({"a": np.zeros(2), "x": np.zeros((2, 4))}, ["a", "b"]).keys() == {"a"}
     with pytest.raises(InvalidTensor, match="send shape \\[n\\] \\(or \\[n, 1\\]\\), got \\[2, 4\\]"):
         field_columns({"a": np.zeros((2, 4))}, ["a"])
     with pytest.raises(InvalidTensor, match="must all have the same length, got a \\[2\\], b \\[3\\]"):
         field_columns({"a": np.zeros(2), "b": np.zeros(3)}, ["a", "b"])
+
+
+def test_one_tensor_of_features_is_read_as_records_in_feature_order() -> None:
+    matrix = np.array([[1.0, 2.0], [3.0, 4.0]])
+    assert matrix_records("x", matrix, ["b", "a"]) == [{"b": 1.0, "a": 2.0}, {"b": 3.0, "a": 4.0}]
+    assert matrix_records("x", np.array([5, 6]), ["b", "a"]) == [{"b": 5, "a": 6}]
+    with pytest.raises(InvalidTensor, match=r"input 'x' holds the features b, a in that order: send shape \[n, 2\]"):
+        matrix_records("x", np.zeros((2, 3)), ["b", "a"])

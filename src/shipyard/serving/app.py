@@ -307,15 +307,23 @@ class ReplicaApp:
         return Reply(200, header + b"".join(outputs.blobs), BINARY_TYPE, length)
 
     def _tensor_payload(self, decoded: tensors.Decoded, request_id: str) -> Any:
-        """Inputs named after schema fields are columns of records, checked against the schema."""
-        schema = self.engine.api.input_schema
-        if schema is None:
+        """With a schema every request is checked: inputs named after fields are columns of records; for a
+        built-in handler, one tensor named after no field holds the features in order, row by row."""
+        checker = self.engine.schema
+        if checker is None:
             return decoded.payload
-        columns = tensors.field_columns(decoded.arrays, schema.fields)
-        if columns is None:
-            return decoded.payload
+        arrays, fields = decoded.arrays, checker.schema.fields
+        features = self.engine.matrix_features
+        if features is not None and len(arrays) == 1 and not arrays.keys() & fields.keys():
+            name, matrix = next(iter(arrays.items()))
+            self._check_schema(tensors.matrix_records(name, matrix, features), request_id)
+            return matrix
+        columns = tensors.field_columns(arrays, fields)
+        checker.check_inputs(arrays.keys())
         self._check_schema(tensors.column_records(columns), request_id)
-        return columns
+        if len(columns) == len(arrays):
+            return columns
+        return {name: columns.get(name, array) for name, array in arrays.items()}  # extra_fields: allow
 
 
 _ID_PREFIX = secrets.token_hex(12)  # unique per process; the counter makes ids unique within it

@@ -91,6 +91,8 @@ class Engine:
         self.capacity = api.concurrency.max_concurrency + api.concurrency.max_queue_length
         """Without batching: requests running plus requests waiting, at most."""
         self.admitted = 0
+        self.matrix_features: list[str] | None = None
+        """For a built-in handler: the feature each column of one [n, features] tensor stands for."""
         self.default_output = tensors.DEFAULT_OUTPUT
         """The OIP v2 name of a result that is not a dict: the handler's one output when it declares one."""
         metrics.track(lambda: self.admitted, lambda: max(0, self.admitted - self.running))
@@ -128,6 +130,9 @@ class Engine:
             self.load_exit_code = 2 if isinstance(exc, FeatureMismatch) else 1
             self.state = State.failed
             return
+        if self._ref.is_builtin:
+            features = getattr(self._handler.instance, "features", None)
+            self.matrix_features = list(features) if features else None
         outputs = self.tensor_metadata()[1]
         if len(outputs) == 1:
             self.default_output = outputs[0]["name"]

@@ -1,11 +1,11 @@
 """Open Inference Protocol v2 tensors: request inputs to numpy arrays, handler results to outputs.
 
 One input tensor becomes the payload as an ndarray of its shape; several become a dict of name -> ndarray.
-When the API has a schema and every input is named after one of its fields, the inputs are columns: each
-1-D (or [n, 1]) and of one length; the payload is the dict of name -> 1-D array and the schema check runs on
-the rows. A result that is a dict becomes one output per key; anything else becomes one output (named after
-the first requested output, else the API's default output name). BYTES tensors carry strings; dicts and
-lists inside them are sent as JSON text.
+When the API has a schema, inputs named after its fields are columns: each 1-D (or [n, 1]) and of one
+length, and the schema check runs on their rows (for a built-in handler, one [n, features] tensor under
+another name is checked column by column instead). A result that is a dict becomes one output per key;
+anything else becomes one output (named after the first requested output, else the API's default output
+name). BYTES tensors carry strings; dicts and lists inside them are sent as JSON text.
 """
 
 from __future__ import annotations
@@ -162,12 +162,12 @@ def _flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
-def field_columns(arrays: dict[str, np.ndarray], fields: Collection[str]) -> dict[str, np.ndarray] | None:
-    """The inputs as schema columns when every input is named after a field, else None."""
-    if not all(name in fields for name in arrays):
-        return None
+def field_columns(arrays: dict[str, np.ndarray], fields: Collection[str]) -> dict[str, np.ndarray]:
+    """The inputs named after schema fields, as 1-D columns of one length (the others are left out)."""
     columns = {}
     for name, array in arrays.items():
+        if name not in fields:
+            continue
         if array.ndim == 2 and array.shape[1] == 1:
             array = array.reshape(-1)
         if array.ndim != 1:
@@ -181,6 +181,17 @@ def field_columns(arrays: dict[str, np.ndarray], fields: Collection[str]) -> dic
         shown = ", ".join(f"{name} [{len(column)}]" for name, column in columns.items())
         raise InvalidTensor(f"the column inputs must all have the same length, got {shown}")
     return columns
+
+
+def matrix_records(name: str, array: np.ndarray, features: list[str]) -> list[dict[str, Any]]:
+    """The rows of one [n, features] tensor (or one [features] row) as records, for the schema check."""
+    matrix = array.reshape(1, -1) if array.ndim == 1 else array
+    if matrix.ndim != 2 or matrix.shape[1] != len(features):
+        raise InvalidTensor(
+            f"input {name!r} holds the features {', '.join(features)} in that order: send shape "
+            f"[n, {len(features)}], got {list(array.shape)} (or send each feature as its own [n] input)"
+        )
+    return [dict(zip(features, row, strict=True)) for row in matrix.tolist()]
 
 
 def column_records(columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:
