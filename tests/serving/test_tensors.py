@@ -6,11 +6,11 @@ import pytest
 from shipyard.errors import InvalidTensor
 from shipyard.serving.tensors import (
     column_records,
-    matrix_records,
     decode_inputs,
     encode_outputs,
     encode_tensor,
     field_columns,
+    matrix_records,
 )
 
 
