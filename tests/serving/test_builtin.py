@@ -85,6 +85,44 @@ def test_a_value_the_estimator_rejects_fails_only_its_own_payload(skops_dir: Pat
     assert isinstance(results[1], BadRequest) and "the model rejected the input" in results[1].message
 
 
+def test_a_dict_valued_feature_is_a_client_error_alone_and_in_a_batch(skops_dir: Path, tmp_path: Path) -> None:
+    dict_valued = [[{"a": 1}, 1.0, 2.0, 3.0]]
+    sklearn = SklearnHandler({}, str(skops_dir), feature_names=FEATURES)
+    with pytest.raises(BadRequest, match="the model rejected the input"):
+        sklearn.predict(dict_valued)
+    with pytest.raises(BadRequest, match="the model rejected the input"):
+        sklearn.predict(dict(zip(FEATURES, [{"a": 1}, 1.0, 2.0, 3.0], strict=True)))
+    results = sklearn.predict_batch([SETOSA, dict_valued, [VIRGINICA]])
+    assert results[0] == {"prediction": "setosa"} and results[2] == {"predictions": ["virginica"]}
+    assert isinstance(results[1], BadRequest) and "the model rejected the input" in results[1].message
+    onnx = _onnx_handler(tmp_path, sklearn.estimator)
+    with pytest.raises(BadRequest, match="the ONNX model rejected the input"):
+        onnx.predict(dict_valued)  # onnx has no predict_batch: a batch is predicted payload by payload
+
+
+def test_anything_a_lone_payload_raises_stays_its_own_in_a_batch(skops_dir: Path) -> None:
+    sklearn = SklearnHandler({}, str(skops_dir), feature_names=FEATURES)
+    original = sklearn._call
+
+    def picky(matrix: np.ndarray) -> np.ndarray:
+        if (matrix == 9.0).any():
+            raise KeyError("a custom step chokes on 9")
+        return original(matrix)  # type: ignore[no-any-return]
+
+    sklearn._call = picky  # type: ignore[method-assign]
+    results = sklearn.predict_batch([SETOSA, [9.0, 9.0, 9.0, 9.0], VIRGINICA])
+    assert results[0] == {"prediction": "setosa"} and results[2] == {"prediction": "virginica"}
+    assert isinstance(results[1], KeyError)  # the engine logs it and answers that request alone with 500
+
+
+def _onnx_handler(folder: Path, estimator: Any) -> OnnxHandler:
+    from skl2onnx import to_onnx
+
+    graph = to_onnx(estimator, np.zeros((1, 4), dtype=np.float32), options={"zipmap": False})
+    (folder / "model.onnx").write_bytes(graph.SerializeToString())
+    return OnnxHandler({"outputs": ["label"]}, str(folder), feature_names=FEATURES)
+
+
 def test_feature_columns_from_the_v2_protocol(skops_dir: Path) -> None:
     handler = SklearnHandler({}, str(skops_dir), feature_names=FEATURES)
     columns = {name: np.array([s, v]) for name, s, v in zip(FEATURES, SETOSA, VIRGINICA, strict=True)}

@@ -143,7 +143,7 @@ class SklearnHandler:
         good = [rows for rows in parsed if isinstance(rows, Rows)]
         try:
             predictions = self._run(stack(good)) if good else []
-        except BadRequest:
+        except Exception:
             if len(good) == 1:
                 raise
             # one payload the estimator rejects (a text value, say) must not sink the others: answer each alone
@@ -164,9 +164,10 @@ class SklearnHandler:
         return rows
 
     def _predict_rows(self, rows: Rows) -> Any:
+        """One payload's own answer, or its own error (the engine logs one that is not a ShipyardError)."""
         try:
             return from_predictions(self._run(rows.matrix), rows)
-        except ShipyardError as exc:
+        except Exception as exc:
             return exc
 
     def tensor_inputs(self) -> list[dict[str, Any]]:
@@ -197,7 +198,7 @@ class SklearnHandler:
     def _run(self, matrix: Any) -> Any:
         try:
             return self._call(np.asarray(matrix))
-        except ValueError as exc:  # sklearn's input validation: wrong width, non-numeric values
+        except (ValueError, TypeError) as exc:  # sklearn's input validation: wrong width, non-numeric values
             raise BadRequest(f"the model rejected the input: {exc}") from exc
 
 
