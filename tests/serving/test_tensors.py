@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -65,7 +67,7 @@ def test_several_inputs_become_a_dict_and_bytes_are_strings() -> None:
             "has parameters.binary_data_size, but the request has no inference-header-content-length header",
         ),
         (
-            {"inputs": [{"name": "x", "shape": [1], "datatype": "INT8", "data": ["a"]}]},
+            {"inputs": [{"name": "x", "shape": [1], "datatype": "INT8", "data": [300]}]},
             "does not fit datatype INT8",
         ),
         (
@@ -192,3 +194,29 @@ def test_one_tensor_of_features_is_read_as_records_in_feature_order() -> None:
     assert matrix_records("x", np.array([5, 6]), ["b", "a"]) == [{"b": 5, "a": 6}]
     with pytest.raises(InvalidTensor, match=r"input 'x' holds the features b, a in that order: send shape \[n, 2\]"):
         matrix_records("x", np.zeros((2, 3)), ["b", "a"])
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "message"),
+    [
+        ("INT64", [1.7, 2], "datatype INT64 takes whole numbers, got 1.7 at element 0"),
+        ("UINT8", [1, True], "datatype UINT8 takes whole numbers, got true at element 1"),
+        ("FP32", ["1.5", 2.0], 'datatype FP32 takes numbers, got "1.5" at element 0'),
+        ("FP64", [1.5, True], "datatype FP64 takes numbers, got true at element 1"),
+        ("FP16", [[1.0, None]], "datatype FP16 takes numbers, got null at element 1"),
+        ("BOOL", [True, 1], "datatype BOOL takes true or false, got 1 at element 1"),
+        ("BYTES", ["a", 2], "datatype BYTES takes strings, got 2 at element 1"),
+        ("INT32", [{"a": 1}, 2], 'datatype INT32 takes whole numbers, got {"a":1} at element 0'),
+    ],
+)
+def test_json_data_must_be_of_the_datatype(datatype: str, data: list[object], message: str) -> None:
+    tensor = {"name": "x", "shape": [2], "datatype": datatype, "data": data}
+    with pytest.raises(InvalidTensor, match=f"^input 'x': {re.escape(message)}$"):
+        decode_inputs({"inputs": [tensor]})
+
+
+def test_json_data_of_the_datatype_passes() -> None:
+    cases = {"INT64": [1, -2], "FP32": [1, 2.5], "BOOL": [True, False], "BYTES": ["a", "b"], "UINT16": [0, 7]}
+    for datatype, data in cases.items():
+        decoded = decode_inputs({"inputs": [{"name": "x", "shape": [2], "datatype": datatype, "data": data}]})
+        assert decoded.payload.tolist() == data

@@ -146,11 +146,36 @@ def _from_json(name: str, data: Any, shape: list[int], datatype: str) -> np.ndar
     expected = math.prod(shape)
     if len(flat) != expected:
         raise InvalidTensor(f"input {name!r}: shape {shape} needs {expected} elements, got {len(flat)}")
+    _check_kinds(name, flat, datatype)
     try:
         array = np.asarray(flat, dtype=DTYPES[datatype])
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidTensor(f"input {name!r}: data does not fit datatype {datatype}: {exc}") from None
     return array.reshape(shape)
+
+
+def _json_kinds(datatype: str) -> tuple[set[type], str]:
+    """The JSON element types a datatype takes, and how to say so (JSON booleans are never numbers)."""
+    if datatype == "BOOL":
+        return {bool}, "true or false"
+    if datatype == "BYTES":
+        return {str}, "strings"
+    if datatype.startswith(("INT", "UINT")):
+        return {int}, "whole numbers"
+    return {int, float}, "numbers"
+
+
+def _check_kinds(name: str, flat: list[Any], datatype: str) -> None:
+    allowed, words = _JSON_KINDS[datatype]
+    if set(map(type, flat)) <= allowed:  # one C-level pass over the elements
+        return
+    index, bad = next((i, item) for i, item in enumerate(flat) if type(item) not in allowed)
+    raise InvalidTensor(
+        f"input {name!r}: datatype {datatype} takes {words}, got {codec.dump_json(bad).decode()} at element {index}"
+    )
+
+
+_JSON_KINDS = {datatype: _json_kinds(datatype) for datatype in DTYPES}
 
 
 def _flatten(data: list[Any]) -> list[Any]:
