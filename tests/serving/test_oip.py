@@ -117,6 +117,9 @@ def test_v2_metadata_advertises_what_infer_accepts(serve: Serve, iris_models: Pa
     ]
     matrix = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": SETOSA}]}
     assert client.post("/v2/models/iris/infer", json=matrix).json()["outputs"][0]["data"] == ["setosa"]
+    nope = client.post("/v2/models/iris/infer", json={**matrix, "outputs": [{"name": "nope"}]})
+    assert nope.status_code == 400
+    assert nope.json() == {"error": "requested output 'nope' does not exist; this model's outputs are: predictions"}
     columns[1]["data"] = [-1, 3.0]
     refused = client.post("/v2/models/iris/infer", json={"inputs": columns})
     assert refused.status_code == 422

@@ -106,6 +106,19 @@ def test_outputs_from_arrays_lists_dicts_and_strings() -> None:
     assert encode_outputs([1], wanted=[], default_name="predictions").tensors[0]["name"] == "predictions"
 
 
+def test_requested_outputs_must_exist() -> None:
+    result = {"p": [0.1], "label": ["cat"]}
+    with pytest.raises(InvalidTensor, match=r"^requested output 'nope' does not exist; this model's outputs are: p, "):
+        encode_outputs(result, wanted=["label", "nope"])
+    with pytest.raises(InvalidTensor, match="requested output 'nope' does not exist; this model's outputs are: pred"):
+        encode_outputs([1], wanted=["nope"], default_name="predictions", known=["predictions"])
+    named = encode_outputs([1], ["predictions"], "predictions", known=["predictions"])
+    assert named.tensors[0]["name"] == "predictions"
+    assert encode_outputs([1], wanted=["doubled"]).tensors[0]["name"] == "doubled"  # a handler that names nothing
+    with pytest.raises(InvalidTensor, match="at most one can be requested, got a, b"):
+        encode_outputs([1], wanted=["a", "b"])
+
+
 def test_dicts_lists_and_none_inside_bytes_tensors_are_json_text() -> None:
     top = [{"digit": 2, "p": 0.1221}, {"digit": 7, "p": None}]
     assert _tensor("top", top)["data"] == ['{"digit":2,"p":0.1221}', '{"digit":7,"p":null}']
@@ -131,9 +144,11 @@ def test_binary_inputs_and_outputs_round_trip() -> None:
     np.testing.assert_array_equal(decoded.arrays["x"], values)
     assert decoded.arrays["w"].tolist() == ["hi", "hé", b"\xff"]
     assert decoded.is_binary("x") and not decoded.is_binary("w")
-    outputs = encode_outputs({"x": decoded.arrays["x"] * 2}, decoded.wanted, is_binary=decoded.is_binary)
+    result = {"x": decoded.arrays["x"] * 2, "w": decoded.arrays["w"][:2]}
+    outputs = encode_outputs(result, decoded.wanted, is_binary=decoded.is_binary)
     assert outputs.tensors == [
-        {"name": "x", "shape": [2, 3], "datatype": "FP32", "parameters": {"binary_data_size": 24}}
+        {"name": "x", "shape": [2, 3], "datatype": "FP32", "parameters": {"binary_data_size": 24}},
+        {"name": "w", "shape": [2], "datatype": "BYTES", "data": ["hi", "hé"]},
     ]
     np.testing.assert_array_equal(np.frombuffer(outputs.blobs[0], dtype="<f4").reshape(2, 3), values * 2)
     text, raw = encode_tensor("w", ["a", {"b": 1}], binary=True)

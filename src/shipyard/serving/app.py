@@ -291,7 +291,10 @@ class ReplicaApp:
         payload = self._tensor_payload(decoded, request.request_id)
         result = await self.engine.predict(payload, *self._context(request), request.request_id)
         try:
-            outputs = tensors.encode_outputs(result, decoded.wanted, self.engine.default_output, decoded.is_binary)
+            engine = self.engine
+            outputs = tensors.encode_outputs(
+                result, decoded.wanted, engine.default_output, decoded.is_binary, engine.output_names
+            )
         except (TypeError, ValueError) as exc:
             log.error("request %s: the result cannot be sent as tensors: %s", request.request_id, exc)
             raise ShipyardError("the handler's result could not be encoded as tensors; see the API's log") from None

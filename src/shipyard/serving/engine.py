@@ -95,6 +95,8 @@ class Engine:
         """For a built-in handler: the feature each column of one [n, features] tensor stands for."""
         self.default_output = tensors.DEFAULT_OUTPUT
         """The OIP v2 name of a result that is not a dict: the handler's one output when it declares one."""
+        self.output_names: list[str] = []
+        """The OIP v2 outputs the handler advertises (the built-ins); none for a handler of the user's."""
         metrics.track(lambda: self.admitted, lambda: max(0, self.admitted - self.running))
 
     @property
@@ -133,9 +135,9 @@ class Engine:
         if self._ref.is_builtin:
             features = getattr(self._handler.instance, "features", None)
             self.matrix_features = list(features) if features else None
-        outputs = self.tensor_metadata()[1]
-        if len(outputs) == 1:
-            self.default_output = outputs[0]["name"]
+        self.output_names = [output["name"] for output in self.tensor_metadata()[1]]
+        if len(self.output_names) == 1:
+            self.default_output = self.output_names[0]
         gc.collect()
         gc.freeze()  # the model and libraries live as long as the process: spare them every full collection
         self.state = State.ready

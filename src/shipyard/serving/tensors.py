@@ -4,8 +4,9 @@ One input tensor becomes the payload as an ndarray of its shape; several become 
 When the API has a schema, inputs named after its fields are columns: each 1-D (or [n, 1]) and of one
 length, and the schema check runs on their rows (for a built-in handler, one [n, features] tensor under
 another name is checked column by column instead). A result that is a dict becomes one output per key;
-anything else becomes one output (named after the first requested output, else the API's default output
-name). BYTES tensors carry strings; dicts and lists inside them are sent as JSON text.
+anything else becomes one output (the handler's advertised output, else named after the requested output,
+else `output-0`); asking for an output that does not exist is refused. BYTES tensors carry strings; dicts
+and lists inside them are sent as JSON text.
 """
 
 from __future__ import annotations
@@ -234,13 +235,26 @@ class Outputs:
 
 
 def encode_outputs(
-    result: Any, wanted: list[str], default_name: str = DEFAULT_OUTPUT, is_binary: Any = None
+    result: Any,
+    wanted: list[str],
+    default_name: str = DEFAULT_OUTPUT,
+    is_binary: Any = None,
+    known: Collection[str] = (),
 ) -> Outputs:
+    """The result as output tensors. A requested output the result does not have is an InvalidTensor; `known`
+    are the outputs the handler advertises (a result that is no dict is then `default_name`, never renamed)."""
     if isinstance(result, dict):
         named = {str(key): value for key, value in result.items()}
-        names = [n for n in wanted if n in named] or list(named)
-        pairs = [(name, named[name]) for name in names]
+        _check_requested(wanted, list(named))
+        pairs = [(name, named[name]) for name in wanted or named]
+    elif known:
+        _check_requested(wanted, [default_name])
+        pairs = [(default_name, result)]
     else:
+        if len(wanted) > 1:
+            raise InvalidTensor(
+                f"the model answers with one output, so at most one can be requested, got {', '.join(wanted)}"
+            )
         pairs = [(wanted[0] if wanted else default_name, result)]
     outputs = Outputs([], [])
     for name, value in pairs:
@@ -250,6 +264,15 @@ def encode_outputs(
         if blob is not None:
             outputs.blobs.append(blob)
     return outputs
+
+
+def _check_requested(wanted: list[str], available: list[str]) -> None:
+    unknown = [name for name in wanted if name not in available]
+    if unknown:
+        raise InvalidTensor(
+            f"requested output{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+            f"{'do' if len(unknown) > 1 else 'does'} not exist; this model's outputs are: {', '.join(available)}"
+        )
 
 
 def encode_tensor(name: str, value: Any, binary: bool = False) -> tuple[dict[str, Any], bytes | None]:
