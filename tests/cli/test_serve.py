@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serving.conftest import iris_models, make_project, run_cli
+from tests.serving.conftest import custom_step_model, iris_models, make_project, project_with_a_custom_step, run_cli
 from tests.support import free_port
 
-__all__ = ["iris_models"]  # the session fixture, shared with tests/serving
+__all__ = ["custom_step_model", "iris_models"]  # session fixtures, shared with tests/serving
 
 
 def _serve(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -207,3 +207,14 @@ def test_a_schema_that_names_other_features_than_the_estimator_is_exit_2(tmp_pat
     assert result.returncode == 2, result.stderr
     assert "differ (missing width; not features of the estimator: widht)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_skops_file_with_untrusted_types_is_refused_before_serving(tmp_path: Path, custom_step_model: Path) -> None:
+    project = project_with_a_custom_step(tmp_path / "p", custom_step_model, "{}")
+    result = run_cli("validate", str(project))  # serve runs the same check before it binds
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ") and line.endswith(
+        "shipyard.yaml: p.model: model.skops contains types skops does not trust: mytf.Double; list them "
+        "under config.trusted_types if you trust this file"
+    )

@@ -11,6 +11,7 @@ import pytest
 import skops.io
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
+from tests.serving.conftest import project_with_a_custom_step
 
 from shipyard.errors import BadRequest, FeatureMismatch, HandlerLoadError
 from shipyard.serving.builtin.onnx import OnnxHandler
@@ -280,3 +281,35 @@ def test_names_the_estimator_was_not_fitted_with_are_refused(
         SklearnHandler(config, str(named_model[0]), feature_names=schema)
     assert problem in raised.value.message
     assert "fitted with the features petal_width, sepal_length, petal_length, sepal_width" in raised.value.message
+
+
+def test_types_of_the_project_load_once_trusted(
+    tmp_path: Path, custom_step_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from shipyard.serving.engine import State
+    from shipyard.serving.replica import build_engine
+    from shipyard.spec import RealtimeAPI, load
+
+    project_dir = project_with_a_custom_step(tmp_path / "p", custom_step_model, "{trusted_types: [mytf.Double]}")
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the engine puts the project first; undo it after
+    try:
+        project = load(project_dir)
+        api = project.apis[0]
+        assert isinstance(api, RealtimeAPI)
+        engine = build_engine(project, api)
+        engine.load()  # from another working directory: mytf imports because the project is on sys.path
+        assert engine.state is State.ready, engine.load_error
+    finally:
+        sys.modules.pop("mytf", None)
+
+
+def test_a_damaged_skops_archive_is_one_line_before_loading(tmp_path: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "model.skops", "w") as archive:
+        archive.writestr("weights.npy", b"not a skops model")
+    (problem,) = SklearnHandler.check({}, str(tmp_path))
+    assert problem.startswith("model: model.skops cannot be read as a skops file (")
+    assert problem.endswith("); save it again with skops.io.dump")

@@ -53,6 +53,7 @@ def import_handler_class(ref: HandlerRef) -> type:
     if ref.is_builtin:
         from shipyard.serving.builtin import builtin_handler
 
+        _put_on_path(ref.project_dir)  # a model's own types (skops trusted_types) live in project modules
         return builtin_handler(ref.text)
     path = ref.file()
     class_name = ref.text.split(":", 1)[1]
@@ -80,10 +81,16 @@ def import_handler_class(ref: HandlerRef) -> type:
     return handler_class
 
 
-def _import_file(path: Path, ref: HandlerRef) -> Any:
-    root = str(ref.project_dir.resolve())
+def _put_on_path(project_dir: Path) -> str:
+    """The project folder first on sys.path: its modules import as they would in the user's shell."""
+    root = str(project_dir.resolve())
     if root not in sys.path:
-        sys.path.insert(0, root)  # sibling modules of the handler import as they would in the user's shell
+        sys.path.insert(0, root)
+    return root
+
+
+def _import_file(path: Path, ref: HandlerRef) -> Any:
+    root = _put_on_path(ref.project_dir)
     module_name = ".".join(path.relative_to(root).with_suffix("").parts)
     cached = sys.modules.get(module_name)
     if cached is not None and getattr(cached, "__file__", None) != str(path):

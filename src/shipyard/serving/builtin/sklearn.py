@@ -57,6 +57,12 @@ def model_file(config: SklearnConfig, model_path: str | None) -> Path:
             raise ModelFileProblem(
                 f"{file.name!r} is not a skops file (a zip archive); save the model with skops.io.dump"
             )
+        untrusted = untrusted_types(file, config.trusted_types)
+        if untrusted:
+            raise ModelFileProblem(
+                f"{file.name} contains types skops does not trust: {', '.join(untrusted)}; "
+                "list them under config.trusted_types if you trust this file"
+            )
     elif not config.allow_pickle:
         raise ModelFileProblem(
             f"{file.name!r} is a pickle-based file and loading it runs code from the file; "
@@ -65,13 +71,30 @@ def model_file(config: SklearnConfig, model_path: str | None) -> Path:
     return file
 
 
+def untrusted_types(file: Path, trusted: list[str]) -> list[str]:
+    """The types in a .skops file that neither skops nor config.trusted_types trust (read without loading)."""
+    import skops.io
+
+    try:
+        found = skops.io.get_untrusted_types(file=file)
+    except Exception as exc:  # a damaged archive: zipfile, json and skops each raise their own
+        raise ModelFileProblem(
+            f"{file.name} cannot be read as a skops file ({exc}); save it again with skops.io.dump"
+        ) from None
+    return [name for name in found if name not in trusted]
+
+
 class SklearnHandler:
     def __init__(self, config: dict[str, Any], model_path: str | None, feature_names: list[str] | None = None):
-        problems = self.check(config, model_path)
+        problems = self.check(config, model_path, check_model=False)
         if problems:
             raise HandlerLoadError(f"handler 'sklearn': {'; '.join(problems)}")
         self.config = SklearnConfig.model_validate(config)
-        self.estimator = self._load(model_file(self.config, model_path))
+        try:
+            file = model_file(self.config, model_path)
+        except ModelFileProblem as exc:
+            raise HandlerLoadError(f"handler 'sklearn': model: {exc}") from None
+        self.estimator = self._load(file)
         self.features = self._feature_order(feature_names)
         width = getattr(self.estimator, "n_features_in_", None)
         self.width: int | None = int(width) if isinstance(width, int | np.integer) else None
@@ -116,12 +139,7 @@ class SklearnHandler:
         if file.suffix in SAFE_SUFFIXES:
             import skops.io
 
-            untrusted = [t for t in skops.io.get_untrusted_types(file=file) if t not in self.config.trusted_types]
-            if untrusted:
-                raise HandlerLoadError(
-                    f"handler 'sklearn': {file.name} contains types skops does not trust: {', '.join(untrusted)}; "
-                    "list them under config.trusted_types if you trust this file"
-                )
+            # model_file() has refused a file holding types that neither skops nor config.trusted_types trust
             return skops.io.load(file, trusted=self.config.trusted_types or None)
         assert self.config.allow_pickle and file.suffix in PICKLE_SUFFIXES, "model_file() lets no other file through"
         import joblib
