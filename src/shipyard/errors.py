@@ -61,10 +61,21 @@ class BadRequest(ShipyardError):
 class PayloadTooLarge(ShipyardError):
     status_code = 413
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, decompressed: bool = False) -> None:
+        what = "decompresses to more than" if decompressed else f"of {size} bytes is over"
         super().__init__(
-            f"request body of {size} bytes is over this API's max_body_size of {limit} bytes; "
+            f"request body {what} this API's max_body_size of {limit} bytes; "
             "send a smaller body or raise max_body_size in shipyard.yaml"
+        )
+
+
+class UnsupportedEncoding(ShipyardError):
+    status_code = 415
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__(
+            f"content encoding {encoding!r} is not supported; send the body as it is, or compressed with gzip "
+            "or deflate"
         )
 
 

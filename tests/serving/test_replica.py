@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import concurrent.futures
+import gzip
 import signal
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -72,12 +74,31 @@ def test_client_errors_name_their_cause(serve: Serve) -> None:
         ),
         (client.get("/nowhere"), 404, "NotFound"),
         (client.get("/predict"), 405, "MethodNotAllowed"),
+        (client.post("/predict", content=b'{"x": 1}', headers=_encoded("gzip")), 400, "BadRequest"),  # not gzip
+        (
+            client.post("/predict", content=gzip.compress(b"[" + b"0," * 2000 + b"0]"), headers=_encoded("gzip")),
+            413,
+            "PayloadTooLarge",
+        ),
+        (client.post("/predict", content=b'{"x": 1}', headers=_encoded("br")), 415, "UnsupportedEncoding"),
     ]
     for response, status, kind in cases:
         assert response.status_code == status, response.text
         assert response.json()["error"]["type"] == kind
         assert response.json()["error"]["message"]
         assert response.json()["error"]["request_id"] == response.headers["x-request-id"]
+
+
+def _encoded(encoding: str) -> dict[str, str]:
+    return {"content-type": "application/json", "content-encoding": encoding}
+
+
+def test_gzip_and_deflate_bodies(serve: Serve) -> None:
+    client = serve(ECHO).client
+    for encoding, compress in (("gzip", gzip.compress), ("deflate", zlib.compress)):
+        response = client.post("/predict", content=compress(b'{"x": 3}'), headers=_encoded(encoding))
+        assert response.status_code == 200, response.text
+        assert response.json() == {"echo": {"x": 3}}
 
 
 def test_schema_violations_name_each_field(serve: Serve) -> None:

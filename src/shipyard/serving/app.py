@@ -55,6 +55,7 @@ class Request:
     content_type: str | None
     content_length: int | None
     params: dict[str, str]
+    content_encoding: str | None = None
 
     @property
     def headers(self) -> Headers:
@@ -335,7 +336,7 @@ _V2_TYPES = {"float": "FP64", "int": "INT64", "str": "BYTES", "bool": "BOOL"}
 
 
 def _request(scope: Scope, receive: Receive) -> Request:
-    request_id = content_type = None
+    request_id = content_type = content_encoding = None
     content_length = None
     for name, value in scope["headers"]:
         if name == b"content-type":
@@ -344,8 +345,16 @@ def _request(scope: Scope, receive: Receive) -> Request:
             content_length = int(value) if value.isdigit() else None
         elif name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
             request_id = value.decode("ascii")
+        elif name == b"content-encoding":
+            content_encoding = value.decode("latin-1")
     return Request(
-        scope, receive, request_id or f"{_ID_PREFIX}{next(_ID_COUNTER):08x}", content_type, content_length, {}
+        scope,
+        receive,
+        request_id or f"{_ID_PREFIX}{next(_ID_COUNTER):08x}",
+        content_type,
+        content_length,
+        {},
+        content_encoding,
     )
 
 
@@ -364,7 +373,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(size, limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return codec.decompress(body, request.content_encoding, limit) if request.content_encoding else body
 
 
 def _json(status: int, value: Any) -> Reply:
