@@ -198,3 +198,21 @@ class Rendezvous:
         except threading.BrokenBarrierError:
             raise BadRequest("fewer predictions ran at once than config.parties") from None
         return {"thread": threading.current_thread().name}
+
+
+class ExitInInit:
+    def __init__(self, config: dict[str, Any], model_path: str | None) -> None:
+        import sys
+
+        sys.exit("bye")
+
+    def predict(self, payload: Any) -> Any:
+        return payload
+
+
+class InterruptInInit:
+    def __init__(self, config: dict[str, Any], model_path: str | None) -> None:
+        raise KeyboardInterrupt
+
+    def predict(self, payload: Any) -> Any:
+        return payload

@@ -56,6 +56,8 @@ def _serve(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
             1,
             "BrokenInit.__init__ raised ValueError: cannot open weights.bin",
         ),
+        ("- name: e\n  handler: handlers.py:ExitInInit\n", 1, "ExitInInit.__init__ raised SystemExit: bye"),
+        ("- name: e\n  handler: handlers.py:InterruptInInit\n", 1, "InterruptInInit.__init__ raised KeyboardInterrupt"),
         (
             "- name: a\n  handler: handlers.py:Echo\n- name: b\n  handler: handlers.py:Echo\n",
             2,
@@ -68,6 +70,14 @@ def test_refusals(tmp_path: Path, spec: str, code: int, message: str) -> None:
     assert result.returncode == code, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_handler_file_that_exits_while_imported_is_one_line(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", "- name: e\n  handler: bye.py:Bye\n")
+    (project / "bye.py").write_text("import sys\n\nsys.exit(3)\n")
+    result = _serve(project)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["error: handler 'bye.py:Bye': importing bye.py failed: SystemExit: 3"]
 
 
 def test_unknown_api_name(tmp_path: Path) -> None:

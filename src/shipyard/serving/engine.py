@@ -32,7 +32,7 @@ from shipyard.registry.manifest import build_manifest
 from shipyard.serving import tensors
 from shipyard.serving.batcher import Batcher, BatchItem
 from shipyard.serving.dispatcher import Dispatcher
-from shipyard.serving.handler import BoundHandler, HandlerRef, construct
+from shipyard.serving.handler import BoundHandler, HandlerRef, construct, describe
 from shipyard.serving.metrics import ReplicaMetrics
 from shipyard.serving.schema import SchemaChecker
 from shipyard.spec.models import RealtimeAPI
@@ -128,9 +128,12 @@ class Engine:
             self._hash_model()
             self._handler = construct(self._class, self._ref, self.api.config, self.model.path, **options)
         except (HandlerLoadError, OSError) as exc:
-            self.load_error = exc.message if isinstance(exc, ShipyardError) else f"cannot read the model: {exc}"
+            self._fail(exc.message if isinstance(exc, ShipyardError) else f"cannot read the model: {exc}")
             self.load_exit_code = 2 if isinstance(exc, FeatureMismatch) else 1
-            self.state = State.failed
+            return
+        except BaseException as exc:  # a bug of ours: the replica must still say that it will never be ready
+            log.error("loading api %s failed inside Shipyard", self.api.name, exc_info=exc)
+            self._fail(f"loading api {self.api.name!r} failed inside Shipyard: {describe(exc)}; see the log")
             return
         if self._ref.is_builtin:
             features = getattr(self._handler.instance, "features", None)
@@ -143,6 +146,10 @@ class Engine:
         self.state = State.ready
         self.metrics.ready.set(1)
         log.info("api %s is ready (handler loaded in %.2fs)", self.api.name, time.monotonic() - started)
+
+    def _fail(self, message: str) -> None:
+        self.load_error = message
+        self.state = State.failed
 
     def _hash_model(self) -> None:
         """A project model's digest is computed here, not before the port opens: a large model must not keep

@@ -98,11 +98,9 @@ def _import_file(path: Path, ref: HandlerRef) -> Any:
     importlib.invalidate_caches()
     try:
         return importlib.import_module(module_name)
-    except Exception as exc:
+    except BaseException as exc:  # a module-level sys.exit() too: it must not end the process without a word
         log.debug("importing %s failed", path, exc_info=True)
-        raise HandlerLoadError(
-            f"handler {ref.text!r}: importing {path.name} failed: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise HandlerLoadError(f"handler {ref.text!r}: importing {path.name} failed: {describe(exc)}") from exc
 
 
 @dataclass(frozen=True)
@@ -134,13 +132,18 @@ def construct(
         instance = handler_class(config, model_path, **builtin_options)
     except HandlerLoadError:
         raise  # a built-in handler's own refusal already names the handler and the remedy
-    except Exception as exc:
+    except BaseException as exc:  # sys.exit() or KeyboardInterrupt too: the load thread must report them
         log.debug("handler %s failed to load", ref.text, exc_info=True)
-        message = getattr(exc, "message", None) or str(exc)
         raise HandlerLoadError(
-            f"handler {ref.text!r}: {handler_class.__name__}.__init__ raised {type(exc).__name__}: {message}"
+            f"handler {ref.text!r}: {handler_class.__name__}.__init__ raised {describe(exc)}"
         ) from exc
     return bind(instance)
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message`, or the type alone when there is no message (KeyboardInterrupt)."""
+    message = getattr(exc, "message", None) or str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def bind(instance: Any) -> BoundHandler:
