@@ -138,16 +138,18 @@ class Overloaded(ShipyardError):
 
 
 class ShuttingDown(ShipyardError):
-    """The replica stopped before the request finished: its grace period ran out."""
+    """The replica stopped before the request finished: its grace period ran out, or the stop was forced."""
 
     status_code = 503
 
-    def __init__(self, grace_period: float, retry_after: int = 1) -> None:
+    def __init__(self, grace_period: float, retry_after: int = 1, forced: bool = False) -> None:
         self.retry_after = retry_after
-        super().__init__(
-            f"the replica is shutting down and the request did not finish within its grace period of "
-            f"{grace_period:g}s; retry it (another replica will answer)"
+        why = (
+            "was stopped at once, before the request finished"
+            if forced
+            else f"is shutting down and the request did not finish within its grace period of {grace_period:g}s"
         )
+        super().__init__(f"the replica {why}; retry it (another replica will answer)")
 
 
 class NotReady(ShipyardError):

@@ -315,6 +315,27 @@ def test_the_grace_period_bounds_shutdown_and_cut_off_requests_get_503(serve: Se
     assert "CancelledError" not in server.output() and "Traceback" not in server.output()
 
 
+def test_a_second_ctrl_c_stops_at_once_without_a_traceback(serve: Serve) -> None:
+    server = serve("- name: slow\n  handler: handlers.py:Slow\n  grace_period: 60s\n")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(
+            httpx.post, server.url + "/predict", json={"sleep": 30}, headers={"x-request-id": "cut-2"}, timeout=60
+        )
+        _wait_until(lambda: 'shipyard_in_flight_requests{api="slow"} 1.0' in server.client.get("/metrics").text)
+        server.process.send_signal(signal.SIGINT)
+        _wait_until(lambda: "Waiting for connections to close" in server.output())
+        server.process.send_signal(signal.SIGINT)
+        assert server.process.wait(15) == 0  # neither the grace period nor the prediction is waited for
+        try:
+            response = slow.result()
+            assert response.status_code == 503 and "stopped at once" in response.json()["error"]["message"]
+        except httpx.TransportError:
+            pass  # the connection may close before the answer is written
+    output = server.output()
+    assert "request cut-2 was cut off: the stop was forced before it finished" in output
+    assert "Traceback" not in output and "CancelledError" not in output and "grace period" not in output
+
+
 def test_metric_labels_stay_bounded_whatever_paths_are_scanned(serve: Serve) -> None:
     client = serve(ECHO).client
     for index in range(30):

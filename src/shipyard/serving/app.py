@@ -81,6 +81,8 @@ class ReplicaApp:
     def __init__(self, engine: Engine, on_load_failed: Callable[[], None] | None = None) -> None:
         self.engine = engine
         self._on_load_failed = on_load_failed
+        self.stop_forced = False
+        """Set when the user forced the stop (a second Ctrl-C): requests cut off were not out of time."""
         self._unknown_logged: dict[str, tuple[float, int]] = {}
         self._routes: dict[str, dict[str, Endpoint]] = {
             "/": {"POST": self.predict, "GET": self.describe},
@@ -120,10 +122,10 @@ class ReplicaApp:
             self.engine.metrics.observe(route, 499, time.perf_counter() - started)
             return
         except asyncio.CancelledError:
-            # uvicorn cancels the requests still running when the grace period ends: answer them, don't crash
+            # the requests still running when the grace period ends (or the stop is forced) are cancelled:
+            # answer them, don't crash
             _uncancel()
-            log.warning("request %s was cut off: it did not finish within the grace period", request.request_id)
-            reply = error_reply(ShuttingDown(self.engine.api.grace_period), request.request_id, _is_v2(scope))
+            reply = self._cut_off(request, _is_v2(scope))
         except Exception:
             log.exception("request %s failed inside Shipyard", request.request_id)
             error = ShipyardError("internal error; see the replica's log")
@@ -140,6 +142,14 @@ class ReplicaApp:
                 status,
                 elapsed * 1000,
             )
+
+    def _cut_off(self, request: Request, v2: bool) -> Reply:
+        if self.stop_forced:
+            log.warning("request %s was cut off: the stop was forced before it finished", request.request_id)
+        else:
+            log.warning("request %s was cut off: it did not finish within the grace period", request.request_id)
+        error = ShuttingDown(self.engine.api.grace_period, forced=self.stop_forced)
+        return error_reply(error, request.request_id, v2)
 
     def _resolve(self, path: str) -> tuple[str, dict[str, Endpoint], dict[str, str]]:
         """The route template, its endpoints by method, and the path parameters."""
@@ -173,7 +183,12 @@ class ReplicaApp:
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
-            message = await receive()
+            try:
+                message = await receive()
+            except asyncio.CancelledError:
+                # a forced stop skips the shutdown message: uvicorn's loop cancels this task when it ends
+                await self.engine.close()
+                return
             if message["type"] == "lifespan.startup":
                 await self.engine.start()
                 self._load_in_background(asyncio.get_running_loop())
