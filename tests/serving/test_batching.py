@@ -58,7 +58,10 @@ def test_a_result_list_of_the_wrong_length_is_500_with_a_log_line(serve: Serve) 
     responses = _fire(server, [{"i": i} for i in range(3)])
     assert [r.status_code for r in responses] == [500] * 3
     server.stop()
-    assert "predict_batch returned 2 results for a batch of 3 requests" in server.output()
+    ids = ",".join(sorted(r.headers["x-request-id"] for r in responses))
+    (line,) = [line for line in server.output().splitlines() if "predict_batch returned 2 results" in line]
+    assert "for a batch of 3 requests (" in line
+    assert ",".join(sorted(line.split("requests (")[1].split(")")[0].split(","))) == ids
 
 
 def test_without_predict_batch_each_item_is_predicted_alone(serve: Serve) -> None:

@@ -14,10 +14,12 @@ import functools
 import gc
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+import numpy as np
 
 from shipyard.errors import (
     FeatureMismatch,
@@ -329,13 +331,21 @@ class Engine:
 
 
 def _batch_results(results: Any, ids: list[str]) -> list[Any]:
-    if not isinstance(results, list | tuple):
-        log.error(
-            "predict_batch returned a %s for requests %s; it must return a list", type(results).__name__, ",".join(ids)
-        )
-        return [PredictionFailed("predict_batch did not return a list")] * len(ids)
+    if not isinstance(results, list):
+        if isinstance(results, np.ndarray) and results.ndim > 0:
+            results = list(results)  # one row (or scalar) per payload
+        elif isinstance(results, Sequence) and not isinstance(results, str | bytes | bytearray):
+            results = list(results)
+        else:
+            log.error(
+                "predict_batch returned a %s for requests %s; it must return a list (or a sequence) with one result "
+                "per payload",
+                type(results).__name__,
+                ",".join(ids),
+            )
+            return [PredictionFailed("predict_batch did not return a list")] * len(ids)
     if len(results) != len(ids):
-        return list(results)  # the batcher reports the mismatch and fails the whole batch
+        return results  # type: ignore[no-any-return] # the batcher reports the mismatch and fails the whole batch
     return [_as_error(r, [i]) if isinstance(r, BaseException) else r for r, i in zip(results, ids, strict=True)]
 
 
