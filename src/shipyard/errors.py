@@ -47,11 +47,14 @@ class FeatureMismatch(HandlerLoadError):
 class PathOutsideProject(ShipyardError):
     status_code = 400
 
-    def __init__(self, what: str, path: str, project: str) -> None:
-        super().__init__(
-            f"{what} {path!r} is outside the project directory {project!r}; "
-            "move it inside the project or use a registry reference (models:/NAME@ALIAS)"
-        )
+    def __init__(
+        self,
+        what: str,
+        path: str,
+        project: str,
+        remedy: str = "move it inside the project or use a registry reference (models:/NAME@ALIAS)",
+    ) -> None:
+        super().__init__(f"{what} {path!r} is outside the project directory {project!r}; {remedy}")
 
 
 class BadRequest(ShipyardError):

@@ -80,6 +80,16 @@ def test_a_handler_file_that_exits_while_imported_is_one_line(tmp_path: Path) ->
     assert result.stderr.splitlines() == ["error: handler 'bye.py:Bye': importing bye.py failed: SystemExit: 3"]
 
 
+def test_a_project_without_a_realtime_api_says_how_batch_apis_run(tmp_path: Path) -> None:
+    result = _serve(make_project(tmp_path / "p", "- name: b\n  kind: BatchAPI\n  handler: handlers.py:Echo\n"))
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.endswith(
+        "shipyard.yaml: has no RealtimeAPI to serve; BatchAPIs (b) run as jobs: shipyard jobs submit NAME "
+        "--input ... --output ..."
+    )
+
+
 def test_unknown_api_name(tmp_path: Path) -> None:
     result = _serve(make_project(tmp_path / "p", "- name: a\n  handler: handlers.py:Echo\n"), "--api", "b")
     assert result.returncode == 2

@@ -69,8 +69,12 @@ def test_handler_outside_the_project_is_refused(tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir()
     (tmp_path / "evil.py").write_text("class M:\n    def predict(self, x): ...\n")
-    with pytest.raises(PathOutsideProject, match="outside the project directory"):
+    with pytest.raises(PathOutsideProject) as caught:
         import_handler_class(HandlerRef("../evil.py:M", project))
+    assert caught.value.message == (
+        f"handler file '../evil.py' is outside the project directory {str(project)!r}; move the file into the "
+        "project and name it relative to shipyard.yaml (handler: handler.py:Class)"
+    )
 
 
 def test_init_that_raises_carries_the_exception(tmp_path: Path) -> None:

@@ -111,6 +111,10 @@ def test_schema_violations_name_each_field(serve: Serve) -> None:
         "[0].color": 'unknown category "blue"; expected one of ["red","green"]',
         "[1].x": "required field is missing",
     }
+    wrapped = client.post("/predict", json={"instances": [{"x": 1}, {"x": 11}]})  # KServe v1, as sklearn takes it
+    assert wrapped.status_code == 422
+    assert wrapped.json()["error"]["fields"] == {"[1].x": "must be <= 10, got 11"}
+    assert client.post("/predict", json={"instances": [{"x": 1}]}).status_code == 200
 
 
 def test_text_and_bytes_payloads(serve: Serve) -> None:

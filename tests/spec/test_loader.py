@@ -219,6 +219,18 @@ def test_missing_project(tmp_path: Path) -> None:
             "(line 3)",
         ),
         (
+            "- name: x\n  handler: sklearn\n  schema: {fields: {}}\n",
+            "shipyard.yaml: x.schema.fields: must name at least one field, as `name: {type: float}` (line 3)",
+        ),
+        (
+            "- name: x\n  handler: sklearn\n  schema: {fields: {age: {type: int, min: .nan}}}\n",
+            "shipyard.yaml: x.schema.fields.age.min: must be a finite number, got nan (line 3)",
+        ),
+        (
+            "- name: x\n  handler: sklearn\n  schema: {fields: {age: {type: int, max: -.inf}}}\n",
+            "shipyard.yaml: x.schema.fields.age.max: must be a finite number, got -inf (line 3)",
+        ),
+        (
             "- name: x\n  handler: sklearn\n  content_types: []\n",
             "shipyard.yaml: x.content_types: must list at least one media type such as application/json "
             "(or leave it out) (line 3)",

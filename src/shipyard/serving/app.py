@@ -230,9 +230,12 @@ class ReplicaApp:
         return (request.headers if engine.wants_headers else None, request.query if engine.wants_query else None)
 
     def _check_schema(self, payload: Any, request_id: str) -> None:
-        if self.engine.schema is None:
+        checker = self.engine.schema
+        if checker is None:
             return
-        report = self.engine.schema.check(payload)
+        if isinstance(payload, dict) and "instances" in payload and "instances" not in checker.schema.fields:
+            payload = payload["instances"]  # KServe v1 `{"instances": [...]}`, unwrapped as the built-ins do
+        report = checker.check(payload)
         for field in report.unknown_categories:
             self.engine.metrics.unknown_category(field)
             self._log_unknown_category(field, request_id)

@@ -44,7 +44,12 @@ class HandlerRef:
         relative = self.text.split(":", 1)[0]
         path = (self.project_dir / relative).resolve()
         if not path.is_relative_to(self.project_dir.resolve()):
-            raise PathOutsideProject("handler file", relative, str(self.project_dir))
+            raise PathOutsideProject(
+                "handler file",
+                relative,
+                str(self.project_dir),
+                "move the file into the project and name it relative to shipyard.yaml (handler: handler.py:Class)",
+            )
         return path
 
 

@@ -44,6 +44,10 @@ class ServeOptions:
 def pick_api(project: Project, name: str | None) -> RealtimeAPI:
     realtime = [api for api in project.apis if isinstance(api, RealtimeAPI)]
     names = ", ".join(api.name for api in realtime) or "none"
+    if not realtime:
+        batch = ", ".join(api.name for api in project.apis if isinstance(api, BatchAPI))
+        jobs = f"; BatchAPIs ({batch}) run as jobs: shipyard jobs submit NAME --input ... --output ..." if batch else ""
+        raise ConfigError([f"{display_path(Path(project.source))}: has no RealtimeAPI to serve{jobs}"])
     if name is None:
         if len(realtime) != 1:
             raise ConfigError(

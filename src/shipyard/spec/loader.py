@@ -200,6 +200,8 @@ def _message(error: ErrorDetails, allowed: list[str]) -> str:
         return str(ctx.get("error", error["msg"]))
     if kind in _FRACTIONAL:
         return f"must be a whole number, got {_show(value)}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {_show(value)}"
     if kind.endswith(("_type", "_parsing")):
         expected = kind.rsplit("_", 1)[0]
         expected = _TYPE_WORDS.get(expected, expected)
