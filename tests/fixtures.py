@@ -183,3 +183,36 @@ class AsyncBatch:
 
         await asyncio.sleep(0.05)
         return [{"batch_size": len(payloads), "payload": p} for p in payloads]
+
+
+class Rendezvous:
+    """Each prediction waits until config.parties predictions run at once (a barrier), then names its thread:
+    it proves from inside that that many ran side by side."""
+
+    def __init__(self, config: dict[str, Any], model_path: str | None) -> None:
+        self.barrier = threading.Barrier(int(config["parties"]), timeout=float(config.get("timeout", 10)))
+
+    def predict(self, payload: Any) -> Any:
+        try:
+            self.barrier.wait()
+        except threading.BrokenBarrierError:
+            raise BadRequest("fewer predictions ran at once than config.parties") from None
+        return {"thread": threading.current_thread().name}
+
+
+class ExitInInit:
+    def __init__(self, config: dict[str, Any], model_path: str | None) -> None:
+        import sys
+
+        sys.exit("bye")
+
+    def predict(self, payload: Any) -> Any:
+        return payload
+
+
+class InterruptInInit:
+    def __init__(self, config: dict[str, Any], model_path: str | None) -> None:
+        raise KeyboardInterrupt
+
+    def predict(self, payload: Any) -> Any:
+        return payload

@@ -40,14 +40,21 @@ class HandlerLoadError(ShipyardError):
     status_code = 500
 
 
+class FeatureMismatch(HandlerLoadError):
+    """The model and shipyard.yaml disagree on the features: a spec problem (exit code 2), found while loading."""
+
+
 class PathOutsideProject(ShipyardError):
     status_code = 400
 
-    def __init__(self, what: str, path: str, project: str) -> None:
-        super().__init__(
-            f"{what} {path!r} is outside the project directory {project!r}; "
-            "move it inside the project or use a registry reference (models:/NAME@ALIAS)"
-        )
+    def __init__(
+        self,
+        what: str,
+        path: str,
+        project: str,
+        remedy: str = "move it inside the project or use a registry reference (models:/NAME@ALIAS)",
+    ) -> None:
+        super().__init__(f"{what} {path!r} is outside the project directory {project!r}; {remedy}")
 
 
 class BadRequest(ShipyardError):
@@ -57,10 +64,21 @@ class BadRequest(ShipyardError):
 class PayloadTooLarge(ShipyardError):
     status_code = 413
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, decompressed: bool = False) -> None:
+        what = "decompresses to more than" if decompressed else f"of {size} bytes is over"
         super().__init__(
-            f"request body of {size} bytes is over this API's max_body_size of {limit} bytes; "
+            f"request body {what} this API's max_body_size of {limit} bytes; "
             "send a smaller body or raise max_body_size in shipyard.yaml"
+        )
+
+
+class UnsupportedEncoding(ShipyardError):
+    status_code = 415
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__(
+            f"content encoding {encoding!r} is not supported; send the body as it is, or compressed with gzip "
+            "or deflate"
         )
 
 
@@ -123,16 +141,18 @@ class Overloaded(ShipyardError):
 
 
 class ShuttingDown(ShipyardError):
-    """The replica stopped before the request finished: its grace period ran out."""
+    """The replica stopped before the request finished: its grace period ran out, or the stop was forced."""
 
     status_code = 503
 
-    def __init__(self, grace_period: float, retry_after: int = 1) -> None:
+    def __init__(self, grace_period: float, retry_after: int = 1, forced: bool = False) -> None:
         self.retry_after = retry_after
-        super().__init__(
-            f"the replica is shutting down and the request did not finish within its grace period of "
-            f"{grace_period:g}s; retry it (another replica will answer)"
+        why = (
+            "was stopped at once, before the request finished"
+            if forced
+            else f"is shutting down and the request did not finish within its grace period of {grace_period:g}s"
         )
+        super().__init__(f"the replica {why}; retry it (another replica will answer)")
 
 
 class NotReady(ShipyardError):

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serving.conftest import iris_models, make_project, run_cli
+from tests.serving.conftest import custom_step_model, iris_models, make_project, project_with_a_custom_step, run_cli
 from tests.support import free_port
 
-__all__ = ["iris_models"]  # the session fixture, shared with tests/serving
+__all__ = ["custom_step_model", "iris_models"]  # session fixtures, shared with tests/serving
 
 
 def _serve(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -56,6 +56,8 @@ def _serve(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
             1,
             "BrokenInit.__init__ raised ValueError: cannot open weights.bin",
         ),
+        ("- name: e\n  handler: handlers.py:ExitInInit\n", 1, "ExitInInit.__init__ raised SystemExit: bye"),
+        ("- name: e\n  handler: handlers.py:InterruptInInit\n", 1, "InterruptInInit.__init__ raised KeyboardInterrupt"),
         (
             "- name: a\n  handler: handlers.py:Echo\n- name: b\n  handler: handlers.py:Echo\n",
             2,
@@ -68,6 +70,24 @@ def test_refusals(tmp_path: Path, spec: str, code: int, message: str) -> None:
     assert result.returncode == code, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_handler_file_that_exits_while_imported_is_one_line(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", "- name: e\n  handler: bye.py:Bye\n")
+    (project / "bye.py").write_text("import sys\n\nsys.exit(3)\n")
+    result = _serve(project)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["error: handler 'bye.py:Bye': importing bye.py failed: SystemExit: 3"]
+
+
+def test_a_project_without_a_realtime_api_says_how_batch_apis_run(tmp_path: Path) -> None:
+    result = _serve(make_project(tmp_path / "p", "- name: b\n  kind: BatchAPI\n  handler: handlers.py:Echo\n"))
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.endswith(
+        "shipyard.yaml: has no RealtimeAPI to serve; BatchAPIs (b) run as jobs: shipyard jobs submit NAME "
+        "--input ... --output ..."
+    )
 
 
 def test_unknown_api_name(tmp_path: Path) -> None:
@@ -188,3 +208,33 @@ def test_port_0_logs_the_port_it_bound(tmp_path: Path) -> None:
         process.wait(30)
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_a_schema_that_names_other_features_than_the_estimator_is_exit_2(tmp_path: Path) -> None:
+    import numpy as np
+    import skops.io
+    from sklearn.linear_model import LogisticRegression
+
+    estimator = LogisticRegression().fit(np.array([[0.0, 1.0], [1.0, 0.0]]), [0, 1])
+    estimator.feature_names_in_ = np.array(["height", "width"], dtype=object)  # as fitting on a DataFrame does
+    project = make_project(
+        tmp_path / "p",
+        "- name: m\n  handler: sklearn\n  model: model.skops\n"
+        "  schema: {fields: {height: {type: float}, widht: {type: float}}}\n",
+    )
+    skops.io.dump(estimator, project / "model.skops")
+    result = _serve(project)
+    assert result.returncode == 2, result.stderr
+    assert "differ (missing width; not features of the estimator: widht)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_skops_file_with_untrusted_types_is_refused_before_serving(tmp_path: Path, custom_step_model: Path) -> None:
+    project = project_with_a_custom_step(tmp_path / "p", custom_step_model, "{}")
+    result = run_cli("validate", str(project))  # serve runs the same check before it binds
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ") and line.endswith(
+        "shipyard.yaml: p.model: model.skops contains types skops does not trust: mytf.Double; list them "
+        "under config.trusted_types if you trust this file"
+    )

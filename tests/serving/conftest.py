@@ -59,6 +59,46 @@ def iris_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+CUSTOM_STEP = """
+from sklearn.base import BaseEstimator, TransformerMixin
+
+
+class Double(TransformerMixin, BaseEstimator):
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return X * 2
+"""
+DUMP_PIPELINE = """
+import skops.io
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from mytf import Double
+
+data = load_iris()
+pipeline = make_pipeline(Double(), LogisticRegression(max_iter=500)).fit(data.data, data.target_names[data.target])
+skops.io.dump(pipeline, "model.skops")
+"""
+
+
+@pytest.fixture(scope="session")
+def custom_step_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Made once per session: `mytf.py` and `model.skops`, a pipeline with a step of that module."""
+    folder = tmp_path_factory.mktemp("custom-step")
+    (folder / "mytf.py").write_text(CUSTOM_STEP)
+    subprocess.run([sys.executable, "-c", DUMP_PIPELINE], cwd=folder, check=True)
+    return folder
+
+
+def project_with_a_custom_step(folder: Path, model: Path, config: str) -> Path:
+    """A project holding `custom_step_model`'s files, served by the sklearn built-in with `config`."""
+    shutil.copytree(model, folder)
+    (folder / "shipyard.yaml").write_text(f"- name: p\n  handler: sklearn\n  model: model.skops\n  config: {config}\n")
+    return folder
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[bytes]

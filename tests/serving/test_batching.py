@@ -58,7 +58,10 @@ def test_a_result_list_of_the_wrong_length_is_500_with_a_log_line(serve: Serve) 
     responses = _fire(server, [{"i": i} for i in range(3)])
     assert [r.status_code for r in responses] == [500] * 3
     server.stop()
-    assert "predict_batch returned 2 results for a batch of 3 requests" in server.output()
+    ids = ",".join(sorted(r.headers["x-request-id"] for r in responses))
+    (line,) = [line for line in server.output().splitlines() if "predict_batch returned 2 results" in line]
+    assert "for a batch of 3 requests (" in line
+    assert ",".join(sorted(line.split("requests (")[1].split(")")[0].split(","))) == ids
 
 
 def test_without_predict_batch_each_item_is_predicted_alone(serve: Serve) -> None:
@@ -111,13 +114,13 @@ def test_a_malformed_row_fails_only_its_own_request_in_a_batch(
       batching: {{max_batch_size: 8, max_wait_ms: 300}}
     """
     server = serve(spec, models=iris_models)
-    good, short = [5.1, 3.5, 1.4, 0.2], [5.1, 3.5]
-    responses = _fire(server, [good, short, good, [good, short], good])
+    good, short, dict_valued = [5.1, 3.5, 1.4, 0.2], [5.1, 3.5], [[{"a": 1}, 1, 2, 3]]
+    responses = _fire(server, [good, short, good, [good, short], dict_valued, good])
     by_body = {}
     for response in responses:
         by_body.setdefault(response.request.content, []).append(response)
     assert all(r.status_code == 200 and len(r.json()["prediction"]) == 3 for r in by_body[b"[5.1,3.5,1.4,0.2]"])
-    for bad in (b"[5.1,3.5]", b"[[5.1,3.5,1.4,0.2],[5.1,3.5]]"):
+    for bad in (b"[5.1,3.5]", b"[[5.1,3.5,1.4,0.2],[5.1,3.5]]", b'[[{"a":1},1,2,3]]'):
         (response,) = by_body[bad]
         assert response.status_code == 400, response.text
         assert "inhomogeneous" not in response.text

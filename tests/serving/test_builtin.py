@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -10,8 +11,9 @@ import pytest
 import skops.io
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
+from tests.serving.conftest import project_with_a_custom_step
 
-from shipyard.errors import BadRequest, HandlerLoadError
+from shipyard.errors import BadRequest, FeatureMismatch, HandlerLoadError
 from shipyard.serving.builtin.onnx import OnnxHandler
 from shipyard.serving.builtin.sklearn import SklearnHandler
 
@@ -82,6 +84,44 @@ def test_a_value_the_estimator_rejects_fails_only_its_own_payload(skops_dir: Pat
     results = handler.predict_batch([SETOSA, [1.0, 2.0, 3.0, "wide"], VIRGINICA])
     assert results[0] == {"prediction": "setosa"} and results[2] == {"prediction": "virginica"}
     assert isinstance(results[1], BadRequest) and "the model rejected the input" in results[1].message
+
+
+def test_a_dict_valued_feature_is_a_client_error_alone_and_in_a_batch(skops_dir: Path, tmp_path: Path) -> None:
+    dict_valued = [[{"a": 1}, 1.0, 2.0, 3.0]]
+    sklearn = SklearnHandler({}, str(skops_dir), feature_names=FEATURES)
+    with pytest.raises(BadRequest, match="the model rejected the input"):
+        sklearn.predict(dict_valued)
+    with pytest.raises(BadRequest, match="the model rejected the input"):
+        sklearn.predict(dict(zip(FEATURES, [{"a": 1}, 1.0, 2.0, 3.0], strict=True)))
+    results = sklearn.predict_batch([SETOSA, dict_valued, [VIRGINICA]])
+    assert results[0] == {"prediction": "setosa"} and results[2] == {"predictions": ["virginica"]}
+    assert isinstance(results[1], BadRequest) and "the model rejected the input" in results[1].message
+    onnx = _onnx_handler(tmp_path, sklearn.estimator)
+    with pytest.raises(BadRequest, match="the ONNX model rejected the input"):
+        onnx.predict(dict_valued)  # onnx has no predict_batch: a batch is predicted payload by payload
+
+
+def test_anything_a_lone_payload_raises_stays_its_own_in_a_batch(skops_dir: Path) -> None:
+    sklearn = SklearnHandler({}, str(skops_dir), feature_names=FEATURES)
+    original = sklearn._call
+
+    def picky(matrix: np.ndarray) -> np.ndarray:
+        if (matrix == 9.0).any():
+            raise KeyError("a custom step chokes on 9")
+        return original(matrix)  # type: ignore[no-any-return]
+
+    sklearn._call = picky  # type: ignore[method-assign]
+    results = sklearn.predict_batch([SETOSA, [9.0, 9.0, 9.0, 9.0], VIRGINICA])
+    assert results[0] == {"prediction": "setosa"} and results[2] == {"prediction": "virginica"}
+    assert isinstance(results[1], KeyError)  # the engine logs it and answers that request alone with 500
+
+
+def _onnx_handler(folder: Path, estimator: Any) -> OnnxHandler:
+    from skl2onnx import to_onnx
+
+    graph = to_onnx(estimator, np.zeros((1, 4), dtype=np.float32), options={"zipmap": False})
+    (folder / "model.onnx").write_bytes(graph.SerializeToString())
+    return OnnxHandler({"outputs": ["label"]}, str(folder), feature_names=FEATURES)
 
 
 def test_feature_columns_from_the_v2_protocol(skops_dir: Path) -> None:
@@ -196,3 +236,80 @@ def test_tensor_metadata_of_the_sklearn_handler(skops_dir: Path) -> None:
     proba = SklearnHandler({"method": "predict_proba"}, str(skops_dir))
     assert proba.tensor_outputs() == [{"name": "predictions", "datatype": "FP64", "shape": [-1, 3]}]
     assert proba.tensor_inputs() == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
+
+
+@pytest.fixture(scope="module")
+def named_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LogisticRegression, list[str]]:
+    """An estimator fitted with feature names in another order than the schema's (as fitting on a DataFrame
+    whose columns are in that order records them)."""
+    data = load_iris()
+    order = [3, 0, 2, 1]
+    estimator = LogisticRegression(max_iter=500).fit(data.data[:, order], data.target_names[data.target])
+    names = [FEATURES[i] for i in order]
+    estimator.feature_names_in_ = np.array(names, dtype=object)
+    folder = tmp_path_factory.mktemp("named")
+    skops.io.dump(estimator, folder / "model.skops")
+    return folder, estimator, names
+
+
+def test_records_go_to_an_estimator_with_feature_names_by_name(
+    named_model: tuple[Path, LogisticRegression, list[str]],
+) -> None:
+    folder, estimator, names = named_model
+    handler = SklearnHandler({}, str(folder), feature_names=FEATURES)  # the schema lists them in another order
+    data = load_iris()
+    records = [dict(zip(FEATURES, row.tolist(), strict=True)) for row in data.data]
+    answered = handler.predict(records)["predictions"]  # pytest turns sklearn's feature-name warning into an error
+    assert answered == estimator.predict(data.data[:, [FEATURES.index(n) for n in names]]).tolist()
+    assert handler.features == names  # rows and tensors are read in the estimator's order
+
+
+@pytest.mark.parametrize(
+    ("config", "schema", "problem"),
+    [
+        ({}, [*FEATURES[:3], "petal_wdth"], "the schema's fields differ (missing petal_width; not features of "),
+        ({"features": FEATURES[:3]}, None, "config.features differ (missing petal_width)"),
+    ],
+)
+def test_names_the_estimator_was_not_fitted_with_are_refused(
+    named_model: tuple[Path, LogisticRegression, list[str]],
+    config: dict[str, Any],
+    schema: list[str] | None,
+    problem: str,
+) -> None:
+    with pytest.raises(FeatureMismatch) as raised:
+        SklearnHandler(config, str(named_model[0]), feature_names=schema)
+    assert problem in raised.value.message
+    assert "fitted with the features petal_width, sepal_length, petal_length, sepal_width" in raised.value.message
+
+
+def test_types_of_the_project_load_once_trusted(
+    tmp_path: Path, custom_step_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from shipyard.serving.engine import State
+    from shipyard.serving.replica import build_engine
+    from shipyard.spec import RealtimeAPI, load
+
+    project_dir = project_with_a_custom_step(tmp_path / "p", custom_step_model, "{trusted_types: [mytf.Double]}")
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the engine puts the project first; undo it after
+    try:
+        project = load(project_dir)
+        api = project.apis[0]
+        assert isinstance(api, RealtimeAPI)
+        engine = build_engine(project, api)
+        engine.load()  # from another working directory: mytf imports because the project is on sys.path
+        assert engine.state is State.ready, engine.load_error
+    finally:
+        sys.modules.pop("mytf", None)
+
+
+def test_a_damaged_skops_archive_is_one_line_before_loading(tmp_path: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "model.skops", "w") as archive:
+        archive.writestr("weights.npy", b"not a skops model")
+    (problem,) = SklearnHandler.check({}, str(tmp_path))
+    assert problem.startswith("model: model.skops cannot be read as a skops file (")
+    assert problem.endswith("); save it again with skops.io.dump")

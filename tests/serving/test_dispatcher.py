@@ -77,3 +77,45 @@ def test_a_cancelled_caller_is_skipped_if_it_has_not_started() -> None:
 
     asyncio.run(scenario())
     assert ran == ["kept"]
+
+
+def test_idle_workers_take_waiting_calls_rather_than_one_worker_running_them_in_turn() -> None:
+    """Each call waits for all of them to be running at once: a worker that took a sibling's call along with
+    its own would leave the barrier one short and break it."""
+    workers = 4
+    barrier = threading.Barrier(workers, timeout=10)
+
+    def meet() -> str:
+        barrier.wait()
+        return threading.current_thread().name
+
+    async def scenario() -> None:
+        dispatcher = await _with_dispatcher(workers)
+        for _ in range(10):  # each round starts with every worker idle
+            names = await asyncio.gather(*(dispatcher.submit(meet) for _ in range(workers)))
+            assert len(set(names)) == workers
+        dispatcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_running_counts_calls_being_run_not_calls_taken_along() -> None:
+    gate = threading.Event()
+    started = threading.Semaphore(0)
+
+    def block() -> None:
+        started.release()
+        gate.wait(10)
+
+    async def scenario() -> tuple[int, int]:
+        dispatcher = await _with_dispatcher(1)
+        futures = [dispatcher.submit(block) for _ in range(3)]  # queued before the worker wakes
+        await asyncio.to_thread(started.acquire)
+        running = dispatcher.running
+        gate.set()
+        await asyncio.gather(*futures)
+        settled = dispatcher.running
+        dispatcher.close()
+        return running, settled
+
+    assert asyncio.run(scenario()) == (1, 0)

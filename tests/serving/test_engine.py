@@ -43,3 +43,19 @@ def test_the_grace_period_is_not_rounded(tmp_path: Path) -> None:
     assert isinstance(api, RealtimeAPI)
     config = server_config(ReplicaApp(build_engine(project, api)), api, "info")
     assert config.timeout_graceful_shutdown == 0.5
+
+
+def test_predict_batch_may_return_any_sequence_of_one_result_per_payload() -> None:
+    import numpy as np
+
+    from shipyard.errors import PredictionFailed
+    from shipyard.serving.engine import _batch_results
+
+    ids = ["r1", "r2"]
+    assert _batch_results(("a", "b"), ids) == ["a", "b"]
+    rows = _batch_results(np.array([[1, 2], [3, 4]]), ids)
+    assert [row.tolist() for row in rows] == [[1, 2], [3, 4]]
+    assert [float(x) for x in _batch_results(np.array([0.5, 0.25]), ids)] == [0.5, 0.25]
+    for not_a_sequence in ("ab", np.float64(1.0), {"a": 1, "b": 2}):
+        failed = _batch_results(not_a_sequence, ids)
+        assert len(failed) == 2 and all(isinstance(result, PredictionFailed) for result in failed)

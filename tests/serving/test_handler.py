@@ -52,6 +52,7 @@ def test_sibling_modules_import(tmp_path: Path) -> None:
         ),
         ("handler.py:Model", "class Model:\n    pass\n", "needs a predict or predict_batch method"),
         ("handler.py:Model", "def broken(:\n", "importing handler.py failed: SyntaxError"),
+        ("handler.py:Model", "import sys\nsys.exit(3)\n", "importing handler.py failed: SystemExit: 3"),
         (
             "handler.py:Model",
             "import not_a_module_anywhere\n",
@@ -68,8 +69,12 @@ def test_handler_outside_the_project_is_refused(tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir()
     (tmp_path / "evil.py").write_text("class M:\n    def predict(self, x): ...\n")
-    with pytest.raises(PathOutsideProject, match="outside the project directory"):
+    with pytest.raises(PathOutsideProject) as caught:
         import_handler_class(HandlerRef("../evil.py:M", project))
+    assert caught.value.message == (
+        f"handler file '../evil.py' is outside the project directory {str(project)!r}; move the file into the "
+        "project and name it relative to shipyard.yaml (handler: handler.py:Class)"
+    )
 
 
 def test_init_that_raises_carries_the_exception(tmp_path: Path) -> None:
@@ -112,3 +117,16 @@ def test_only_declared_keywords_are_passed() -> None:
 def test_predict_falls_back_to_a_batch_of_one() -> None:
     bound = bind(_OnlyBatch())
     assert bound.predict(5, {}, {}) == (5, ["headers", "query"])
+
+
+@pytest.mark.parametrize(
+    ("statement", "raised"), [("sys.exit('bye')", "SystemExit: bye"), ("raise KeyboardInterrupt", "KeyboardInterrupt")]
+)
+def test_init_that_exits_is_a_load_error_too(tmp_path: Path, statement: str, raised: str) -> None:
+    source = (
+        f"import sys\nclass M:\n    def __init__(self, c, p):\n        {statement}\n    def predict(self, x): ...\n"
+    )
+    ref = _ref(tmp_path, "handler.py:M", source)
+    with pytest.raises(HandlerLoadError) as caught:
+        construct(import_handler_class(ref), ref, {}, None)
+    assert caught.value.message == f"handler 'handler.py:M': M.__init__ raised {raised}"

@@ -54,6 +54,29 @@ def test_v2_several_inputs_and_named_outputs(serve: Serve) -> None:
     assert outputs["labels"] == {"name": "labels", "shape": [2], "datatype": "BYTES", "data": ["x", "y"]}
 
 
+def test_v2_inputs_cannot_slip_past_the_schema(serve: Serve) -> None:
+    spec = """
+    - name: tensors
+      handler: handlers.py:Tensors
+      schema: {fields: {a: {type: float, max: 10}, b: {type: float}}, extra_fields: reject}
+    """
+    client = serve(spec).client
+
+    def infer(**columns: list[float]) -> tuple[int, str]:
+        inputs = [{"name": n, "shape": [len(d)], "datatype": "FP64", "data": d} for n, d in columns.items()]
+        response = client.post("/v2/models/tensors/infer", json={"inputs": inputs})
+        return response.status_code, response.text
+
+    status, text = infer(a=[500], b=[1], x=[0])
+    assert status == 422 and "x: unknown input; the schema has the fields a, b" in text
+    status, text = infer(a=[500], b=[1])
+    assert status == 422 and "[0].a: must be <= 10, got 500.0" in text
+    status, text = infer(x=[1, 2, 3, 4])  # a custom handler gets no tensor of features: its fields are columns
+    assert status == 422 and "a: required field is missing" in text
+    status, text = infer(a=[5], b=[1])
+    assert status == 200 and '"data":[6.0]' in text
+
+
 def test_v2_bad_tensors_are_400(serve: Serve) -> None:
     client = serve("- name: tensors\n  handler: handlers.py:Tensors\n").client
     bad = {"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3]}]}
@@ -94,6 +117,9 @@ def test_v2_metadata_advertises_what_infer_accepts(serve: Serve, iris_models: Pa
     ]
     matrix = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": SETOSA}]}
     assert client.post("/v2/models/iris/infer", json=matrix).json()["outputs"][0]["data"] == ["setosa"]
+    nope = client.post("/v2/models/iris/infer", json={**matrix, "outputs": [{"name": "nope"}]})
+    assert nope.status_code == 400
+    assert nope.json() == {"error": "requested output 'nope' does not exist; this model's outputs are: predictions"}
     columns[1]["data"] = [-1, 3.0]
     refused = client.post("/v2/models/iris/infer", json={"inputs": columns})
     assert refused.status_code == 422
@@ -102,4 +128,17 @@ def test_v2_metadata_advertises_what_infer_accepts(serve: Serve, iris_models: Pa
     }
     short = client.post("/v2/models/iris/infer", json={"inputs": columns[:3]})
     assert short.status_code == 422
-    assert "[0].petal_width: required field is missing" in short.json()["error"]
+    assert "petal_width: required field is missing; send it as an input tensor of shape [n]" in short.json()["error"]
+    extra = {"name": "note", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]}
+    beside = client.post("/v2/models/iris/infer", json={"inputs": [*columns, extra]})  # extra_fields: allow
+    assert beside.status_code == 422 and "[0].sepal_width: must be >= 0" in beside.json()["error"]
+    columns[1]["data"] = [3.5, 3.0]
+    assert client.post("/v2/models/iris/infer", json={"inputs": [*columns, extra]}).status_code == 200
+    negative = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64", "data": [*SETOSA, 6.7, -3.0, 5.2, 2.3]}]}
+    refused = client.post("/v2/models/iris/infer", json=negative)
+    assert refused.status_code == 422
+    assert refused.json() == {
+        "error": "payload does not match the input schema: [1].sepal_width: must be >= 0, got -3.0"
+    }
+    narrow = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": SETOSA[:3]}]}
+    assert "send shape [n, 4], got [1, 3]" in client.post("/v2/models/iris/infer", json=narrow).json()["error"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import concurrent.futures
+import gzip
 import signal
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -72,12 +74,31 @@ def test_client_errors_name_their_cause(serve: Serve) -> None:
         ),
         (client.get("/nowhere"), 404, "NotFound"),
         (client.get("/predict"), 405, "MethodNotAllowed"),
+        (client.post("/predict", content=b'{"x": 1}', headers=_encoded("gzip")), 400, "BadRequest"),  # not gzip
+        (
+            client.post("/predict", content=gzip.compress(b"[" + b"0," * 2000 + b"0]"), headers=_encoded("gzip")),
+            413,
+            "PayloadTooLarge",
+        ),
+        (client.post("/predict", content=b'{"x": 1}', headers=_encoded("br")), 415, "UnsupportedEncoding"),
     ]
     for response, status, kind in cases:
         assert response.status_code == status, response.text
         assert response.json()["error"]["type"] == kind
         assert response.json()["error"]["message"]
         assert response.json()["error"]["request_id"] == response.headers["x-request-id"]
+
+
+def _encoded(encoding: str) -> dict[str, str]:
+    return {"content-type": "application/json", "content-encoding": encoding}
+
+
+def test_gzip_and_deflate_bodies(serve: Serve) -> None:
+    client = serve(ECHO).client
+    for encoding, compress in (("gzip", gzip.compress), ("deflate", zlib.compress)):
+        response = client.post("/predict", content=compress(b'{"x": 3}'), headers=_encoded(encoding))
+        assert response.status_code == 200, response.text
+        assert response.json() == {"echo": {"x": 3}}
 
 
 def test_schema_violations_name_each_field(serve: Serve) -> None:
@@ -90,6 +111,10 @@ def test_schema_violations_name_each_field(serve: Serve) -> None:
         "[0].color": 'unknown category "blue"; expected one of ["red","green"]',
         "[1].x": "required field is missing",
     }
+    wrapped = client.post("/predict", json={"instances": [{"x": 1}, {"x": 11}]})  # KServe v1, as sklearn takes it
+    assert wrapped.status_code == 422
+    assert wrapped.json()["error"]["fields"] == {"[1].x": "must be <= 10, got 11"}
+    assert client.post("/predict", json={"instances": [{"x": 1}]}).status_code == 200
 
 
 def test_text_and_bytes_payloads(serve: Serve) -> None:
@@ -178,6 +203,7 @@ def test_overload_is_503_at_once_while_the_server_stays_ready(serve: Serve) -> N
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         busy = [pool.submit(httpx.post, server.url + "/predict", json={}, timeout=10) for _ in range(2)]
         _wait_until(lambda: 'shipyard_in_flight_requests{api="slow"} 2.0' in server.client.get("/metrics").text)
+        assert 'shipyard_queue_length{api="slow"} 1.0' in server.client.get("/metrics").text  # 1 runs, 1 waits
         started = time.monotonic()
         rejected = server.client.post("/predict", json={})
         assert time.monotonic() - started < 0.5
@@ -187,6 +213,20 @@ def test_overload_is_503_at_once_while_the_server_stays_ready(serve: Serve) -> N
         assert server.client.get("/readyz").status_code == 200
         assert server.client.get("/healthz").status_code == 200
         assert [f.result().status_code for f in busy] == [200, 200]
+
+
+def test_max_concurrency_predictions_run_side_by_side(serve: Serve) -> None:
+    spec = """
+    - name: meet
+      handler: handlers.py:Rendezvous
+      config: {parties: 4}
+      concurrency: {max_concurrency: 4}
+    """
+    server = serve(spec)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: httpx.post(server.url + "/predict", json={}, timeout=30), range(4)))
+    assert [a.status_code for a in answers] == [200] * 4
+    assert len({a.json()["thread"] for a in answers}) == 4
 
 
 def test_health_answers_while_the_model_works(serve: Serve) -> None:
@@ -277,6 +317,27 @@ def test_the_grace_period_bounds_shutdown_and_cut_off_requests_get_503(serve: Se
     assert error["type"] == "ShuttingDown" and error["request_id"] == "cut-1"
     assert "grace period of 1.5s" in error["message"]
     assert "CancelledError" not in server.output() and "Traceback" not in server.output()
+
+
+def test_a_second_ctrl_c_stops_at_once_without_a_traceback(serve: Serve) -> None:
+    server = serve("- name: slow\n  handler: handlers.py:Slow\n  grace_period: 60s\n")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(
+            httpx.post, server.url + "/predict", json={"sleep": 30}, headers={"x-request-id": "cut-2"}, timeout=60
+        )
+        _wait_until(lambda: 'shipyard_in_flight_requests{api="slow"} 1.0' in server.client.get("/metrics").text)
+        server.process.send_signal(signal.SIGINT)
+        _wait_until(lambda: "Waiting for connections to close" in server.output())
+        server.process.send_signal(signal.SIGINT)
+        assert server.process.wait(15) == 0  # neither the grace period nor the prediction is waited for
+        try:
+            response = slow.result()
+            assert response.status_code == 503 and "stopped at once" in response.json()["error"]["message"]
+        except httpx.TransportError:
+            pass  # the connection may close before the answer is written
+    output = server.output()
+    assert "request cut-2 was cut off: the stop was forced before it finished" in output
+    assert "Traceback" not in output and "CancelledError" not in output and "grace period" not in output
 
 
 def test_metric_labels_stay_bounded_whatever_paths_are_scanned(serve: Serve) -> None:

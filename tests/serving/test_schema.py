@@ -82,3 +82,16 @@ def test_a_long_list_of_problems_says_how_many_were_left_out() -> None:
     assert caught.value.omitted == 5
     assert caught.value.message.endswith("; and 5 more problems not listed")
     assert caught.value.to_dict()["fields_omitted"] == 5
+
+
+def test_v2_inputs_must_include_the_required_fields_and_unknown_ones_follow_extra_fields() -> None:
+    _checker().check_inputs(["age", "city", "note"])  # extra_fields: allow
+    with pytest.raises(SchemaViolation) as caught:
+        _checker(extra_fields="reject").check_inputs(["age", "note"])
+    assert caught.value.fields == {
+        "city": "required field is missing; send it as an input tensor of shape [n]",
+        "note": "unknown input; the schema has the fields age, income, city, member",
+    }
+    optional = SchemaChecker(InputSchema.model_validate({"fields": {"a": {"type": "int", "required": False}}}))
+    with pytest.raises(SchemaViolation, match=r"\(inputs\): no input is named after a schema field"):
+        optional.check_inputs(["x"])

@@ -28,6 +28,10 @@ def test_triton_client_round_trip(serve: Serve) -> None:
         result = client.infer("tensors", [tensor], outputs=[wanted], request_id="r-1")
         np.testing.assert_array_equal(result.as_numpy("doubled"), data * 2)
         assert result.get_response()["id"] == "r-1"
+        for algorithm in ("gzip", "deflate"):
+            tensor.set_data_from_numpy(data)  # binary: the header length counts the body before compression
+            packed = client.infer("tensors", [tensor], request_compression_algorithm=algorithm)
+            np.testing.assert_array_equal(packed.as_numpy("output-0"), data * 2)
     finally:
         client.close()
 

@@ -219,6 +219,18 @@ def test_missing_project(tmp_path: Path) -> None:
             "(line 3)",
         ),
         (
+            "- name: x\n  handler: sklearn\n  schema: {fields: {}}\n",
+            "shipyard.yaml: x.schema.fields: must name at least one field, as `name: {type: float}` (line 3)",
+        ),
+        (
+            "- name: x\n  handler: sklearn\n  schema: {fields: {age: {type: int, min: .nan}}}\n",
+            "shipyard.yaml: x.schema.fields.age.min: must be a finite number, got nan (line 3)",
+        ),
+        (
+            "- name: x\n  handler: sklearn\n  schema: {fields: {age: {type: int, max: -.inf}}}\n",
+            "shipyard.yaml: x.schema.fields.age.max: must be a finite number, got -inf (line 3)",
+        ),
+        (
             "- name: x\n  handler: sklearn\n  content_types: []\n",
             "shipyard.yaml: x.content_types: must list at least one media type such as application/json "
             "(or leave it out) (line 3)",
@@ -269,3 +281,43 @@ def test_describe_errors_words_a_handler_config_like_the_spec() -> None:
         "config.method: must be an int, got 'x'",
         "config.metod: unknown key; allowed keys: method",
     ]
+
+
+def test_merge_keys_override_as_yaml_says_and_are_no_duplicates(tmp_path: Path) -> None:
+    (tmp_path / "shipyard.yaml").write_text(
+        textwrap.dedent(
+            """\
+            - name: a
+              handler: sklearn
+              concurrency: &c {max_concurrency: 2, max_queue_length: 7}
+            - name: b
+              handler: sklearn
+              concurrency: {<<: *c, max_concurrency: 4}
+            - name: c
+              handler: sklearn
+              concurrency:
+                max_concurrency: 5
+                <<: [*c]
+            """
+        )
+    )
+    a, b, c = load(tmp_path).apis
+    assert isinstance(a, RealtimeAPI) and isinstance(b, RealtimeAPI) and isinstance(c, RealtimeAPI)
+    assert (b.concurrency.max_concurrency, b.concurrency.max_queue_length) == (4, 7)
+    assert (c.concurrency.max_concurrency, c.concurrency.max_queue_length) == (5, 7)
+
+
+def test_a_key_twice_beside_a_merge_is_a_duplicate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    problems = _problems(
+        tmp_path,
+        """\
+        - name: a
+          handler: sklearn
+          concurrency: &c {max_concurrency: 2}
+        - name: b
+          handler: sklearn
+          concurrency: {<<: *c, max_queue_length: 1, max_queue_length: 2}
+        """,
+    )
+    assert problems == ["shipyard.yaml:6: duplicate key 'max_queue_length' (first on line 6); keep one of them"]

@@ -55,6 +55,7 @@ class Request:
     content_type: str | None
     content_length: int | None
     params: dict[str, str]
+    content_encoding: str | None = None
 
     @property
     def headers(self) -> Headers:
@@ -80,6 +81,8 @@ class ReplicaApp:
     def __init__(self, engine: Engine, on_load_failed: Callable[[], None] | None = None) -> None:
         self.engine = engine
         self._on_load_failed = on_load_failed
+        self.stop_forced = False
+        """Set when the user forced the stop (a second Ctrl-C): requests cut off were not out of time."""
         self._unknown_logged: dict[str, tuple[float, int]] = {}
         self._routes: dict[str, dict[str, Endpoint]] = {
             "/": {"POST": self.predict, "GET": self.describe},
@@ -119,10 +122,10 @@ class ReplicaApp:
             self.engine.metrics.observe(route, 499, time.perf_counter() - started)
             return
         except asyncio.CancelledError:
-            # uvicorn cancels the requests still running when the grace period ends: answer them, don't crash
+            # the requests still running when the grace period ends (or the stop is forced) are cancelled:
+            # answer them, don't crash
             _uncancel()
-            log.warning("request %s was cut off: it did not finish within the grace period", request.request_id)
-            reply = error_reply(ShuttingDown(self.engine.api.grace_period), request.request_id, _is_v2(scope))
+            reply = self._cut_off(request, _is_v2(scope))
         except Exception:
             log.exception("request %s failed inside Shipyard", request.request_id)
             error = ShipyardError("internal error; see the replica's log")
@@ -139,6 +142,14 @@ class ReplicaApp:
                 status,
                 elapsed * 1000,
             )
+
+    def _cut_off(self, request: Request, v2: bool) -> Reply:
+        if self.stop_forced:
+            log.warning("request %s was cut off: the stop was forced before it finished", request.request_id)
+        else:
+            log.warning("request %s was cut off: it did not finish within the grace period", request.request_id)
+        error = ShuttingDown(self.engine.api.grace_period, forced=self.stop_forced)
+        return error_reply(error, request.request_id, v2)
 
     def _resolve(self, path: str) -> tuple[str, dict[str, Endpoint], dict[str, str]]:
         """The route template, its endpoints by method, and the path parameters."""
@@ -172,7 +183,12 @@ class ReplicaApp:
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
-            message = await receive()
+            try:
+                message = await receive()
+            except asyncio.CancelledError:
+                # a forced stop skips the shutdown message: uvicorn's loop cancels this task when it ends
+                await self.engine.close()
+                return
             if message["type"] == "lifespan.startup":
                 await self.engine.start()
                 self._load_in_background(asyncio.get_running_loop())
@@ -214,9 +230,12 @@ class ReplicaApp:
         return (request.headers if engine.wants_headers else None, request.query if engine.wants_query else None)
 
     def _check_schema(self, payload: Any, request_id: str) -> None:
-        if self.engine.schema is None:
+        checker = self.engine.schema
+        if checker is None:
             return
-        report = self.engine.schema.check(payload)
+        if isinstance(payload, dict) and "instances" in payload and "instances" not in checker.schema.fields:
+            payload = payload["instances"]  # KServe v1 `{"instances": [...]}`, unwrapped as the built-ins do
+        report = checker.check(payload)
         for field in report.unknown_categories:
             self.engine.metrics.unknown_category(field)
             self._log_unknown_category(field, request_id)
@@ -291,7 +310,10 @@ class ReplicaApp:
         payload = self._tensor_payload(decoded, request.request_id)
         result = await self.engine.predict(payload, *self._context(request), request.request_id)
         try:
-            outputs = tensors.encode_outputs(result, decoded.wanted, self.engine.default_output, decoded.is_binary)
+            engine = self.engine
+            outputs = tensors.encode_outputs(
+                result, decoded.wanted, engine.default_output, decoded.is_binary, engine.output_names
+            )
         except (TypeError, ValueError) as exc:
             log.error("request %s: the result cannot be sent as tensors: %s", request.request_id, exc)
             raise ShipyardError("the handler's result could not be encoded as tensors; see the API's log") from None
@@ -307,15 +329,23 @@ class ReplicaApp:
         return Reply(200, header + b"".join(outputs.blobs), BINARY_TYPE, length)
 
     def _tensor_payload(self, decoded: tensors.Decoded, request_id: str) -> Any:
-        """Inputs named after schema fields are columns of records, checked against the schema."""
-        schema = self.engine.api.input_schema
-        if schema is None:
+        """With a schema every request is checked: inputs named after fields are columns of records; for a
+        built-in handler, one tensor named after no field holds the features in order, row by row."""
+        checker = self.engine.schema
+        if checker is None:
             return decoded.payload
-        columns = tensors.field_columns(decoded.arrays, schema.fields)
-        if columns is None:
-            return decoded.payload
+        arrays, fields = decoded.arrays, checker.schema.fields
+        features = self.engine.matrix_features
+        if features is not None and len(arrays) == 1 and not arrays.keys() & fields.keys():
+            name, matrix = next(iter(arrays.items()))
+            self._check_schema(tensors.matrix_records(name, matrix, features), request_id)
+            return matrix
+        columns = tensors.field_columns(arrays, fields)
+        checker.check_inputs(arrays.keys())
         self._check_schema(tensors.column_records(columns), request_id)
-        return columns
+        if len(columns) == len(arrays):
+            return columns
+        return {name: columns.get(name, array) for name, array in arrays.items()}  # extra_fields: allow
 
 
 _ID_PREFIX = secrets.token_hex(12)  # unique per process; the counter makes ids unique within it
@@ -324,7 +354,7 @@ _V2_TYPES = {"float": "FP64", "int": "INT64", "str": "BYTES", "bool": "BOOL"}
 
 
 def _request(scope: Scope, receive: Receive) -> Request:
-    request_id = content_type = None
+    request_id = content_type = content_encoding = None
     content_length = None
     for name, value in scope["headers"]:
         if name == b"content-type":
@@ -333,8 +363,16 @@ def _request(scope: Scope, receive: Receive) -> Request:
             content_length = int(value) if value.isdigit() else None
         elif name == b"x-request-id" and 0 < len(value) <= 128 and value.isascii():
             request_id = value.decode("ascii")
+        elif name == b"content-encoding":
+            content_encoding = value.decode("latin-1")
     return Request(
-        scope, receive, request_id or f"{_ID_PREFIX}{next(_ID_COUNTER):08x}", content_type, content_length, {}
+        scope,
+        receive,
+        request_id or f"{_ID_PREFIX}{next(_ID_COUNTER):08x}",
+        content_type,
+        content_length,
+        {},
+        content_encoding,
     )
 
 
@@ -353,7 +391,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(size, limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return codec.decompress(body, request.content_encoding, limit) if request.content_encoding else body
 
 
 def _json(status: int, value: Any) -> Reply:

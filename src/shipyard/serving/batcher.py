@@ -137,9 +137,10 @@ class Batcher:
         results: list[Any] = [error] * len(batch) if error is not None else done.result()
         if error is None and len(results) != len(batch):
             log.error(
-                "predict_batch returned %d results for a batch of %d requests; it must return one per payload",
+                "predict_batch returned %d results for a batch of %d requests (%s); it must return one per payload",
                 len(results),
                 len(batch),
+                ",".join(item.request_id for item in batch),
             )
             results = [PredictionFailed("predict_batch returned the wrong number of results")] * len(batch)
         for item, result in zip(batch, results, strict=True):

@@ -1,14 +1,15 @@
-"""Request bodies to payloads by content type, and handler results to response bodies."""
+"""Request bodies to payloads by content encoding and type, and handler results to response bodies."""
 
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from typing import Any
 
 import numpy as np
 import orjson
 
-from shipyard.errors import BadRequest, UnsupportedMediaType
+from shipyard.errors import BadRequest, PayloadTooLarge, UnsupportedEncoding, UnsupportedMediaType
 
 JSON = "application/json"
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -53,6 +54,48 @@ def decode(body: bytes, content_type: str | None, accepted: list[str]) -> Any:
         except (LookupError, UnicodeDecodeError) as exc:
             raise BadRequest(f"request body is not valid {charset or 'utf-8'} text: {exc}") from None
     return body
+
+
+_GZIP = 16 + zlib.MAX_WBITS
+_WBITS = {"gzip": _GZIP, "x-gzip": _GZIP, "deflate": zlib.MAX_WBITS}
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body as it was before its `Content-Encoding` (gzip, deflate; several are undone last first),
+    refused once it grows past `limit` bytes: a small body must not inflate into a huge one."""
+    for coding in reversed([part.strip().lower() for part in encoding.split(",") if part.strip()]):
+        if coding == "identity":
+            continue
+        wbits = _WBITS.get(coding)
+        if wbits is None:
+            raise UnsupportedEncoding(coding)
+        if wbits == zlib.MAX_WBITS and not _has_zlib_header(body):
+            wbits = -zlib.MAX_WBITS  # "deflate" means zlib, but some clients send a bare deflate stream
+        body = _inflate(body, coding, wbits, limit)
+    return body
+
+
+def _has_zlib_header(data: bytes) -> bool:
+    return len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+
+
+def _inflate(data: bytes, coding: str, wbits: int, limit: int) -> bytes:
+    out = bytearray()
+    while True:  # a gzip body may hold several members, one after another
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out += inflater.decompress(data, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise BadRequest(f"request body is not valid {coding} data (Content-Encoding: {coding}): {exc}") from None
+        if len(out) > limit:
+            raise PayloadTooLarge(len(out), limit, decompressed=True)
+        if not inflater.eof:
+            raise BadRequest(f"request body is cut short: its {coding} data (Content-Encoding: {coding}) does not end")
+        data = inflater.unused_data
+        if not data:
+            return bytes(out)
+        if wbits != _GZIP:
+            raise BadRequest(f"request body has {len(data)} bytes after the end of its {coding} data")
 
 
 def parse_json(body: bytes) -> Any:

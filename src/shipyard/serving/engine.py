@@ -14,12 +14,15 @@ import functools
 import gc
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
+
 from shipyard.errors import (
+    FeatureMismatch,
     HandlerLoadError,
     NotReady,
     Overloaded,
@@ -31,7 +34,7 @@ from shipyard.registry.manifest import build_manifest
 from shipyard.serving import tensors
 from shipyard.serving.batcher import Batcher, BatchItem
 from shipyard.serving.dispatcher import Dispatcher
-from shipyard.serving.handler import BoundHandler, HandlerRef, construct
+from shipyard.serving.handler import BoundHandler, HandlerRef, construct, describe
 from shipyard.serving.metrics import ReplicaMetrics
 from shipyard.serving.schema import SchemaChecker
 from shipyard.spec.models import RealtimeAPI
@@ -76,6 +79,8 @@ class Engine:
         self.metrics = metrics
         self.state = State.loading
         self.load_error: str | None = None
+        self.load_exit_code = 1
+        """The exit code of `shipyard serve` when loading failed: 2 for a spec the model contradicts."""
         self._class = handler_class
         self._ref = ref
         self._handler: BoundHandler | None = None
@@ -88,8 +93,12 @@ class Engine:
         self.capacity = api.concurrency.max_concurrency + api.concurrency.max_queue_length
         """Without batching: requests running plus requests waiting, at most."""
         self.admitted = 0
+        self.matrix_features: list[str] | None = None
+        """For a built-in handler: the feature each column of one [n, features] tensor stands for."""
         self.default_output = tensors.DEFAULT_OUTPUT
         """The OIP v2 name of a result that is not a dict: the handler's one output when it declares one."""
+        self.output_names: list[str] = []
+        """The OIP v2 outputs the handler advertises (the built-ins); none for a handler of the user's."""
         metrics.track(lambda: self.admitted, lambda: max(0, self.admitted - self.running))
 
     @property
@@ -121,17 +130,28 @@ class Engine:
             self._hash_model()
             self._handler = construct(self._class, self._ref, self.api.config, self.model.path, **options)
         except (HandlerLoadError, OSError) as exc:
-            self.load_error = exc.message if isinstance(exc, ShipyardError) else f"cannot read the model: {exc}"
-            self.state = State.failed
+            self._fail(exc.message if isinstance(exc, ShipyardError) else f"cannot read the model: {exc}")
+            self.load_exit_code = 2 if isinstance(exc, FeatureMismatch) else 1
             return
-        outputs = self.tensor_metadata()[1]
-        if len(outputs) == 1:
-            self.default_output = outputs[0]["name"]
+        except BaseException as exc:  # a bug of ours: the replica must still say that it will never be ready
+            log.error("loading api %s failed inside Shipyard", self.api.name, exc_info=exc)
+            self._fail(f"loading api {self.api.name!r} failed inside Shipyard: {describe(exc)}; see the log")
+            return
+        if self._ref.is_builtin:
+            features = getattr(self._handler.instance, "features", None)
+            self.matrix_features = list(features) if features else None
+        self.output_names = [output["name"] for output in self.tensor_metadata()[1]]
+        if len(self.output_names) == 1:
+            self.default_output = self.output_names[0]
         gc.collect()
         gc.freeze()  # the model and libraries live as long as the process: spare them every full collection
         self.state = State.ready
         self.metrics.ready.set(1)
         log.info("api %s is ready (handler loaded in %.2fs)", self.api.name, time.monotonic() - started)
+
+    def _fail(self, message: str) -> None:
+        self.load_error = message
+        self.state = State.failed
 
     def _hash_model(self) -> None:
         """A project model's digest is computed here, not before the port opens: a large model must not keep
@@ -311,13 +331,21 @@ class Engine:
 
 
 def _batch_results(results: Any, ids: list[str]) -> list[Any]:
-    if not isinstance(results, list | tuple):
-        log.error(
-            "predict_batch returned a %s for requests %s; it must return a list", type(results).__name__, ",".join(ids)
-        )
-        return [PredictionFailed("predict_batch did not return a list")] * len(ids)
+    if not isinstance(results, list):
+        if isinstance(results, np.ndarray) and results.ndim > 0:
+            results = list(results)  # one row (or scalar) per payload
+        elif isinstance(results, Sequence) and not isinstance(results, str | bytes | bytearray):
+            results = list(results)
+        else:
+            log.error(
+                "predict_batch returned a %s for requests %s; it must return a list (or a sequence) with one result "
+                "per payload",
+                type(results).__name__,
+                ",".join(ids),
+            )
+            return [PredictionFailed("predict_batch did not return a list")] * len(ids)
     if len(results) != len(ids):
-        return list(results)  # the batcher reports the mismatch and fails the whole batch
+        return results  # type: ignore[no-any-return] # the batcher reports the mismatch and fails the whole batch
     return [_as_error(r, [i]) if isinstance(r, BaseException) else r for r, i in zip(results, ids, strict=True)]
 
 

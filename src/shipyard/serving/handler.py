@@ -44,7 +44,12 @@ class HandlerRef:
         relative = self.text.split(":", 1)[0]
         path = (self.project_dir / relative).resolve()
         if not path.is_relative_to(self.project_dir.resolve()):
-            raise PathOutsideProject("handler file", relative, str(self.project_dir))
+            raise PathOutsideProject(
+                "handler file",
+                relative,
+                str(self.project_dir),
+                "move the file into the project and name it relative to shipyard.yaml (handler: handler.py:Class)",
+            )
         return path
 
 
@@ -53,6 +58,7 @@ def import_handler_class(ref: HandlerRef) -> type:
     if ref.is_builtin:
         from shipyard.serving.builtin import builtin_handler
 
+        _put_on_path(ref.project_dir)  # a model's own types (skops trusted_types) live in project modules
         return builtin_handler(ref.text)
     path = ref.file()
     class_name = ref.text.split(":", 1)[1]
@@ -80,10 +86,16 @@ def import_handler_class(ref: HandlerRef) -> type:
     return handler_class
 
 
-def _import_file(path: Path, ref: HandlerRef) -> Any:
-    root = str(ref.project_dir.resolve())
+def _put_on_path(project_dir: Path) -> str:
+    """The project folder first on sys.path: its modules import as they would in the user's shell."""
+    root = str(project_dir.resolve())
     if root not in sys.path:
-        sys.path.insert(0, root)  # sibling modules of the handler import as they would in the user's shell
+        sys.path.insert(0, root)
+    return root
+
+
+def _import_file(path: Path, ref: HandlerRef) -> Any:
+    root = _put_on_path(ref.project_dir)
     module_name = ".".join(path.relative_to(root).with_suffix("").parts)
     cached = sys.modules.get(module_name)
     if cached is not None and getattr(cached, "__file__", None) != str(path):
@@ -91,11 +103,9 @@ def _import_file(path: Path, ref: HandlerRef) -> Any:
     importlib.invalidate_caches()
     try:
         return importlib.import_module(module_name)
-    except Exception as exc:
+    except BaseException as exc:  # a module-level sys.exit() too: it must not end the process without a word
         log.debug("importing %s failed", path, exc_info=True)
-        raise HandlerLoadError(
-            f"handler {ref.text!r}: importing {path.name} failed: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise HandlerLoadError(f"handler {ref.text!r}: importing {path.name} failed: {describe(exc)}") from exc
 
 
 @dataclass(frozen=True)
@@ -127,13 +137,18 @@ def construct(
         instance = handler_class(config, model_path, **builtin_options)
     except HandlerLoadError:
         raise  # a built-in handler's own refusal already names the handler and the remedy
-    except Exception as exc:
+    except BaseException as exc:  # sys.exit() or KeyboardInterrupt too: the load thread must report them
         log.debug("handler %s failed to load", ref.text, exc_info=True)
-        message = getattr(exc, "message", None) or str(exc)
         raise HandlerLoadError(
-            f"handler {ref.text!r}: {handler_class.__name__}.__init__ raised {type(exc).__name__}: {message}"
+            f"handler {ref.text!r}: {handler_class.__name__}.__init__ raised {describe(exc)}"
         ) from exc
     return bind(instance)
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message`, or the type alone when there is no message (KeyboardInterrupt)."""
+    message = getattr(exc, "message", None) or str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def bind(instance: Any) -> BoundHandler:

@@ -44,6 +44,10 @@ class ServeOptions:
 def pick_api(project: Project, name: str | None) -> RealtimeAPI:
     realtime = [api for api in project.apis if isinstance(api, RealtimeAPI)]
     names = ", ".join(api.name for api in realtime) or "none"
+    if not realtime:
+        batch = ", ".join(api.name for api in project.apis if isinstance(api, BatchAPI))
+        jobs = f"; BatchAPIs ({batch}) run as jobs: shipyard jobs submit NAME --input ... --output ..." if batch else ""
+        raise ConfigError([f"{display_path(Path(project.source))}: has no RealtimeAPI to serve{jobs}"])
     if name is None:
         if len(realtime) != 1:
             raise ConfigError(
@@ -173,6 +177,10 @@ def _bind_problem(host: str, port: int, exc: OSError) -> str:
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown; a drained replica should exit 0."""
 
+    def __init__(self, config: uvicorn.Config, app: ReplicaApp) -> None:
+        super().__init__(config)
+        self._app = app
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -185,6 +193,7 @@ class _Server(uvicorn.Server):
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
         if self.should_exit and sig == signal.SIGINT:
             self.force_exit = True  # a second Ctrl-C stops waiting for in-flight requests
+            self._app.stop_forced = True
         self.should_exit = True
 
 
@@ -203,11 +212,11 @@ def serve(options: ServeOptions) -> int:
 
     app = ReplicaApp(engine, on_load_failed=stop_after_failed_load)
     config = server_config(app, api, options.log_level)
-    server = _Server(config)
+    server = _Server(config, app)
     host, port = sock.getsockname()[:2]
     log.info("serving %s on http://%s:%d", api.name, _url_host(host), port)
     server.run(sockets=[sock])
-    return 1 if engine.load_error else 0
+    return engine.load_exit_code if engine.load_error else 0
 
 
 def server_config(app: ReplicaApp, api: RealtimeAPI, log_level: str) -> uvicorn.Config:

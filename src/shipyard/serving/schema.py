@@ -5,6 +5,7 @@ Values in messages are shown as JSON (`got true`, `got null`, `got "blue"`): the
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,25 @@ class SchemaChecker:
             shown = dict(list(problems.items())[:MAX_REPORTED])
             raise SchemaViolation(shown, omitted=len(problems) - len(shown))
         return report
+
+    def check_inputs(self, names: Collection[str]) -> None:
+        """OIP v2 inputs as columns: every required field is one of them, and an input named after no field is
+        refused when extra_fields is reject. Raise SchemaViolation naming each problem."""
+        problems: dict[str, str] = {}
+        for name, spec in self._fields:
+            if spec.required and name not in names:
+                problems[name] = "required field is missing; send it as an input tensor of shape [n]"
+        if self.schema.extra_fields == "reject":
+            for name in names:
+                if name not in self._names:
+                    problems[name] = f"unknown input; the schema has the fields {', '.join(self.schema.fields)}"
+        if not problems and self._names.isdisjoint(names):
+            problems["(inputs)"] = (
+                f"no input is named after a schema field; send the fields as tensors of shape [n]: "
+                f"{', '.join(self.schema.fields)}"
+            )
+        if problems:
+            raise SchemaViolation(problems)
 
     def _check_record(self, record: Any, prefix: str, problems: dict[str, str], report: SchemaReport) -> None:
         if not isinstance(record, dict):

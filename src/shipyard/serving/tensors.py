@@ -1,11 +1,12 @@
 """Open Inference Protocol v2 tensors: request inputs to numpy arrays, handler results to outputs.
 
 One input tensor becomes the payload as an ndarray of its shape; several become a dict of name -> ndarray.
-When the API has a schema and every input is named after one of its fields, the inputs are columns: each
-1-D (or [n, 1]) and of one length; the payload is the dict of name -> 1-D array and the schema check runs on
-the rows. A result that is a dict becomes one output per key; anything else becomes one output (named after
-the first requested output, else the API's default output name). BYTES tensors carry strings; dicts and
-lists inside them are sent as JSON text.
+When the API has a schema, inputs named after its fields are columns: each 1-D (or [n, 1]) and of one
+length, and the schema check runs on their rows (for a built-in handler, one [n, features] tensor under
+another name is checked column by column instead). A result that is a dict becomes one output per key;
+anything else becomes one output (the handler's advertised output, else named after the requested output,
+else `output-0`); asking for an output that does not exist is refused. BYTES tensors carry strings; dicts
+and lists inside them are sent as JSON text.
 """
 
 from __future__ import annotations
@@ -146,11 +147,36 @@ def _from_json(name: str, data: Any, shape: list[int], datatype: str) -> np.ndar
     expected = math.prod(shape)
     if len(flat) != expected:
         raise InvalidTensor(f"input {name!r}: shape {shape} needs {expected} elements, got {len(flat)}")
+    _check_kinds(name, flat, datatype)
     try:
         array = np.asarray(flat, dtype=DTYPES[datatype])
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidTensor(f"input {name!r}: data does not fit datatype {datatype}: {exc}") from None
     return array.reshape(shape)
+
+
+def _json_kinds(datatype: str) -> tuple[set[type], str]:
+    """The JSON element types a datatype takes, and how to say so (JSON booleans are never numbers)."""
+    if datatype == "BOOL":
+        return {bool}, "true or false"
+    if datatype == "BYTES":
+        return {str}, "strings"
+    if datatype.startswith(("INT", "UINT")):
+        return {int}, "whole numbers"
+    return {int, float}, "numbers"
+
+
+def _check_kinds(name: str, flat: list[Any], datatype: str) -> None:
+    allowed, words = _JSON_KINDS[datatype]
+    if set(map(type, flat)) <= allowed:  # one C-level pass over the elements
+        return
+    index, bad = next((i, item) for i, item in enumerate(flat) if type(item) not in allowed)
+    raise InvalidTensor(
+        f"input {name!r}: datatype {datatype} takes {words}, got {codec.dump_json(bad).decode()} at element {index}"
+    )
+
+
+_JSON_KINDS = {datatype: _json_kinds(datatype) for datatype in DTYPES}
 
 
 def _flatten(data: list[Any]) -> list[Any]:
@@ -162,12 +188,12 @@ def _flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
-def field_columns(arrays: dict[str, np.ndarray], fields: Collection[str]) -> dict[str, np.ndarray] | None:
-    """The inputs as schema columns when every input is named after a field, else None."""
-    if not all(name in fields for name in arrays):
-        return None
+def field_columns(arrays: dict[str, np.ndarray], fields: Collection[str]) -> dict[str, np.ndarray]:
+    """The inputs named after schema fields, as 1-D columns of one length (the others are left out)."""
     columns = {}
     for name, array in arrays.items():
+        if name not in fields:
+            continue
         if array.ndim == 2 and array.shape[1] == 1:
             array = array.reshape(-1)
         if array.ndim != 1:
@@ -181,6 +207,17 @@ def field_columns(arrays: dict[str, np.ndarray], fields: Collection[str]) -> dic
         shown = ", ".join(f"{name} [{len(column)}]" for name, column in columns.items())
         raise InvalidTensor(f"the column inputs must all have the same length, got {shown}")
     return columns
+
+
+def matrix_records(name: str, array: np.ndarray, features: list[str]) -> list[dict[str, Any]]:
+    """The rows of one [n, features] tensor (or one [features] row) as records, for the schema check."""
+    matrix = array.reshape(1, -1) if array.ndim == 1 else array
+    if matrix.ndim != 2 or matrix.shape[1] != len(features):
+        raise InvalidTensor(
+            f"input {name!r} holds the features {', '.join(features)} in that order: send shape "
+            f"[n, {len(features)}], got {list(array.shape)} (or send each feature as its own [n] input)"
+        )
+    return [dict(zip(features, row, strict=True)) for row in matrix.tolist()]
 
 
 def column_records(columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -198,13 +235,26 @@ class Outputs:
 
 
 def encode_outputs(
-    result: Any, wanted: list[str], default_name: str = DEFAULT_OUTPUT, is_binary: Any = None
+    result: Any,
+    wanted: list[str],
+    default_name: str = DEFAULT_OUTPUT,
+    is_binary: Any = None,
+    known: Collection[str] = (),
 ) -> Outputs:
+    """The result as output tensors. A requested output the result does not have is an InvalidTensor; `known`
+    are the outputs the handler advertises (a result that is no dict is then `default_name`, never renamed)."""
     if isinstance(result, dict):
         named = {str(key): value for key, value in result.items()}
-        names = [n for n in wanted if n in named] or list(named)
-        pairs = [(name, named[name]) for name in names]
+        _check_requested(wanted, list(named))
+        pairs = [(name, named[name]) for name in wanted or named]
+    elif known:
+        _check_requested(wanted, [default_name])
+        pairs = [(default_name, result)]
     else:
+        if len(wanted) > 1:
+            raise InvalidTensor(
+                f"the model answers with one output, so at most one can be requested, got {', '.join(wanted)}"
+            )
         pairs = [(wanted[0] if wanted else default_name, result)]
     outputs = Outputs([], [])
     for name, value in pairs:
@@ -214,6 +264,15 @@ def encode_outputs(
         if blob is not None:
             outputs.blobs.append(blob)
     return outputs
+
+
+def _check_requested(wanted: list[str], available: list[str]) -> None:
+    unknown = [name for name in wanted if name not in available]
+    if unknown:
+        raise InvalidTensor(
+            f"requested output{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+            f"{'do' if len(unknown) > 1 else 'does'} not exist; this model's outputs are: {', '.join(available)}"
+        )
 
 
 def encode_tensor(name: str, value: Any, binary: bool = False) -> tuple[dict[str, Any], bytes | None]:

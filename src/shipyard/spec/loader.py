@@ -70,6 +70,10 @@ def _parse_yaml(source: Path, shown: str) -> tuple[yaml.Node | None, Any]:
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
+        # before constructing: construction flattens merge keys (`<<: *anchor`) into each mapping's own keys
+        duplicates = _duplicate_keys(node, shown)
+        if duplicates:
+            raise ConfigError(duplicates)
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -78,14 +82,12 @@ def _parse_yaml(source: Path, shown: str) -> tuple[yaml.Node | None, Any]:
         raise ConfigError([f"{shown}{where}: not valid YAML: {problem}"]) from None
     finally:
         loader.dispose()
-    duplicates = _duplicate_keys(node, shown)
-    if duplicates:
-        raise ConfigError(duplicates)
     return node, data
 
 
 def _duplicate_keys(root: yaml.Node | None, shown: str) -> list[str]:
-    """YAML keeps the last of two equal keys without a word; a spec that says a thing twice is refused."""
+    """YAML keeps the last of two equal keys without a word; a spec that says a thing twice is refused. Only
+    the keys written in a mapping count: a merge key's (`<<`) are defaults that those written override."""
     problems: list[tuple[int, str]] = []
     pending, visited = [root], set()
     while pending:
@@ -198,6 +200,8 @@ def _message(error: ErrorDetails, allowed: list[str]) -> str:
         return str(ctx.get("error", error["msg"]))
     if kind in _FRACTIONAL:
         return f"must be a whole number, got {_show(value)}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {_show(value)}"
     if kind.endswith(("_type", "_parsing")):
         expected = kind.rsplit("_", 1)[0]
         expected = _TYPE_WORDS.get(expected, expected)

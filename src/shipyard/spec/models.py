@@ -132,8 +132,8 @@ class SchemaField(_Strict):
     required: bool = True
     enum: list[Any] | None = None
     """Allowed categories; a value outside is an unknown category."""
-    min: float | None = None
-    max: float | None = None
+    min: float | None = Field(None, allow_inf_nan=False)
+    max: float | None = Field(None, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _range(self) -> SchemaField:
@@ -167,11 +167,18 @@ def _is_of_type(value: Any, kind: FieldType) -> bool:
 class InputSchema(_Strict):
     """The shape of one input record; a payload may be one record or a list of them."""
 
-    fields: dict[str, SchemaField] = Field(min_length=1)
+    fields: dict[str, SchemaField]
     unknown_categories: Literal["reject", "warn"] = "reject"
     """`reject` answers 422; `warn` lets the request through and counts it in /metrics."""
     extra_fields: Literal["allow", "reject"] = "allow"
     """Whether a record may carry fields the schema does not name."""
+
+    @field_validator("fields")
+    @classmethod
+    def _some_fields(cls, value: dict[str, SchemaField]) -> dict[str, SchemaField]:
+        if not value:
+            raise ValueError("must name at least one field, as `name: {type: float}`")
+        return value
 
 
 class _APIBase(_Strict):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shipyard.errors import BadRequest, HandlerLoadError, ShipyardError
+from shipyard.errors import BadRequest, FeatureMismatch, HandlerLoadError, ShipyardError
 from shipyard.serving.builtin.model_file import (
     ZIP_MAGIC,
     ModelFileProblem,
@@ -33,7 +35,8 @@ class SklearnConfig(BaseModel):
     method: Literal["predict", "predict_proba", "predict_log_proba", "decision_function", "transform"] = "predict"
     """Which estimator method answers a request."""
     features: list[str] | None = None
-    """Feature order for records; defaults to the schema's field order, then the estimator's feature_names_in_."""
+    """Feature order for records of an estimator fitted on arrays; defaults to the schema's field order. An
+    estimator fitted with feature names (feature_names_in_) takes records by those names."""
     allow_pickle: bool = False
     """Load .joblib/.pkl/.pickle files. Unpickling runs code from the file: only for files you trust."""
     trusted_types: list[str] = Field(default_factory=list)
@@ -54,6 +57,12 @@ def model_file(config: SklearnConfig, model_path: str | None) -> Path:
             raise ModelFileProblem(
                 f"{file.name!r} is not a skops file (a zip archive); save the model with skops.io.dump"
             )
+        untrusted = untrusted_types(file, config.trusted_types)
+        if untrusted:
+            raise ModelFileProblem(
+                f"{file.name} contains types skops does not trust: {', '.join(untrusted)}; "
+                "list them under config.trusted_types if you trust this file"
+            )
     elif not config.allow_pickle:
         raise ModelFileProblem(
             f"{file.name!r} is a pickle-based file and loading it runs code from the file; "
@@ -62,15 +71,31 @@ def model_file(config: SklearnConfig, model_path: str | None) -> Path:
     return file
 
 
+def untrusted_types(file: Path, trusted: list[str]) -> list[str]:
+    """The types in a .skops file that neither skops nor config.trusted_types trust (read without loading)."""
+    import skops.io
+
+    try:
+        found = skops.io.get_untrusted_types(file=file)
+    except Exception as exc:  # a damaged archive: zipfile, json and skops each raise their own
+        raise ModelFileProblem(
+            f"{file.name} cannot be read as a skops file ({exc}); save it again with skops.io.dump"
+        ) from None
+    return [name for name in found if name not in trusted]
+
+
 class SklearnHandler:
     def __init__(self, config: dict[str, Any], model_path: str | None, feature_names: list[str] | None = None):
-        problems = self.check(config, model_path)
+        problems = self.check(config, model_path, check_model=False)
         if problems:
             raise HandlerLoadError(f"handler 'sklearn': {'; '.join(problems)}")
         self.config = SklearnConfig.model_validate(config)
-        self.estimator = self._load(model_file(self.config, model_path))
-        names = getattr(self.estimator, "feature_names_in_", None)
-        self.features = self.config.features or feature_names or (list(names) if names is not None else None)
+        try:
+            file = model_file(self.config, model_path)
+        except ModelFileProblem as exc:
+            raise HandlerLoadError(f"handler 'sklearn': model: {exc}") from None
+        self.estimator = self._load(file)
+        self.features = self._feature_order(feature_names)
         width = getattr(self.estimator, "n_features_in_", None)
         self.width: int | None = int(width) if isinstance(width, int | np.integer) else None
         if not callable(getattr(self.estimator, self.config.method, None)):
@@ -79,6 +104,21 @@ class SklearnHandler:
                 "choose another config.method"
             )
         self._call = getattr(self.estimator, self.config.method)
+
+    def _feature_order(self, schema_fields: Sequence[str] | None) -> list[str] | None:
+        """Which feature each column of a row means: the estimator's own names when it was fitted with them
+        (the schema and config.features must then name the same features, in any order), else
+        config.features, else the schema's order."""
+        fitted = getattr(self.estimator, "feature_names_in_", None)
+        if fitted is None:
+            return self.config.features or (list(schema_fields) if schema_fields else None)
+        names = [str(name) for name in fitted]
+        for what, given in (("the schema's fields", schema_fields), ("config.features", self.config.features)):
+            if given is not None and set(given) != set(names):
+                raise FeatureMismatch(_mismatch(what, given, names))
+        # rows go in as arrays in the estimator's own order, so sklearn's check of the names has nothing to say
+        warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning, r"sklearn\.")
+        return names
 
     @staticmethod
     def check(config: dict[str, Any], model_path: str | None, check_model: bool = True) -> list[str]:
@@ -99,12 +139,7 @@ class SklearnHandler:
         if file.suffix in SAFE_SUFFIXES:
             import skops.io
 
-            untrusted = [t for t in skops.io.get_untrusted_types(file=file) if t not in self.config.trusted_types]
-            if untrusted:
-                raise HandlerLoadError(
-                    f"handler 'sklearn': {file.name} contains types skops does not trust: {', '.join(untrusted)}; "
-                    "list them under config.trusted_types if you trust this file"
-                )
+            # model_file() has refused a file holding types that neither skops nor config.trusted_types trust
             return skops.io.load(file, trusted=self.config.trusted_types or None)
         assert self.config.allow_pickle and file.suffix in PICKLE_SUFFIXES, "model_file() lets no other file through"
         import joblib
@@ -126,7 +161,7 @@ class SklearnHandler:
         good = [rows for rows in parsed if isinstance(rows, Rows)]
         try:
             predictions = self._run(stack(good)) if good else []
-        except BadRequest:
+        except Exception:
             if len(good) == 1:
                 raise
             # one payload the estimator rejects (a text value, say) must not sink the others: answer each alone
@@ -147,9 +182,10 @@ class SklearnHandler:
         return rows
 
     def _predict_rows(self, rows: Rows) -> Any:
+        """One payload's own answer, or its own error (the engine logs one that is not a ShipyardError)."""
         try:
             return from_predictions(self._run(rows.matrix), rows)
-        except ShipyardError as exc:
+        except Exception as exc:
             return exc
 
     def tensor_inputs(self) -> list[dict[str, Any]]:
@@ -180,5 +216,17 @@ class SklearnHandler:
     def _run(self, matrix: Any) -> Any:
         try:
             return self._call(np.asarray(matrix))
-        except ValueError as exc:  # sklearn's input validation: wrong width, non-numeric values
+        except (ValueError, TypeError) as exc:  # sklearn's input validation: wrong width, non-numeric values
             raise BadRequest(f"the model rejected the input: {exc}") from exc
+
+
+def _mismatch(what: str, given: Sequence[str], fitted: list[str]) -> str:
+    missing = [name for name in fitted if name not in given]
+    unknown = [name for name in given if name not in fitted]
+    parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+        [f"not features of the estimator: {', '.join(unknown)}"] if unknown else []
+    )
+    return (
+        f"handler 'sklearn': the estimator was fitted with the features {', '.join(fitted)} (feature_names_in_), "
+        f"but {what} differ ({'; '.join(parts)}); name them after the estimator's features, in any order"
+    )
