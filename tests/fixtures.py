@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Any
@@ -40,6 +41,8 @@ class Failing:
     def predict(self, payload: Any) -> Any:
         if isinstance(payload, dict) and payload.get("bad_input"):
             raise BadRequest("field 'x' must be positive")
+        if isinstance(payload, dict) and payload.get("exit"):
+            sys.exit("the handler called sys.exit")  # must become a 500, never end the replica
         raise RuntimeError("boom: internal detail that must not reach the client")
 
 

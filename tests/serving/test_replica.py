@@ -183,6 +183,19 @@ def test_handler_errors_are_500_without_traceback(serve: Serve) -> None:
     assert "req-42" in log and "Traceback" in log and "boom: internal detail" in log
 
 
+@pytest.mark.parametrize(
+    "batching", ["", "  batching: {max_batch_size: 4, max_wait_ms: 1}\n"], ids=["alone", "batched"]
+)
+def test_a_handler_that_calls_sys_exit_is_a_500_and_the_replica_serves_on(serve: Serve, batching: str) -> None:
+    server = serve(f"- name: failing\n  handler: handlers.py:Failing\n{batching}")
+    response = server.client.post("/predict", json={"exit": True}, headers={"x-request-id": "req-exit"})
+    assert response.status_code == 500 and response.json()["error"]["type"] == "PredictionFailed"
+    assert server.client.get("/readyz").status_code == 200
+    assert server.client.post("/predict", json={"bad_input": True}).status_code == 400  # still predicting
+    assert server.stop() == 0
+    assert "req-exit" in server.output() and "the handler called sys.exit" in server.output()
+
+
 def test_timeout_is_504_and_the_server_stays_healthy(serve: Serve) -> None:
     server = serve("- name: slow\n  handler: handlers.py:Slow\n  timeout: 200ms\n")
     started = time.monotonic()

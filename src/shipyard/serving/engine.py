@@ -222,7 +222,7 @@ class Engine:
         assert self._handler is not None
         try:
             return self._handler.predict(payload, headers, query)
-        except Exception as exc:
+        except _HANDLER_FAILURES as exc:
             return _as_error(exc, [request_id])
 
     async def _call_predict_async(
@@ -233,7 +233,7 @@ class Engine:
             self._async_running += 1
             try:
                 return await handler.predict_async(payload, headers, query)
-            except Exception as exc:
+            except _HANDLER_FAILURES as exc:
                 return _as_error(exc, [request_id])
             finally:
                 self._async_running -= 1
@@ -274,7 +274,7 @@ class Engine:
             results = self._handler.predict_batch(
                 [i.payload for i in batch], [i.headers for i in batch], [i.query for i in batch]
             )
-        except Exception as exc:
+        except _HANDLER_FAILURES as exc:
             return [_as_error(exc, ids)] * len(batch)
         return _batch_results(results, ids)
 
@@ -287,7 +287,7 @@ class Engine:
             results = await handler.predict_batch_async(
                 [i.payload for i in batch], [i.headers for i in batch], [i.query for i in batch]
             )
-        except Exception as exc:
+        except _HANDLER_FAILURES as exc:
             return [_as_error(exc, ids)] * len(batch)
         return _batch_results(results, ids)
 
@@ -347,6 +347,11 @@ def _batch_results(results: Any, ids: list[str]) -> list[Any]:
     if len(results) != len(ids):
         return results  # type: ignore[no-any-return] # the batcher reports the mismatch and fails the whole batch
     return [_as_error(r, [i]) if isinstance(r, BaseException) else r for r, i in zip(results, ids, strict=True)]
+
+
+_HANDLER_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+"""What a handler's predict may raise and still leave a 500, not an ended replica: sys.exit() too.
+(asyncio.CancelledError is not among them: a timeout cancels async predictions on purpose.)"""
 
 
 def _as_error(exc: BaseException, request_ids: list[str]) -> ShipyardError:
