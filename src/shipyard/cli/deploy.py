@@ -35,13 +35,14 @@ _COLUMNS = (
 @click.argument("path", default=".", type=click.Path())
 @click.option("--no-wait", is_flag=True, help="Return once recorded, without waiting for the APIs to be ready.")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for the rollout.")
+@click.option("--force", is_flag=True, help="Take over APIs of the same name that another project deployed.")
 @reports_errors
-def deploy(path: str, no_wait: bool, timeout: float) -> None:
+def deploy(path: str, no_wait: bool, timeout: float, force: bool) -> None:
     """Deploy the APIs of PATH (a project directory or a yaml file) and wait until they serve."""
     from shipyard.client import Client
 
     with Client() as client:
-        changes = client.deploy(path)
+        changes = client.deploy(path, force=force)
         for change in changes:
             click.echo(f"{change['name']}: {change['outcome']} ({change['kind']} {change['version']})".rstrip())
         served = [c["name"] for c in changes if c["outcome"] != "skipped"]

@@ -20,19 +20,12 @@ from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
-from shipyard.errors import ShipyardError
+from shipyard.runtime.local.errors import Overloaded
 from shipyard.runtime.local.router import least_in_flight
 from shipyard.runtime.local.upstream import Upstream
 from shipyard.runtime.local.window import Window
 
 DEFAULT_MAX_BODY = 10 * 1024**2
-
-
-class Overloaded(ShipyardError):
-    status_code = 503
-
-    def __init__(self, api: str, reason: str) -> None:
-        super().__init__(f"API {api!r} {reason}; retry after a moment")
 
 
 class ClientLeft(Exception):

@@ -111,11 +111,14 @@ class _Handlers:
                 f"the project path {path!r} does not exist on the daemon's machine: the daemon reads the project "
                 "from its own filesystem, so deploy from the machine it runs on (or one that shares that path)"
             )
-        changes = await run_in_threadpool(self._record, path)
+        force = body.get("force", False)
+        if not isinstance(force, bool):
+            raise BadRequest(f"'force' must be true or false, got {force!r}")
+        changes = await run_in_threadpool(self._record, path, force)
         self.context.daemon.notify(Wake("deploy"))
         return JSONResponse({"apis": changes})
 
-    def _record(self, path: str) -> list[dict[str, str]]:
+    def _record(self, path: str, force: bool) -> list[dict[str, str]]:
         prepared = releases.prepare(path)
         now = time.time()
         changes = []
@@ -126,7 +129,8 @@ class _Handlers:
         }
         with write_transaction(self.context.engine) as connection:
             for found in prepared.releases:
-                outcome = state.record_release(connection, found, snapshots.get(found.name, ""), path, now)
+                spec_file = snapshots.get(found.name, "")
+                outcome = state.record_release(connection, found, spec_file, path, now, force=force)
                 changes.append({"name": found.name, "kind": found.kind, "version": found.version, "outcome": outcome})
                 if outcome is not state.Outcome.unchanged:
                     text = f"{outcome.value}: version {found.version} from {prepared.project.source}"

@@ -22,7 +22,8 @@ from typing import Any
 import orjson
 
 from shipyard.errors import NotFound, PayloadTooLarge, ShipyardError
-from shipyard.runtime.local.admission import APIRoute, Backend, ClientLeft, Lane, Overloaded
+from shipyard.runtime.local.admission import APIRoute, Backend, ClientLeft, Lane
+from shipyard.runtime.local.errors import BadGateway, GatewayTimeout, Overloaded
 from shipyard.runtime.local.gateway_metrics import GatewayMetrics
 from shipyard.runtime.local.router import Splitter
 from shipyard.runtime.local.shadow import Answer, Pair, ShadowBook, ShadowLatency
@@ -39,20 +40,6 @@ _REQUEST_ID = b"x-request-id"
 _ID_PREFIX = secrets.token_hex(12)  # unique per process; the counter makes ids unique within it
 _ID_COUNTER = itertools.count()
 _JSON = b"application/json"
-
-
-class BadGateway(ShipyardError):
-    status_code = 502
-
-    def __init__(self, api: str, reason: str) -> None:
-        super().__init__(f"API {api!r}: its replica failed to answer ({reason}); retry, and see `shipyard logs {api}`")
-
-
-class GatewayTimeout(ShipyardError):
-    status_code = 504
-
-    def __init__(self, api: str, seconds: float) -> None:
-        super().__init__(f"API {api!r} did not answer within its timeout of {seconds:g}s; raise `timeout` or retry")
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,16 @@ write run inside `write_transaction()` (SQLite takes the write lock up front).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from shipyard.errors import NotFound, ShipyardError
+from shipyard.errors import NotFound
+from shipyard.runtime.local.errors import APIInUse, APINotFound, APIOwnedElsewhere
 from shipyard.runtime.local.release import Release
 from shipyard.runtime.local.types import ReplicaState, ReplicaStatus
 from shipyard.spec.models import RealtimeAPI, TrafficSplitter
@@ -84,22 +86,6 @@ class Event:
     replica: str | None = None
 
 
-class APINotFound(NotFound):
-    def __init__(self, name: str, known: Sequence[str]) -> None:
-        listed = ", ".join(known) or "none deployed"
-        super().__init__(f"API {name!r} is not deployed (deployed: {listed}); check the name with `shipyard get`")
-
-
-class APIInUse(ShipyardError):
-    status_code = 409
-
-    def __init__(self, name: str, splitters: Sequence[str]) -> None:
-        super().__init__(
-            f"API {name!r} receives traffic from splitter(s) {', '.join(splitters)}; "
-            "delete or change the splitter first"
-        )
-
-
 # -- deployments and releases --------------------------------------------------------------------------------
 
 
@@ -115,10 +101,17 @@ def get_deployment(connection: Connection, name: str) -> Deployment:
     return Deployment(**row._asdict())
 
 
-def record_release(connection: Connection, release: Release, project: str, source: str, now: float) -> Outcome:
-    """Make `release` the desired state of its API; the outcome says what changes."""
-    insert_release(connection, release, project)
+def record_release(
+    connection: Connection, release: Release, project: str, source: str, now: float, *, force: bool = False
+) -> Outcome:
+    """Make `release` the desired state of its API; the outcome says what changes.
+
+    An API of that name deployed from another project is refused (APIOwnedElsewhere) unless `force`.
+    """
     row = connection.execute(select(deployments).where(deployments.c.name == release.name)).first()
+    if row is not None and not force and project_of(row.source) != project_of(source):
+        raise APIOwnedElsewhere(release.name, project_of(row.source), project_of(source))
+    insert_release(connection, release, project)
     if row is None:
         replicas = _initial_replicas(release)
         values = _deployment_values(release, source, now) | {"replicas": replicas, "created_at": now}
@@ -127,12 +120,20 @@ def record_release(connection: Connection, release: Release, project: str, sourc
     current = Deployment(**row._asdict())
     same_version = current.version.split(REFRESH_MARK)[0] == release.version and current.kind == release.kind
     if same_version and current.spec == release.spec:
+        if project_of(current.source) != project_of(source):  # taken over (--force): it is the new project's now
+            connection.execute(update(deployments).where(deployments.c.name == release.name).values(source=source))
         return Outcome.unchanged
     values = _deployment_values(release, source, now) | {"replicas": _clamped(release, current.replicas)}
     if same_version:
         values["version"] = current.version  # keep a refresh's version: nothing to restart
     connection.execute(update(deployments).where(deployments.c.name == release.name).values(**values))
     return Outcome.updated if same_version else Outcome.rolling
+
+
+def project_of(source: str) -> str:
+    """The project directory a deploy's source names (the directory itself, or the one a yaml file is in)."""
+    path = Path(source)
+    return str(path.parent if path.suffix in (".yaml", ".yml") else path)
 
 
 def _deployment_values(release: Release, source: str, now: float) -> dict[str, Any]:
