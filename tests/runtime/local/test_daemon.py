@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from shipyard.runtime.local.home import Home
 from shipyard.runtime.local.supervisor import Supervisor
 from shipyard.runtime.local.types import ReplicaState
 from shipyard.store import create_store_engine, migrate, read_transaction, write_transaction
+from tests.runtime.local.test_gateway import call
 from tests.serving.conftest import make_project
 
 ECHO = """
@@ -63,7 +65,8 @@ def impatient_engine(database: Path) -> Engine:
 
 
 @pytest.fixture
-def running(tmp_path: Path) -> Iterator[Running]:
+def idle(tmp_path: Path) -> Iterator[Running]:
+    """A daemon over a store with one deployed API, its loop not started."""
     home = Home(tmp_path / "home")
     home.logs.mkdir(parents=True)
     database = home.root / "shipyard.db"
@@ -78,14 +81,39 @@ def running(tmp_path: Path) -> Iterator[Running]:
     gateway = Gateway()
     supervisor = Supervisor(release_finder(engine), home.logs)
     daemon = Daemon(engine, supervisor, gateway.update, home, Options(tick=0.1, autoscale_every=0.2))
-    thread = threading.Thread(target=daemon.run, name="control-loop")
-    thread.start()
     try:
         yield Running(daemon, gateway, database)
     finally:
-        daemon.notify(Shutdown("test over"))
-        thread.join(30)
         engine.dispose()
+
+
+@pytest.fixture
+def running(idle: Running) -> Iterator[Running]:
+    thread = threading.Thread(target=idle.daemon.run, name="control-loop")
+    thread.start()
+    try:
+        yield idle
+    finally:
+        idle.daemon.notify(Shutdown("test over"))
+        thread.join(30)
+
+
+def test_a_deployed_api_is_503_never_404_before_the_first_tick_and_after_the_last(idle: Running) -> None:
+    idle.gateway.update(idle.daemon.routes_from_store())  # as the server does before it serves
+    early = asyncio.run(call(idle.gateway, "/echo", b"{}"))
+    assert early["status"] == 503 and early["headers"][b"retry-after"] == b"1"
+    assert b"the daemon is starting" in early["body"]
+    thread = threading.Thread(target=idle.daemon.run, name="control-loop")
+    thread.start()
+    try:
+        idle.wait_for(lambda: len(idle.ready()) == 1, "a ready replica")
+        assert list(idle.gateway.lanes["echo"].route.replicas) == [idle.ready()[0].status.id]
+    finally:
+        idle.daemon.notify(Shutdown("test over"))
+        thread.join(30)
+    late = asyncio.run(call(idle.gateway, "/echo", b"{}"))  # its replicas are gone; the gateway still knows it
+    assert late["status"] == 503 and b"shutting down" in late["body"]
+    assert asyncio.run(call(idle.gateway, "/nope", b"{}"))["status"] == 404
 
 
 def test_a_locked_store_stops_no_replica_and_the_loop_recovers(

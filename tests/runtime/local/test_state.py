@@ -119,3 +119,10 @@ def test_changing_only_the_daemons_timeouts_restarts_nothing(engine: Engine, tmp
     timed = SPEC.replace("handlers.py:Echo", "handlers.py:Echo\n  startup_timeout: 10s\n  health_check: {timeout: 2s}")
     (project / "shipyard.yaml").write_text(timed)
     assert record(engine, project)["echo"] is state.Outcome.updated
+
+
+def test_the_newest_event_among_some_kinds_per_api(engine: Engine) -> None:
+    found = [("a", "live"), ("a", "scaling"), ("a", "crashed"), ("b", "live"), ("c", "deployed")]
+    with write_transaction(engine) as connection:
+        state.record_events(connection, [state.Event(float(n), api, kind, "") for n, (api, kind) in enumerate(found)])
+        assert state.last_of_kinds(connection, ["live", "scaling"]) == {"a": "scaling", "b": "live"}

@@ -62,6 +62,8 @@ class ReleaseRow:
     project: str
     """The spec file inside the snapshot that replicas of this release serve."""
     grace_period: float
+    timeout: float
+    """The API's request `timeout`."""
     model_name: str | None
     model_version: int | None
     model_digest: str | None
@@ -187,8 +189,17 @@ def get_release(connection: Connection, api: str, version: str) -> ReleaseRow:
     row = connection.execute(select(releases).where(releases.c.api == api, releases.c.version == version)).first()
     if row is None:
         raise NotFound(f"API {api!r} has no release {version!r}; deploy the project again")
-    grace = float(RealtimeAPI.model_validate(row.spec).grace_period)
-    return ReleaseRow(row.api, row.version, row.project, grace, row.model_name, row.model_version, row.model_digest)
+    spec = RealtimeAPI.model_validate(row.spec)
+    return ReleaseRow(
+        row.api,
+        row.version,
+        row.project,
+        float(spec.grace_period),
+        float(spec.timeout),
+        row.model_name,
+        row.model_version,
+        row.model_digest,
+    )
 
 
 def refresh(connection: Connection, name: str, now: float) -> str:
@@ -299,6 +310,13 @@ def recent_events(connection: Connection, api: str, limit: int = 20) -> list[Eve
     )
     rows = {row.id: row for query in (newest, scaled) for row in connection.execute(query)}
     return [Event(row.at, row.api, row.kind, row.message, row.replica) for _, row in sorted(rows.items())]
+
+
+def last_of_kinds(connection: Connection, kinds: Iterable[str]) -> dict[str, str]:
+    """Per API, the kind of its newest event among `kinds`."""
+    newest = select(func.max(events.c.id)).where(events.c.kind.in_(list(kinds))).group_by(events.c.api)
+    rows = connection.execute(select(events.c.api, events.c.kind).where(events.c.id.in_(newest)))
+    return {row.api: row.kind for row in rows}
 
 
 def last_event_at(connection: Connection, api: str) -> float | None:
