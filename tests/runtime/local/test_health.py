@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from functools import reduce
 
+import pytest
+from pydantic import ValidationError
+
 from shipyard.runtime.local.health import Check, Health, judged
+from shipyard.spec.models import HealthCheck
 
 READY = Health(0, True)
 
@@ -39,3 +43,12 @@ def test_a_starting_replica_answers_only_once_a_check_passes() -> None:
     starting = Health()
     assert after(starting, Check.refused, Check.failed) == Health(2, False)
     assert after(starting, Check.refused, Check.ok) == READY
+
+
+def test_a_check_timeout_is_capped_and_the_threshold_defaults_to_three() -> None:
+    assert HealthCheck().failure_threshold == 3
+    assert HealthCheck.model_validate({"timeout": "60s"}).timeout == 60
+    with pytest.raises(ValidationError, match="less than or equal to 60"):
+        HealthCheck.model_validate({"timeout": "61s"})
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        HealthCheck.model_validate({"failure_threshold": 0})
