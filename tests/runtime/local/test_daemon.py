@@ -20,7 +20,7 @@ from sqlalchemy import Engine, event
 from shipyard.runtime.local import release as releases
 from shipyard.runtime.local import state
 from shipyard.runtime.local.daemon import Daemon, Options, Shutdown, release_finder
-from shipyard.runtime.local.gateway import Gateway
+from shipyard.runtime.local.gateway import Gateway, Report, RouteTable
 from shipyard.runtime.local.home import Home
 from shipyard.runtime.local.supervisor import Supervisor
 from shipyard.runtime.local.types import ReplicaState
@@ -40,6 +40,8 @@ class Running:
     daemon: Daemon
     gateway: Gateway
     database: Path
+    engine: Engine
+    home: Home
 
     def wait_for(self, check: Callable[[], bool], what: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -82,7 +84,7 @@ def idle(tmp_path: Path) -> Iterator[Running]:
     supervisor = Supervisor(release_finder(engine), home.logs)
     daemon = Daemon(engine, supervisor, gateway.update, home, Options(tick=0.1, autoscale_every=0.2))
     try:
-        yield Running(daemon, gateway, database)
+        yield Running(daemon, gateway, database, engine, home)
     finally:
         engine.dispose()
 
@@ -144,3 +146,27 @@ def test_a_locked_store_stops_no_replica_and_the_loop_recovers(
         kinds = [e.kind for e in state.recent_events(connection, "echo")]
     engine.dispose()
     assert "crashed" in kinds and "restarting" in kinds
+
+
+def test_a_gateway_gone_before_the_loop_stops_leaves_no_replica_running(idle: Running) -> None:
+    gone = threading.Event()
+
+    def exchange(table: RouteTable) -> Report:
+        if gone.is_set():  # as when the servers stopped first and the gateway's event loop is closed
+            raise RuntimeError("Event loop is closed")
+        return idle.gateway.update(table)
+
+    supervisor = Supervisor(release_finder(idle.engine), idle.home.logs)
+    daemon = Daemon(idle.engine, supervisor, exchange, idle.home, Options(tick=0.1))
+    thread = threading.Thread(target=daemon.run, name="control-loop")
+    thread.start()
+    try:
+        idle.wait_for(lambda: any(r.status.state is ReplicaState.ready for r in daemon.view.replicas), "ready")
+        [replica] = daemon.view.replicas
+    finally:
+        gone.set()
+        daemon.notify(Shutdown("servers stopped"))
+        thread.join(30)
+    assert replica.pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(replica.pid, 0)  # stopped (and reaped) all the same

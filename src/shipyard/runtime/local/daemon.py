@@ -230,7 +230,10 @@ class Daemon:
     def stop(self) -> None:
         self._on_stop()  # hosted work (the job runner) drains at the same time as the replicas
         deadline = time.monotonic() + self._options.drain_timeout
-        self._drain_gateway(deadline)  # its APIs stay known, at 503, until the servers stop
+        try:
+            self._drain_gateway(deadline)  # its APIs stay known, at 503, until the servers stop
+        except Exception as exc:  # the gateway is gone already, and nothing is in flight through it
+            log.warning("could not drain the gateway before stopping the replicas: %s", exc)
         self._supervisor.close(max(0.0, deadline - time.monotonic()))
         try:
             self._save_replicas()
