@@ -8,6 +8,7 @@ import signal
 import textwrap
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -226,8 +227,11 @@ def test_an_adopted_replica_that_dies_has_an_unknown_exit_status(
     [original] = supervisor.replicas.values()
     successor = Supervisor(lambda api, version: Release(releases[version], 5.0), tmp_path / "logs")
     try:
-        successor.adopt(supervisor.records())  # as a daemon started after this one was killed
+        long_ago = [replace(r, status=replace(r.status, healthy_at=0.0)) for r in supervisor.records()]
+        adopted_at = time.time()
+        successor.adopt(long_ago)  # as a daemon started long after this one was killed
         [adopted] = successor.replicas.values()
+        assert (adopted.status.healthy_at or 0.0) >= adopted_at  # not hung: its health clock starts now
         assert adopted.process is not None
         os.kill(adopted.process.pid, signal.SIGKILL)
         observed = wait_for(successor, lambda o: states(o) == [ReplicaState.crashed], timeout=15)

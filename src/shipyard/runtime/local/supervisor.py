@@ -228,6 +228,10 @@ class Supervisor:
                 status = replace(status, state=ReplicaState.crashed, exited_at=now, last_error=error)
             elif process is None and status.state is ReplicaState.draining:
                 status = replace(status, state=ReplicaState.stopped, exited_at=now)
+            elif status.state is ReplicaState.ready:
+                # its health clock starts at adoption: a check slower than a tick's wait must not make a
+                # replica that served all along look hung for the time the daemon was down
+                status = replace(status, healthy_at=now)
             status = replace(status, request_timeout=self._request_timeout(status))
             replica = Replica(status, record.port, Path(record.log), process)
             replica.is_stopping = status.state is ReplicaState.draining
