@@ -123,17 +123,19 @@ class Client:
 
     # -- APIs -----------------------------------------------------------------------------------------------
 
-    def deploy(self, path: str | Path = ".") -> list[dict[str, Any]]:
+    def deploy(self, path: str | Path = ".", *, force: bool = False) -> list[dict[str, Any]]:
         """Record the project's APIs as desired state; returns what changes for each (`outcome`).
 
         The daemon reads the project at this absolute path on its own machine: a daemon behind SHIPYARD_URL
-        must share the filesystem (it says so when the path does not exist there).
+        must share the filesystem (it says so when the path does not exist there). An API of the same name
+        that another project deployed is refused (APIOwnedElsewhere) unless `force`.
         """
         from shipyard.spec.loader import find_spec_file
 
         find_spec_file(path)  # a missing project is this machine's error, said here
         self.ensure_daemon()
-        found = self._call("POST", "/v1/deploy", json={"path": str(Path(path).resolve())})
+        body = {"path": str(Path(path).resolve()), "force": force}
+        found = self._call("POST", "/v1/deploy", json=body)
         return list(found["apis"])
 
     def get(self, name: str | None = None, *, events: int = 20) -> Any:
@@ -336,7 +338,8 @@ def _remote_error(response: httpx.Response) -> ShipyardError:
         return RemoteError("HTTPError", f"HTTP {response.status_code}: {response.text[:200]}", response.status_code)
     if error.get("problems"):
         return ConfigError(list(error["problems"]))
-    import shipyard.jobs.errors  # noqa: F401  (the job routes' error classes, so that they are known)
+    import shipyard.jobs.errors
+    import shipyard.runtime.local.errors  # noqa: F401  (the control API's and the gateway's, likewise)
 
     known = from_wire(error, response.status_code) if isinstance(error, dict) else None
     if known is not None:  # the class the daemon raised: the same exception and exit code as without one

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shipyard.cli.deploy import _age, _state, _time, collapse
+from shipyard.cli.deploy import _age, _detail, _model, _state, _time, collapse
 
 NOW = datetime(2025, 6, 10, 12, 0, 0).timestamp()
 
@@ -37,4 +37,32 @@ def test_event_times_carry_the_date_when_not_today() -> None:
 
 def test_a_replica_stuck_starting_says_for_how_long() -> None:
     assert _state({"state": "starting", "for_seconds": 42.3}) == "starting for 42s"
-    assert _state({"state": "ready", "for_seconds": 900.0}) == "ready"
+    assert _state({"state": "ready", "for_seconds": 900.0}) == "ready for 15m"
+
+
+def test_a_replica_failing_its_health_checks_says_how_many_and_whether_it_left_the_gateway() -> None:
+    slow = {"state": "ready", "for_seconds": 75.0, "failed_checks": 1, "in_gateway": True}
+    assert _state(slow) == "ready for 1m, not answering (1 check)"
+    gone = {"state": "ready", "for_seconds": 75.0, "failed_checks": 3, "in_gateway": False}
+    assert _state(gone) == "ready for 1m, not answering (3 checks), out of the gateway"
+
+
+def test_an_alias_that_holds_what_is_not_served_says_why() -> None:
+    model = {"ref": "models:/iris@production", "name": "iris", "version": 1, "digest": "sha256:ab"}
+    failing = dict(model, alias={"name": "production", "holds": 3, "error": "w.bin: expected sha256:1, found sha256:2"})
+    assert _model(failing).splitlines() == [
+        "model: models:/iris@production → iris:1 sha256:ab",
+        "serving iris:1, alias production → iris:3: rollout failed because w.bin: expected sha256:1, found sha256:2",
+    ]
+    moving = dict(model, alias={"name": "production", "holds": 3, "error": None})
+    assert _model(moving).endswith("serving iris:1, alias production → iris:3: rolling out")
+    settled = dict(model, alias={"name": "production", "holds": 1, "error": None})
+    assert _model(settled) == "model: models:/iris@production → iris:1 sha256:ab"
+
+
+def test_the_detail_has_one_blank_line_between_its_sections() -> None:
+    replica = {"id": "echo-1", "version": "v1", "state": "ready", "for_seconds": 3.0, "restarts": 0, "last_error": None}
+    found = {"name": "echo", "status": "live", "model": None, "replicas": [replica], "events": []}
+    text = _detail(found, NOW)
+    assert "\n\n\n" not in text
+    assert text.split("\n\n")[1].startswith("REPLICA") and text.endswith("\n\nno events")

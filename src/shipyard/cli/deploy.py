@@ -35,13 +35,14 @@ _COLUMNS = (
 @click.argument("path", default=".", type=click.Path())
 @click.option("--no-wait", is_flag=True, help="Return once recorded, without waiting for the APIs to be ready.")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for the rollout.")
+@click.option("--force", is_flag=True, help="Take over APIs of the same name that another project deployed.")
 @reports_errors
-def deploy(path: str, no_wait: bool, timeout: float) -> None:
+def deploy(path: str, no_wait: bool, timeout: float, force: bool) -> None:
     """Deploy the APIs of PATH (a project directory or a yaml file) and wait until they serve."""
     from shipyard.client import Client
 
     with Client() as client:
-        changes = client.deploy(path)
+        changes = client.deploy(path, force=force)
         for change in changes:
             click.echo(f"{change['name']}: {change['outcome']} ({change['kind']} {change['version']})".rstrip())
         served = [c["name"] for c in changes if c["outcome"] != "skipped"]
@@ -99,34 +100,50 @@ def _render(found: Any, api: str | None, now: float) -> str:
 
 
 def _detail(found: dict[str, Any], now: float) -> str:
-    lines = [_table([[_cell(found, key, now) for _, key in _COLUMNS]], [title for title, _ in _COLUMNS]), ""]
+    """The API's row, then each section that has something to say, one blank line between them."""
+    sections = [_table([[_cell(found, key, now) for _, key in _COLUMNS]], [title for title, _ in _COLUMNS])]
     if found.get("message"):
-        lines += [f"why: {found['message']}", ""]
+        sections.append(f"why: {found['message']}")
     model = found.get("model")
     if model:
-        pinned = f" → {model['name']}:{model['version']}" if model["name"] else ""
-        lines.append(f"model: {model['ref']}{pinned} {model['digest'] or ''}".rstrip())
+        sections.append(_model(model))
     if found.get("replicas"):
         rows = [
             [r["id"], r["version"], _state(r), str(r["restarts"]), r["last_error"] or "-"] for r in found["replicas"]
         ]
-        lines += ["", _table(rows, ["REPLICA", "VERSION", "STATE", "RESTARTS", "LAST ERROR"])]
+        sections.append(_table(rows, ["REPLICA", "VERSION", "STATE", "RESTARTS", "LAST ERROR"]))
     if found.get("targets") is not None:
-        lines += ["", _targets(found["targets"])]
+        sections.append(_targets(found["targets"]))
     if found.get("shadows") is not None:
-        lines += ["", _shadows(found["shadows"])]
+        sections.append(_shadows(found["shadows"]))
     events = [[_time(e["at"], now), e["kind"], e["message"]] for e in collapse(found.get("events", []))]
-    lines += ["", _table(events, ["WHEN", "EVENT", "MESSAGE"]) if events else "no events"]
-    return "\n".join(lines)
+    sections.append(_table(events, ["WHEN", "EVENT", "MESSAGE"]) if events else "no events")
+    return "\n\n".join(sections)
+
+
+def _model(model: dict[str, Any]) -> str:
+    pinned = f" → {model['name']}:{model['version']}" if model["name"] else ""
+    line = f"model: {model['ref']}{pinned} {model['digest'] or ''}".rstrip()
+    alias = model.get("alias")
+    if alias and alias.get("holds") is not None and alias["holds"] != model["version"]:
+        served = f"serving {model['name']}:{model['version']}, alias {alias['name']} → {model['name']}:{alias['holds']}"
+        why = f"rollout failed because {alias['error']}" if alias.get("error") else "rolling out"
+        line += f"\n{served}: {why}"
+    return line
 
 
 def _state(replica: dict[str, Any]) -> str:
-    """`starting for 12s`: how long a replica has been in a state that should not last."""
+    """`starting for 12s`, `ready for 3m, not answering (2 checks)`: its state, for how long, and whether it
+    fails its health checks (and has left the gateway for it)."""
     state = str(replica["state"])
     seconds = replica.get("for_seconds")
-    if state in ("starting", "draining", "crashed", "crash-looping") and seconds is not None:
-        return f"{state} for {_duration(seconds)}"
-    return state
+    text = f"{state} for {_duration(seconds)}" if seconds is not None else state
+    failed = replica.get("failed_checks") or 0
+    if failed:
+        text += f", not answering ({failed} check{'s' if failed != 1 else ''})"
+        if not replica.get("in_gateway", True):
+            text += ", out of the gateway"
+    return text
 
 
 def _targets(targets: list[dict[str, Any]]) -> str:

@@ -91,10 +91,13 @@ class UpdateStrategy(_Strict):
 
 
 class HealthCheck(_Strict):
-    """How the daemon checks a ready replica: GET /readyz on every tick of its control loop."""
+    """How the daemon checks a replica: GET /readyz about every tick of its control loop, one check at a time."""
 
-    timeout: Duration = Field(1.0, gt=0)
+    timeout: Duration = Field(1.0, gt=0, le=60)
     """Longest one check may take before it counts as failed."""
+    failure_threshold: int = Field(3, ge=1, le=100)
+    """Checks failed in a row after which a ready replica gets no traffic (until one passes); a refused
+    connection takes it out at once."""
     unhealthy_after: Duration = Field(30.0, gt=0)
     """A ready replica whose checks keep failing this long is hung: it is killed and replaced."""
 

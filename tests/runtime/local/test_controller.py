@@ -102,13 +102,15 @@ class TestStopping:
     def test_stopped_replicas_are_forgotten(self) -> None:
         assert plan(want(1), observe(replica("r1"), replica("r2", ReplicaState.stopped))) == [Forget("r2")]
 
-    def test_a_replica_draining_within_its_grace_period_is_left_alone(self) -> None:
-        draining = replica("r2", ReplicaState.draining, grace_period=30, draining_since=NOW - 34)
+    def test_a_replica_draining_within_its_timeout_and_grace_period_is_left_alone(self) -> None:
+        # it may wait `timeout` for the gateway's requests to it, then take `grace_period` to stop
+        draining = replica("r2", ReplicaState.draining, request_timeout=10, grace_period=30, draining_since=NOW - 44)
         assert plan(want(1), observe(replica("r1"), draining)) == []
 
-    def test_a_replica_draining_past_its_grace_period_is_killed(self) -> None:
-        draining = replica("r2", ReplicaState.draining, grace_period=30, draining_since=NOW - 36)
-        assert plan(want(1), observe(replica("r1"), draining)) == [Kill("r2")]
+    def test_a_replica_draining_past_its_timeout_and_grace_period_is_killed(self) -> None:
+        draining = replica("r2", ReplicaState.draining, request_timeout=10, grace_period=30, draining_since=NOW - 46)
+        [kill] = plan(want(1), observe(replica("r1"), draining))
+        assert kill == Kill("r2") and kill.reason == "still draining 45s after it was told to stop"
 
     def test_draining_replicas_do_not_count_towards_the_desired(self) -> None:
         draining = replica("r1", ReplicaState.draining, draining_since=NOW)
@@ -166,6 +168,11 @@ class TestHealth:
     def test_the_health_timeout_is_the_apis(self) -> None:
         hung = replica("r1", healthy_at=NOW - 6)
         assert plan(want(1, health_timeout=5), observe(hung))[0] == Fail("r1", "stopped answering health checks for 6s")
+
+    def test_how_long_it_went_unanswered_is_said_in_whole_seconds(self) -> None:
+        hung = replica("r1", healthy_at=NOW - 5.07928)
+        [fail, _] = plan(want(1, health_timeout=5), observe(hung))
+        assert fail == Fail("r1", "stopped answering health checks for 5s")
 
     def test_a_hung_replica_of_an_old_version_is_dropped_not_restarted(self) -> None:
         observed = observe(replica("r1", version="v1", healthy_at=NOW - 60), replica("r2", version="v2"))

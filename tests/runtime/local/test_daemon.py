@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -19,11 +20,12 @@ from sqlalchemy import Engine, event
 from shipyard.runtime.local import release as releases
 from shipyard.runtime.local import state
 from shipyard.runtime.local.daemon import Daemon, Options, Shutdown, release_finder
-from shipyard.runtime.local.gateway import Gateway
+from shipyard.runtime.local.gateway import Gateway, Report, RouteTable
 from shipyard.runtime.local.home import Home
 from shipyard.runtime.local.supervisor import Supervisor
 from shipyard.runtime.local.types import ReplicaState
 from shipyard.store import create_store_engine, migrate, read_transaction, write_transaction
+from tests.runtime.local.test_gateway import call
 from tests.serving.conftest import make_project
 
 ECHO = """
@@ -38,6 +40,8 @@ class Running:
     daemon: Daemon
     gateway: Gateway
     database: Path
+    engine: Engine
+    home: Home
 
     def wait_for(self, check: Callable[[], bool], what: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -63,7 +67,8 @@ def impatient_engine(database: Path) -> Engine:
 
 
 @pytest.fixture
-def running(tmp_path: Path) -> Iterator[Running]:
+def idle(tmp_path: Path) -> Iterator[Running]:
+    """A daemon over a store with one deployed API, its loop not started."""
     home = Home(tmp_path / "home")
     home.logs.mkdir(parents=True)
     database = home.root / "shipyard.db"
@@ -78,14 +83,39 @@ def running(tmp_path: Path) -> Iterator[Running]:
     gateway = Gateway()
     supervisor = Supervisor(release_finder(engine), home.logs)
     daemon = Daemon(engine, supervisor, gateway.update, home, Options(tick=0.1, autoscale_every=0.2))
-    thread = threading.Thread(target=daemon.run, name="control-loop")
+    try:
+        yield Running(daemon, gateway, database, engine, home)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def running(idle: Running) -> Iterator[Running]:
+    thread = threading.Thread(target=idle.daemon.run, name="control-loop")
     thread.start()
     try:
-        yield Running(daemon, gateway, database)
+        yield idle
     finally:
-        daemon.notify(Shutdown("test over"))
+        idle.daemon.notify(Shutdown("test over"))
         thread.join(30)
-        engine.dispose()
+
+
+def test_a_deployed_api_is_503_never_404_before_the_first_tick_and_after_the_last(idle: Running) -> None:
+    idle.gateway.update(idle.daemon.routes_from_store())  # as the server does before it serves
+    early = asyncio.run(call(idle.gateway, "/echo", b"{}"))
+    assert early["status"] == 503 and early["headers"][b"retry-after"] == b"1"
+    assert b"the daemon is starting" in early["body"]
+    thread = threading.Thread(target=idle.daemon.run, name="control-loop")
+    thread.start()
+    try:
+        idle.wait_for(lambda: len(idle.ready()) == 1, "a ready replica")
+        assert list(idle.gateway.lanes["echo"].route.replicas) == [idle.ready()[0].status.id]
+    finally:
+        idle.daemon.notify(Shutdown("test over"))
+        thread.join(30)
+    late = asyncio.run(call(idle.gateway, "/echo", b"{}"))  # its replicas are gone; the gateway still knows it
+    assert late["status"] == 503 and b"shutting down" in late["body"]
+    assert asyncio.run(call(idle.gateway, "/nope", b"{}"))["status"] == 404
 
 
 def test_a_locked_store_stops_no_replica_and_the_loop_recovers(
@@ -116,3 +146,27 @@ def test_a_locked_store_stops_no_replica_and_the_loop_recovers(
         kinds = [e.kind for e in state.recent_events(connection, "echo")]
     engine.dispose()
     assert "crashed" in kinds and "restarting" in kinds
+
+
+def test_a_gateway_gone_before_the_loop_stops_leaves_no_replica_running(idle: Running) -> None:
+    gone = threading.Event()
+
+    def exchange(table: RouteTable) -> Report:
+        if gone.is_set():  # as when the servers stopped first and the gateway's event loop is closed
+            raise RuntimeError("Event loop is closed")
+        return idle.gateway.update(table)
+
+    supervisor = Supervisor(release_finder(idle.engine), idle.home.logs)
+    daemon = Daemon(idle.engine, supervisor, exchange, idle.home, Options(tick=0.1))
+    thread = threading.Thread(target=daemon.run, name="control-loop")
+    thread.start()
+    try:
+        idle.wait_for(lambda: any(r.status.state is ReplicaState.ready for r in daemon.view.replicas), "ready")
+        [replica] = daemon.view.replicas
+    finally:
+        gone.set()
+        daemon.notify(Shutdown("servers stopped"))
+        thread.join(30)
+    assert replica.pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(replica.pid, 0)  # stopped (and reaped) all the same

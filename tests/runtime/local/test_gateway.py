@@ -24,6 +24,8 @@ class Backend:
     """A stand-in replica on a real socket: counts what reaches it and how many it holds at once."""
 
     delay: float = 0.0
+    delays: dict[bytes, float] = field(default_factory=dict)
+    """Per body, a delay other than `delay`."""
     seen: list[bytes] = field(default_factory=list)
     connections: int = 0
     busy: int = 0
@@ -41,7 +43,7 @@ class Backend:
             self.seen.append(body)
             self.busy += 1
             self.most_busy = max(self.most_busy, self.busy)
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(self.delays.get(body, self.delay))
             self.busy -= 1
             reply = b'{"ok":' + body + b"}"
             request_id = _header(head, b"x-request-id", bytes)
@@ -90,8 +92,10 @@ async def shut(gateway: Gateway, *servers: asyncio.Server) -> None:
         await server.wait_closed()
 
 
-def route(replicas: dict[str, str], *, limit: int = 1, queue: int = 10, **options: Any) -> RouteTable:
-    return RouteTable({"api": APIRoute("api", limit, queue, 5, replicas, **options)})
+def route(
+    replicas: dict[str, str], *, limit: int = 1, queue: int = 10, timeout: float = 5, **options: Any
+) -> RouteTable:
+    return RouteTable({"api": APIRoute("api", limit, queue, timeout, replicas, **options)})
 
 
 async def call(
@@ -298,6 +302,85 @@ def test_splitter_routes_by_weight_and_counts_under_its_own_name() -> None:
         report = gateway.update(RouteTable(routes, {"front": Splitter.of(spec)}))
         counts = {name: report.apis[name].last_minute.requests for name in ("a", "b", "front")}
         assert counts["front"] == 40 and counts["a"] + counts["b"] == 40 and min(counts["a"], counts["b"]) > 5
+        await shut(gateway, server)
+
+    asyncio.run(scenario())
+
+
+def test_a_path_that_names_no_api_is_answered_404_before_its_body_is_read() -> None:
+    async def scenario() -> None:
+        gateway = Gateway()
+        gateway.update(route({}))
+        reads: list[dict[str, Any]] = []
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:  # as a client streaming a huge body, chunk after chunk
+            reads.append({})
+            return {"type": "http.request", "body": b"x" * 1024, "more_body": True}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        headers = [(b"x-request-id", b"lost-1")]
+        scope = {"type": "http", "method": "POST", "path": "/nope", "query_string": b"", "headers": headers}
+        await gateway(scope, receive, send)
+        assert sent[0]["status"] == 404 and b"no API named 'nope'" in sent[1]["body"]
+        assert (b"x-request-id", b"lost-1") in sent[0]["headers"]
+        assert reads == []  # not one chunk of the body was read, let alone buffered
+
+    asyncio.run(scenario())
+
+
+def test_the_timeout_is_one_deadline_from_arrival_queue_included() -> None:
+    async def scenario() -> None:
+        backend = Backend(delay=0.3)
+        server, url = await serve(backend.answer)
+        gateway = Gateway()
+        gateway.update(route({"r0": url}, limit=1, timeout=0.5))
+        first, second = await asyncio.gather(call(gateway, "/api", b"1"), call(gateway, "/api", b"2"))
+        assert first["status"] == 200
+        # it waited 0.3 s for the slot, then had 0.2 s left for a replica that takes 0.3 s
+        assert second["status"] == 504 and b"GatewayTimeout" in second["body"]
+        await asyncio.sleep(0.3)
+        await shut(gateway, server)
+
+    asyncio.run(scenario())
+
+
+def test_a_request_whose_deadline_passes_in_the_queue_gets_504() -> None:
+    async def scenario() -> None:
+        backend = Backend(delay=0.5)
+        server, url = await serve(backend.answer)
+        gateway = Gateway()
+        gateway.update(route({"r0": url}, limit=1, timeout=0.2))
+        busy = asyncio.ensure_future(call(gateway, "/api", b"1"))
+        await asyncio.sleep(0.02)
+        queued = await call(gateway, "/api", b"2")
+        assert queued["status"] == 504 and b"waiting in the gateway's queue" in queued["body"]
+        assert (await busy)["status"] == 504
+        assert backend.seen == [b"1"]  # the queued one was never sent
+        await asyncio.sleep(0.5)
+        await shut(gateway, server)
+
+    asyncio.run(scenario())
+
+
+def test_a_request_that_timed_out_keeps_its_slot_until_the_replica_answers() -> None:
+    async def scenario() -> None:
+        backend = Backend(delays={b"slow": 0.6})
+        server, url = await serve(backend.answer)
+        gateway = Gateway()
+        gateway.update(route({"r0": url}, limit=1, timeout=0.3))
+        lane = gateway.lanes["api"]
+        assert (await call(gateway, "/api", b"slow"))["status"] == 504
+        assert lane.in_flight == 1  # the replica still works on it: max_concurrency 1 leaves no room
+        late = asyncio.ensure_future(call(gateway, "/api", b"1"))
+        await asyncio.sleep(0.05)
+        assert lane.queued == 1 and backend.seen == [b"slow"]  # it waits: the replica still works on the slow one
+        assert (await late)["status"] in (200, 504)  # served once the slot frees, unless its deadline came first
+        await asyncio.sleep(0.4)  # the slow one has answered (to nobody) by now
+        assert lane.in_flight == 0 and backend.most_busy == 1  # never two at once, though one timed out
+        assert (await call(gateway, "/api", b"2"))["status"] == 200  # the connection is fine to use again
         await shut(gateway, server)
 
     asyncio.run(scenario())

@@ -51,6 +51,24 @@ def test_deploy_outcomes(engine: Engine, tmp_path: Path) -> None:
         assert state.get_deployment(connection, "echo").replicas == 2  # init = min_replicas
 
 
+def test_an_api_of_another_project_is_refused_unless_forced(engine: Engine, tmp_path: Path) -> None:
+    ours = make_project(tmp_path / "ours", SPEC)
+    theirs = make_project(tmp_path / "theirs", SPEC.replace("max_replicas: 4", "max_replicas: 3"))
+    record(engine, ours)
+    assert record(engine, ours / "shipyard.yaml")["echo"] is state.Outcome.unchanged  # the same project, as a file
+    with pytest.raises(state.APIOwnedElsewhere, match=f"already deployed from another project, {ours}") as refused:
+        record(engine, theirs)
+    assert "--force" in refused.value.message and refused.value.status_code == 409
+    with write_transaction(engine) as connection:
+        assert state.get_deployment(connection, "echo").source == str(ours)  # nothing was recorded
+        taken = {
+            r.name: state.record_release(connection, r, "s.yaml", str(theirs), 2.0, force=True)
+            for r in prepare(theirs).releases
+        }
+        assert taken == {"echo": state.Outcome.updated, "split": state.Outcome.unchanged}
+    assert record(engine, theirs)["echo"] is state.Outcome.unchanged  # theirs now: no --force needed again
+
+
 def test_refresh_keeps_the_release_and_a_redeploy_keeps_the_refresh(engine: Engine, tmp_path: Path) -> None:
     project = make_project(tmp_path / "p", SPEC)
     record(engine, project)
@@ -101,3 +119,10 @@ def test_changing_only_the_daemons_timeouts_restarts_nothing(engine: Engine, tmp
     timed = SPEC.replace("handlers.py:Echo", "handlers.py:Echo\n  startup_timeout: 10s\n  health_check: {timeout: 2s}")
     (project / "shipyard.yaml").write_text(timed)
     assert record(engine, project)["echo"] is state.Outcome.updated
+
+
+def test_the_newest_event_among_some_kinds_per_api(engine: Engine) -> None:
+    found = [("a", "live"), ("a", "scaling"), ("a", "crashed"), ("b", "live"), ("c", "deployed")]
+    with write_transaction(engine) as connection:
+        state.record_events(connection, [state.Event(float(n), api, kind, "") for n, (api, kind) in enumerate(found)])
+        assert state.last_of_kinds(connection, ["live", "scaling"]) == {"a": "scaling", "b": "live"}

@@ -7,13 +7,15 @@ import shutil
 import signal
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 
 from shipyard.runtime.local.controller import plan
+from shipyard.runtime.local.health import CheckPolicy
 from shipyard.runtime.local.replica_logs import fatal_errors
 from shipyard.runtime.local.supervisor import (
     UNKNOWN_EXIT,
@@ -86,11 +88,12 @@ def reconcile(
     condition: Callable[[Observed], bool],
     timeout: float = 90,
     timing: Timing = FAST,
+    policies: Mapping[str, CheckPolicy] | None = None,
 ) -> list[Observed]:
     """The control loop, as the daemon will run it: observe, plan, apply, until `condition` holds."""
     seen, deadline = [], time.monotonic() + timeout
     while time.monotonic() < deadline:
-        observed = supervisor.observe()
+        observed = supervisor.observe(policies)
         seen.append(observed)
         if condition(observed):
             return seen
@@ -154,25 +157,56 @@ def test_the_control_loop_restarts_a_killed_replica_then_rolls_out_without_losin
         assert httpx.post(f"{url}/predict", json={"n": 2}).json() == {"echo": {"n": 2}}
 
 
-def test_a_hung_replica_loses_its_traffic_at_once_and_is_replaced(supervisor: Supervisor) -> None:
+def test_a_hung_replica_leaves_the_routes_after_its_failure_threshold_and_is_replaced(supervisor: Supervisor) -> None:
     desired = Desired((DesiredAPI("echo", "v1", 1),))
-    reconcile(supervisor, desired, lambda o: states(o) == [ReplicaState.ready])
+    policies = {"echo": CheckPolicy(timeout=0.3, failure_threshold=2)}
+    reconcile(supervisor, desired, lambda o: states(o) == [ReplicaState.ready], policies=policies)
     [replica] = supervisor.replicas.values()
     assert replica.process is not None
     os.kill(replica.process.pid, signal.SIGSTOP)  # alive, but answers nothing
-    supervisor.observe()
-    assert supervisor.ready("echo") == {}
+    seen = []  # (failed checks, still routed) after each observation
+    while replica.status.failed_checks < 2:
+        supervisor.observe(policies)
+        seen.append((replica.status.failed_checks, replica.status.id in supervisor.ready("echo")))
+        time.sleep(0.05)
+    assert (1, True) in seen  # one failed check is not enough to lose its traffic
+    assert seen[-1] == (2, False)
+    assert supervisor.is_coming("echo")  # requests wait for it rather than being refused
 
     impatient = Desired((DesiredAPI("echo", "v1", 1, health_timeout=2),))
     seen = reconcile(
         supervisor,
         impatient,
         lambda o: states(o) == [ReplicaState.ready] and replica.status.restarts == 1,
+        policies=policies,
     )
     errors = {r.last_error for o in seen for r in o.replicas if r.state is ReplicaState.crash_looping}
     assert len(errors) == 1
     assert (errors.pop() or "").startswith("stopped answering health checks")
     assert set(supervisor.ready("echo")) == {replica.status.id}
+
+
+def test_a_frozen_replica_with_a_long_check_timeout_holds_up_no_observation(supervisor: Supervisor) -> None:
+    desired = Desired((DesiredAPI("echo", "v1", 2, startup_timeout=60),))
+    policies = {"echo": CheckPolicy(timeout=20.0)}
+    reconcile(supervisor, desired, lambda o: states(o) == [ReplicaState.ready] * 2, policies=policies)
+    frozen, victim = supervisor.replicas.values()
+    assert frozen.process is not None and victim.process is not None
+    os.kill(frozen.process.pid, signal.SIGSTOP)
+    try:
+        while not supervisor.is_checking(frozen.status.id):  # a 20 s check of it is out
+            supervisor.observe(policies)
+        os.kill(victim.process.pid, signal.SIGKILL)  # the loop must handle this crash without waiting 20 s
+        reconcile(
+            supervisor,
+            desired,
+            lambda o: victim.status.restarts == 1 and victim.status.state is ReplicaState.ready,
+            policies=policies,
+        )
+        assert supervisor.is_checking(frozen.status.id)  # its first check is still out: nobody waited for it
+        assert frozen.status.id in supervisor.ready("echo")  # and no news is not bad news
+    finally:
+        os.kill(frozen.process.pid, signal.SIGCONT)
 
 
 def test_the_stray_sweep_takes_replicas_of_snapshots_and_never_a_job_worker() -> None:
@@ -193,8 +227,11 @@ def test_an_adopted_replica_that_dies_has_an_unknown_exit_status(
     [original] = supervisor.replicas.values()
     successor = Supervisor(lambda api, version: Release(releases[version], 5.0), tmp_path / "logs")
     try:
-        successor.adopt(supervisor.records())  # as a daemon started after this one was killed
+        long_ago = [replace(r, status=replace(r.status, healthy_at=0.0)) for r in supervisor.records()]
+        adopted_at = time.time()
+        successor.adopt(long_ago)  # as a daemon started long after this one was killed
         [adopted] = successor.replicas.values()
+        assert (adopted.status.healthy_at or 0.0) >= adopted_at  # not hung: its health clock starts now
         assert adopted.process is not None
         os.kill(adopted.process.pid, signal.SIGKILL)
         observed = wait_for(successor, lambda o: states(o) == [ReplicaState.crashed], timeout=15)

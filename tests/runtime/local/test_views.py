@@ -90,3 +90,21 @@ def test_a_replica_says_how_long_it_has_been_starting() -> None:
     apis = summaries([deployment("stable")], [stuck], {}, "http://gw", {})
     detail = api_detail(apis["stable"], deployment("stable"), [stuck], None, [], [], now=NOW)
     assert detail["replicas"][0]["state"] == "starting" and detail["replicas"][0]["for_seconds"] == 42
+
+
+def test_a_ready_replica_says_since_when_and_how_many_checks_it_failed() -> None:
+    spec = {"name": "stable", "handler": "handlers.py:Echo", "health_check": {"failure_threshold": 2}}
+    api = deployment("stable", spec=spec)
+
+    def shown(**fields: Any) -> dict[str, Any]:
+        replica = record("stable", ReplicaState.ready, started_at=NOW - 50, **fields)
+        apis = summaries([api], [replica], {}, "http://gw", {})
+        [row] = api_detail(apis["stable"], api, [replica], None, [], [], now=NOW)["replicas"]
+        return row
+
+    assert shown(ready_at=NOW - 30)["for_seconds"] == 30  # since it became ready, not since it started
+    assert shown()["for_seconds"] == 50  # adopted: only its start is known
+    slow = shown(failed_checks=1)
+    assert (slow["failed_checks"], slow["in_gateway"]) == (1, True)
+    gone = shown(failed_checks=2)
+    assert (gone["failed_checks"], gone["in_gateway"]) == (2, False)

@@ -4,8 +4,11 @@ A request takes the ready replica with the fewest requests in flight, and no rep
 `max_concurrency` of the gateway's requests (the replica's own queue stays empty, so a replica that is
 told to drain has only what it is working on). When every replica is full a request waits in the API's
 queue, which holds `max_queue_length` per ready replica; beyond that, or when no replica is ready and
-none is coming, it is refused at once (the caller answers 503 with Retry-After). An API scaled to zero
-queues its requests too, and asks the daemon for a replica (`on_demand`). A freed slot goes to the oldest
+none is coming, it is refused at once (the caller answers 503 with Retry-After). A replica is coming
+when one is starting, or when a ready one fails its health checks (it is slow, or busy holding the GIL:
+requests wait for it until their deadline rather than being refused). An API scaled to zero queues its
+requests too, and asks the daemon for a replica (`on_demand`). A request waits no longer than its
+deadline (the API's `timeout` from its arrival), then gets 504. A freed slot goes to the oldest
 waiter that may use it (a retry never goes back to the replica that just failed it). A replica that
 refuses a connection leaves the rotation at once, until a health check newer than the refusal says it is
 back. Lives on the gateway's event loop, so it needs no locks.
@@ -20,19 +23,12 @@ from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
-from shipyard.errors import ShipyardError
+from shipyard.runtime.local.errors import GatewayTimeout, Overloaded
 from shipyard.runtime.local.router import least_in_flight
 from shipyard.runtime.local.upstream import Upstream
 from shipyard.runtime.local.window import Window
 
 DEFAULT_MAX_BODY = 10 * 1024**2
-
-
-class Overloaded(ShipyardError):
-    status_code = 503
-
-    def __init__(self, api: str, reason: str) -> None:
-        super().__init__(f"API {api!r} {reason}; retry after a moment")
 
 
 class ClientLeft(Exception):
@@ -50,12 +46,15 @@ class APIRoute:
     replicas: Mapping[str, str] = field(default_factory=dict)
     """Ready replicas: id → base URL."""
     expecting: bool = False
-    """A replica is starting: requests may wait for it even when none is ready."""
+    """A replica is coming (starting, or ready but failing its checks): requests may wait for it even when
+    none is routed."""
     wakes: bool = False
     """The API is scaled to zero and may scale up: a request waits, and asks for a replica."""
     max_body_size: int = DEFAULT_MAX_BODY
     checked_at: float = 0.0
     """When the daemon last checked the replicas' health (epoch seconds)."""
+    unavailable: str = "has no ready replica"
+    """Why a request is refused when no replica is routed and none is coming."""
 
 
 @dataclass
@@ -106,7 +105,7 @@ class Lane:
             self._admit_replica(backend_id, url, route.checked_at)
         self._dispatch()
         if not self._may_wait():
-            self._refuse_waiters("has no ready replica")
+            self._refuse_waiters(route.unavailable)
         elif self._waiters and not self._routable():
             self._on_demand(route.name)
 
@@ -148,8 +147,10 @@ class Lane:
         exclude: Collection[str] = (),
         gone: asyncio.Future[None] | None = None,
         on_admit: Callable[[Backend], None] | None = None,
+        deadline: float | None = None,
     ) -> Backend:
-        """A replica with a free slot, waiting in the queue for one if need be.
+        """A replica with a free slot, waiting in the queue for one if need be, until `deadline` (a
+        perf_counter() time; default: the API's timeout from now), then GatewayTimeout.
 
         `gone` completes when the client disconnects: a waiting request then leaves the queue (ClientLeft).
         `on_admit` is called with the replica as soon as a waiting request gets it, before this returns (the
@@ -162,12 +163,12 @@ class Lane:
                 on_admit(backend)
             return backend
         self.check_room()
-        return await self._wait(exclude, gone, on_admit)
+        return await self._wait(exclude, gone, on_admit, deadline)
 
     def check_room(self) -> None:
         """Raise Overloaded when a request could not even wait."""
         if not self._may_wait():
-            raise Overloaded(self.route.name, "has no ready replica")
+            raise Overloaded(self.route.name, self.route.unavailable)
         capacity = self.route.max_queue_length * max(1, len(self._routable()))
         if len(self._waiters) >= capacity:
             raise Overloaded(self.route.name, f"is at capacity (queue of {capacity} full)")
@@ -203,7 +204,7 @@ class Lane:
             backend.refused_at = time.time()
         backend.is_routable = False
         if not self._may_wait():
-            self._refuse_waiters("has no ready replica")
+            self._refuse_waiters(self.route.unavailable)
 
     def has_other(self, backend_id: str) -> bool:
         return any(b.id != backend_id for b in self._routable())
@@ -218,6 +219,7 @@ class Lane:
         exclude: Collection[str],
         gone: asyncio.Future[None] | None,
         on_admit: Callable[[Backend], None] | None,
+        deadline: float | None,
     ) -> Backend:
         loop = asyncio.get_running_loop()
         waiter = _Waiter(loop.create_future(), exclude, on_admit)
@@ -225,7 +227,8 @@ class Lane:
         self._waiters.append(waiter)
         if not self._routable():
             self._on_demand(self.route.name)
-        timer = loop.call_later(self.route.timeout, self._expire, waiter.future)  # cheaper than a wait_for task
+        left = self.route.timeout if deadline is None else max(0.0, deadline - time.perf_counter())
+        timer = loop.call_later(left, self._expire, waiter.future)  # cheaper than a wait_for task
         if gone is not None:
             gone.add_done_callback(lambda _: _settle(waiter.future, ClientLeft()))
         try:
@@ -247,7 +250,7 @@ class Lane:
         return backend
 
     def _expire(self, future: asyncio.Future[Backend]) -> None:
-        _settle(future, Overloaded(self.route.name, f"had no free replica within {self.route.timeout:g}s"))
+        _settle(future, GatewayTimeout(self.route.name, self.route.timeout, queued=True))
 
     def _dispatch(self) -> None:
         """Hand free slots to the oldest waiters that may take them."""

@@ -1,12 +1,15 @@
 """The control API on 127.0.0.1: deploy, get, delete, refresh, logs, jobs, shutdown. Every request needs the token.
 
 Handlers change desired state in the store and then only `notify` the daemon's loop; processes are
-touched by the loop alone. Errors are `{"error": {"type", "message"}}` (plus `problems` for a bad spec).
+touched by the loop alone. Errors are `{"error": {"type", "message"}}` (plus `problems` for a bad spec),
+whatever went wrong: an unknown route or method too, and anything unexpected, whose traceback goes to
+the daemon's log (a 500 that says where that log is).
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -15,11 +18,13 @@ from typing import Any
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shipyard import __version__
 from shipyard.errors import BadRequest, ConfigError, ShipyardError
@@ -30,6 +35,8 @@ from shipyard.runtime.local.daemon import Daemon, Shutdown, Wake
 from shipyard.runtime.local.home import Home
 from shipyard.settings import Settings
 from shipyard.store import read_transaction, write_transaction
+
+log = logging.getLogger("shipyard.control")
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,37 @@ class _TokenRequired(BaseHTTPMiddleware):
         return await call_next(request)
 
 
+class _InternalErrors:
+    """Anything that is not a ShipyardError: the traceback goes to the daemon's log, and the caller gets the
+    usual JSON error form saying where that log is (never a bare `Internal Server Error`)."""
+
+    def __init__(self, app: ASGIApp, log_path: str) -> None:
+        self.app = app
+        self.log_path = log_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        is_started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal is_started
+            is_started = is_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:  # the last line of defence: log it whole, answer in the API's own form
+            where = f"{scope['method']} {scope['path']}"
+            log.exception("control API request %s failed", where)
+            if is_started:
+                raise
+            what = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            message = f"the daemon failed on {where} ({what}); the traceback is in its log, {self.log_path}"
+            await _error_body(500, "InternalError", message)(scope, receive, send)
+
+
 def build_app(context: Context) -> Starlette:
     api = _Handlers(context)
     routes = [
@@ -75,8 +113,11 @@ def build_app(context: Context) -> Starlette:
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(_TokenRequired, token=context.token)],
-        exception_handlers={ShipyardError: _shipyard_error},  # type: ignore[dict-item]
+        middleware=[
+            Middleware(_TokenRequired, token=context.token),
+            Middleware(_InternalErrors, log_path=str(context.home.daemon_log)),
+        ],
+        exception_handlers={ShipyardError: _shipyard_error, HTTPException: _http_error},  # type: ignore[dict-item]
     )
 
 
@@ -111,11 +152,14 @@ class _Handlers:
                 f"the project path {path!r} does not exist on the daemon's machine: the daemon reads the project "
                 "from its own filesystem, so deploy from the machine it runs on (or one that shares that path)"
             )
-        changes = await run_in_threadpool(self._record, path)
+        force = body.get("force", False)
+        if not isinstance(force, bool):
+            raise BadRequest(f"'force' must be true or false, got {force!r}")
+        changes = await run_in_threadpool(self._record, path, force)
         self.context.daemon.notify(Wake("deploy"))
         return JSONResponse({"apis": changes})
 
-    def _record(self, path: str) -> list[dict[str, str]]:
+    def _record(self, path: str, force: bool) -> list[dict[str, str]]:
         prepared = releases.prepare(path)
         now = time.time()
         changes = []
@@ -126,7 +170,8 @@ class _Handlers:
         }
         with write_transaction(self.context.engine) as connection:
             for found in prepared.releases:
-                outcome = state.record_release(connection, found, snapshots.get(found.name, ""), path, now)
+                spec_file = snapshots.get(found.name, "")
+                outcome = state.record_release(connection, found, spec_file, path, now, force=force)
                 changes.append({"name": found.name, "kind": found.kind, "version": found.version, "outcome": outcome})
                 if outcome is not state.Outcome.unchanged:
                     text = f"{outcome.value}: version {found.version} from {prepared.project.source}"
@@ -169,6 +214,7 @@ class _Handlers:
             now=time.time(),
             apis=summaries,
             shadow_latency=view.shadow_latency,
+            following=view.following.get(name),
         )
 
     async def delete_api(self, request: Request) -> JSONResponse:
@@ -246,6 +292,24 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 def _error_body(status: int, kind: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": {"type": kind, "message": message, **extra}}, status_code=status)
+
+
+_HTTP_TYPES = {404: "NotFound", 405: "MethodNotAllowed"}
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """The router's own refusals (no such route, wrong method), in the API's error form."""
+    where = f"{request.method} {request.url.path}"
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        message = f"the control API does not answer {where}; it takes {allowed or 'other methods'} there"
+    elif exc.status_code == 404:
+        message = f"the control API has no route {where}; is this CLI older or newer than the daemon ({__version__})?"
+    else:
+        message = f"{where}: {exc.detail}"
+    response = _error_body(exc.status_code, _HTTP_TYPES.get(exc.status_code, "HTTPError"), message)
+    response.headers.update(exc.headers or {})
+    return response
 
 
 async def _shipyard_error(request: Request, exc: ShipyardError) -> JSONResponse:

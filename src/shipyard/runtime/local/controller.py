@@ -77,7 +77,8 @@ def _settle(replica: ReplicaStatus, now: float, timing: Timing) -> list[Action]:
     if replica.state is ReplicaState.stopped:
         return [Forget(replica.id, "stopped")]
     if replica.state is ReplicaState.draining and replica.draining_since is not None:
-        allowed = replica.grace_period + timing.kill_margin
+        # it waits up to its API's timeout for the gateway's requests, then has its grace period to finish
+        allowed = replica.request_timeout + replica.grace_period + timing.kill_margin
         if now - replica.draining_since > allowed:
             return [Kill(replica.id, f"still draining {allowed:g}s after it was told to stop")]
     return []
@@ -90,7 +91,7 @@ def _failure(replica: ReplicaStatus, now: float, api: DesiredAPI) -> str | None:
     if replica.state is ReplicaState.ready:
         last_answer = replica.healthy_at if replica.healthy_at is not None else replica.started_at
         if now - last_answer > api.health_timeout:
-            return f"stopped answering health checks for {now - last_answer:g}s"
+            return f"stopped answering health checks for {now - last_answer:.0f}s"
     return None
 
 

@@ -23,10 +23,11 @@ from sqlalchemy import Engine
 
 from shipyard.runtime.local import state
 from shipyard.runtime.local.admission import APIRoute
-from shipyard.runtime.local.aliases import AliasFollower
+from shipyard.runtime.local.aliases import AliasFollower, Following
 from shipyard.runtime.local.controller import plan
-from shipyard.runtime.local.events import action_events, phase_event
+from shipyard.runtime.local.events import PHASE_KINDS, action_events, phase_event, phases_of
 from shipyard.runtime.local.gateway import Report, RouteTable, Traffic
+from shipyard.runtime.local.health import CheckPolicy
 from shipyard.runtime.local.home import Home
 from shipyard.runtime.local.router import Splitter
 from shipyard.runtime.local.scaler import Scaler
@@ -43,7 +44,6 @@ from shipyard.runtime.local.types import (
     Forget,
     Kill,
     Observed,
-    ReplicaState,
     Restart,
     Start,
     Timing,
@@ -81,6 +81,8 @@ DaemonEvent = Wake | Shutdown | Demand
 
 _MAX_BACKOFF = 10.0
 """Longest wait between two failed ticks."""
+_STARTING = "has no ready replica yet: the daemon is starting"
+_STOPPING = "is not served now: the daemon is shutting down"
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class View:
     replicas: tuple[ReplicaRecord, ...] = ()
     traffic: Mapping[str, Traffic] = field(default_factory=dict)
     shadow_latency: Mapping[Pair, ShadowLatency] = field(default_factory=dict)
+    following: Mapping[str, Following] = field(default_factory=dict)
+    """APIs that follow a registry alias: what it holds, and why a move to it failed."""
 
 
 class Daemon:
@@ -200,11 +204,20 @@ class Daemon:
             self._last_failure = text
         return delay
 
+    def routes_from_store(self) -> RouteTable:
+        """Every deployed API and splitter with no replica yet, for the gateway before the first tick: a
+        request for a deployed API gets 503 with Retry-After (try again), never 404 (no such API)."""
+        table = self._route_table(self._deployments(), set(), set(), self._clock())
+        self._routes = _closed(table, _STARTING)
+        return self._routes
+
     def start(self) -> None:
         """Adopt the replicas an earlier daemon left, and stop any process no record knows."""
         with read_transaction(self._engine) as connection:
             records = state.load_replicas(connection)
             past = state.load_recommendations(connection)
+            phases = state.last_of_kinds(connection, PHASE_KINDS)
+        self._phases = phases_of(phases)  # an API live before the restart and live after is no news
         self._supervisor.adopt(records)
         now = self._clock()
         self._scalers = {api: Scaler.resume(now, found) for api, found in past.items()}
@@ -217,8 +230,10 @@ class Daemon:
     def stop(self) -> None:
         self._on_stop()  # hosted work (the job runner) drains at the same time as the replicas
         deadline = time.monotonic() + self._options.drain_timeout
-        self._drain_gateway(deadline)
-        self._exchange(RouteTable())
+        try:
+            self._drain_gateway(deadline)  # its APIs stay known, at 503, until the servers stop
+        except Exception as exc:  # the gateway is gone already, and nothing is in flight through it
+            log.warning("could not drain the gateway before stopping the replicas: %s", exc)
         self._supervisor.close(max(0.0, deadline - time.monotonic()))
         try:
             self._save_replicas()
@@ -227,10 +242,8 @@ class Daemon:
 
     def _drain_gateway(self, deadline: float) -> None:
         """Take every replica out of the routes, and wait until the gateway has answered what it sent them."""
-        closed = {
-            name: replace(route, replicas={}, expecting=False, wakes=False) for name, route in self._routes.apis.items()
-        }
-        while self._exchange(RouteTable(closed)).busy and time.monotonic() < deadline:
+        closed = _closed(self._routes, _STOPPING)
+        while self._exchange(closed).busy and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def reconcile(self) -> None:
@@ -238,8 +251,7 @@ class Daemon:
         moved = self._aliases.follow(deployments, self._clock())
         if moved:
             deployments = self._deployments()
-        timeouts = {d.name: d.realtime().health_check.timeout for d in deployments if d.is_realtime}
-        observed = self._supervisor.observe(timeouts)
+        observed = self._supervisor.observe(_check_policies(deployments))
         events = moved + self._wake(deployments, observed.now)
         events += self._autoscale(deployments, observed.now)
         deployments = self._deployments() if len(events) > len(moved) else deployments
@@ -256,7 +268,13 @@ class Daemon:
         events += action_events(actions, observed)
         events += self._phase_events(desired, observed)
         self._record(events, report)
-        self.view = View(observed.now, tuple(self._supervisor.records()), report.apis, report.shadow_latency)
+        self.view = View(
+            observed.now,
+            tuple(self._supervisor.records()),
+            report.apis,
+            report.shadow_latency,
+            dict(self._aliases.following),
+        )
 
     # -- parts of a tick ------------------------------------------------------------------------------------
 
@@ -279,10 +297,7 @@ class Daemon:
                 continue
             spec = deployment.realtime()
             ready = {k: v for k, v in self._supervisor.ready(spec.name).items() if k not in leaving}
-            expecting = spec.name in starting or any(
-                r.status.api == spec.name and r.status.state is ReplicaState.starting
-                for r in self._supervisor.replicas.values()
-            )
+            expecting = spec.name in starting or self._supervisor.is_coming(spec.name, leaving)
             concurrency = spec.concurrency
             apis[spec.name] = APIRoute(
                 spec.name,
@@ -387,9 +402,27 @@ def release_finder(engine: Engine) -> Releases:
     def find(api: str, version: str) -> Release:
         with read_transaction(engine) as connection:
             found = state.get_release(connection, api, version)
-        return Release(Path(found.project), found.grace_period)
+        return Release(Path(found.project), found.grace_period, found.timeout)
 
     return find
+
+
+def _closed(table: RouteTable, reason: str) -> RouteTable:
+    """The same APIs and splitters with no replica to route to, none coming: requests get 503 for `reason`."""
+    apis = {
+        name: replace(route, replicas={}, expecting=False, wakes=False, unavailable=reason)
+        for name, route in table.apis.items()
+    }
+    return RouteTable(apis, table.splitters)
+
+
+def _check_policies(deployments: Iterable[Deployment]) -> dict[str, CheckPolicy]:
+    policies = {}
+    for deployment in deployments:
+        if deployment.is_realtime:
+            check = deployment.realtime().health_check
+            policies[deployment.name] = CheckPolicy(check.timeout, check.failure_threshold)
+    return policies
 
 
 def _desired(deployments: Iterable[Deployment]) -> Desired:

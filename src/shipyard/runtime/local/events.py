@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from shipyard.runtime.local.state import Event
 from shipyard.runtime.local.status import APIStatus, Phase
@@ -29,6 +29,16 @@ _PHASE_KINDS = {
 }
 
 
+def phases_of(kinds: Mapping[str, str]) -> dict[str, Phase]:
+    """Per API, the phase its newest phase event (kind by API, see `state.last_of_kinds`) recorded."""
+    by_kind = {kind: phase for phase, kind in _PHASE_KINDS.items()}
+    return {api: by_kind[kind] for api, kind in kinds.items() if kind in by_kind}
+
+
+PHASE_KINDS = tuple(_PHASE_KINDS.values())
+"""Kinds of the events that record a change of phase."""
+
+
 def action_events(actions: Iterable[Action], observed: Observed) -> list[Event]:
     """One event per action, except forgetting a replica that stopped as told."""
     apis = {r.id: r.api for r in observed.replicas}
@@ -46,7 +56,10 @@ def action_events(actions: Iterable[Action], observed: Observed) -> list[Event]:
 
 
 def phase_event(api: DesiredAPI, status: APIStatus, now: float) -> Event:
-    text = f"{status.phase.value}: version {api.version}, {status.up_to_date}/{api.replicas} up to date"
+    text = (
+        f"{status.phase.value}: version {api.version}; {status.ready} ready, {status.up_to_date} up to date, "
+        f"{api.replicas} desired"
+    )
     if status.message:
         text += f"; {status.message}"
     return Event(now, api.name, _PHASE_KINDS[status.phase], text)

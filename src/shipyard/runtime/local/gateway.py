@@ -3,9 +3,11 @@
 A splitter's path picks an API by weight and copies the request to its shadows, whose answers are
 compared with the primary's and then dropped. A request that provably never reached its replica (the
 connection was refused or reset unread) is retried once, on another replica when there is one; one the
-replica took is never sent elsewhere. A body over the API's `max_body_size` is refused here, before it
-is buffered. The daemon calls `update` every tick with the ready replicas and takes back what the gateway
-measured.
+replica took is never sent elsewhere. A path that names no API is answered 404 before its body is read,
+and a body over the API's `max_body_size` is refused before it is buffered. The API's `timeout` is one
+deadline from the request's arrival: time in the queue counts, the replica gets what is left, and 504
+answers its passing. The daemon calls `update` every tick with the ready replicas and takes back what
+the gateway measured.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 import orjson
 
 from shipyard.errors import NotFound, PayloadTooLarge, ShipyardError
-from shipyard.runtime.local.admission import APIRoute, Backend, ClientLeft, Lane, Overloaded
+from shipyard.runtime.local.admission import DEFAULT_MAX_BODY, APIRoute, Backend, ClientLeft, Lane
+from shipyard.runtime.local.errors import BadGateway, GatewayTimeout, Overloaded
 from shipyard.runtime.local.gateway_metrics import GatewayMetrics
 from shipyard.runtime.local.router import Splitter
 from shipyard.runtime.local.shadow import Answer, Pair, ShadowBook, ShadowLatency
@@ -39,20 +42,6 @@ _REQUEST_ID = b"x-request-id"
 _ID_PREFIX = secrets.token_hex(12)  # unique per process; the counter makes ids unique within it
 _ID_COUNTER = itertools.count()
 _JSON = b"application/json"
-
-
-class BadGateway(ShipyardError):
-    status_code = 502
-
-    def __init__(self, api: str, reason: str) -> None:
-        super().__init__(f"API {api!r}: its replica failed to answer ({reason}); retry, and see `shipyard logs {api}`")
-
-
-class GatewayTimeout(ShipyardError):
-    status_code = 504
-
-    def __init__(self, api: str, seconds: float) -> None:
-        super().__init__(f"API {api!r} did not answer within its timeout of {seconds:g}s; raise `timeout` or retry")
 
 
 @dataclass(frozen=True)
@@ -90,6 +79,8 @@ class _Request:
     body: bytes
     request_id: bytes
     receive: Receive
+    arrived: float
+    """perf_counter() when it arrived: its deadline is this plus its API's timeout."""
 
 
 class _Rejected(Exception):
@@ -101,6 +92,8 @@ class _Rejected(Exception):
 
 
 _CLIENT_LEFT = 499  # as nginx counts a request whose client went away before its answer
+_LEAST_WAIT = 0.001
+"""A request admitted just as its deadline passes still gets this long (its slot is already taken)."""
 
 
 class Gateway:
@@ -162,55 +155,57 @@ class Gateway:
         await self._proxy(scope, receive, send)
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         raw: bytes = scope.get("raw_path") or scope["path"].encode()
         name, _, rest = raw[1:].partition(b"/")
         api = name.decode("latin-1")
-        started = time.perf_counter()
+        lane = self.lanes.get(api)
+        splitter = self.splitters.get(api) if lane is None else None
+        if lane is None and splitter is None:  # answered before a byte of its body is read
+            error = NotFound(f"no API named {api!r} is deployed here; deployed: {self._names()}")
+            await _send_response(send, _error(error), _request_id(scope["headers"]))
+            return
+        limit = lane.route.max_body_size if lane is not None else self._splitter_limit(splitter)
         try:
-            request = await _read_request(scope, receive, b"/" + rest, self._body_limit(api))
+            request = await _read_request(scope, receive, b"/" + rest, limit, started)
         except _Rejected as rejected:
-            self._observe(api, rejected.error.status_code, time.perf_counter() - started)
+            self._observe(lane, api, rejected.error.status_code, time.perf_counter() - started)
             await _send_response(send, _error(rejected.error), rejected.request_id)
             return
         try:
-            if api in self.splitters:
-                response = await self._split(self.splitters[api], request)
-            elif api in self.lanes:
-                response, _ = await self._forward(self.lanes[api], request)
+            if lane is not None:
+                response, _ = await self._forward(lane, request)
             else:
-                raise NotFound(f"no API named {api!r} is deployed here; deployed: {self._names()}")
+                assert splitter is not None  # one of the two is, or it was a 404
+                response = await self._split(splitter, request)
         except ShipyardError as exc:
             response = _error(exc)
         except ClientLeft:
-            if api in self.splitters:
+            if lane is None:
                 self.metrics.observe_splitter(api, _CLIENT_LEFT, time.perf_counter() - started)
             return  # nobody to answer
-        if api in self.splitters:
+        if lane is None:
             self.metrics.observe_splitter(api, response.status, time.perf_counter() - started)
         await _send_response(send, response, request.request_id)
 
-    def _observe(self, api: str, status: int, seconds: float) -> None:
-        if api in self.lanes:
-            self.metrics.observe(self.lanes[api], status, seconds)
-        elif api in self.splitters:
+    def _observe(self, lane: Lane | None, api: str, status: int, seconds: float) -> None:
+        if lane is not None:
+            self.metrics.observe(lane, status, seconds)
+        else:
             self.metrics.observe_splitter(api, status, seconds)
 
-    def _body_limit(self, api: str) -> int | None:
-        lane = self.lanes.get(api)
-        if lane is not None:
-            return lane.route.max_body_size
-        splitter = self.splitters.get(api)
-        if splitter is None:
-            return None
-        limits = [self.lanes[target].route.max_body_size for target in splitter.targets if target in self.lanes]
-        return max(limits) if limits else None
+    def _splitter_limit(self, splitter: Splitter | None) -> int:
+        """The largest body any of the splitter's APIs takes (the default when none is deployed)."""
+        targets = splitter.targets if splitter is not None else ()
+        limits = [self.lanes[target].route.max_body_size for target in targets if target in self.lanes]
+        return max(limits) if limits else DEFAULT_MAX_BODY
 
     async def _forward(self, lane: Lane, request: _Request) -> tuple[Response, float]:
         """The replica's answer and how long the replica took (the gateway's queue not included)."""
         started = time.perf_counter()
         status = 500
         try:
-            response, seconds = await self._exchange(lane, request)
+            response, seconds = await self._exchange(lane, request, request.arrived + lane.route.timeout)
             status = response.status
             return response, seconds
         except ShipyardError as exc:
@@ -222,32 +217,40 @@ class Gateway:
         finally:
             self.metrics.observe(lane, status, time.perf_counter() - started)
 
-    async def _exchange(self, lane: Lane, request: _Request) -> tuple[Response, float]:
+    async def _exchange(self, lane: Lane, request: _Request, deadline: float) -> tuple[Response, float]:
         route = lane.route
-        exchange, backend = await self._begin(lane, request)
+        exchange, backend = await self._begin(lane, request, deadline)
         try:
             return await exchange.future, time.perf_counter() - exchange.started
         except UpstreamError as exc:
             if not exc.never_reached:
                 raise _upstream_failure(route, exc) from None
-        # the replica's process never read the request: try once more, elsewhere if we can
+        # the replica's process never read the request: try once more, elsewhere if we can, if time is left
+        if time.perf_counter() >= deadline:
+            raise GatewayTimeout(route.name, route.timeout)
         exclude = {backend.id} if lane.has_other(backend.id) else set()
-        exchange, _ = await self._begin(lane, request, exclude)
+        exchange, _ = await self._begin(lane, request, deadline, exclude)
         try:
             return await exchange.future, time.perf_counter() - exchange.started
         except UpstreamError as exc:
             raise _upstream_failure(route, exc) from None
 
-    async def _begin(self, lane: Lane, request: _Request, exclude: set[str] | None = None) -> tuple[Exchange, Backend]:
+    async def _begin(
+        self, lane: Lane, request: _Request, deadline: float, exclude: set[str] | None = None
+    ) -> tuple[Exchange, Backend]:
         """Admit the request to a replica and send it; a waiting request is sent the moment a slot frees."""
         backend = lane.try_admit(exclude or ())
         if backend is not None:
-            return self._start(lane, backend, request), backend
+            return self._start(lane, backend, request, deadline), backend
         lane.check_room()
         started: list[Exchange] = []
         gone = asyncio.ensure_future(_disconnect(request.receive))  # only a waiting request watches its client
+
+        def send(chosen: Backend) -> None:
+            started.append(self._start(lane, chosen, request, deadline))
+
         try:
-            backend = await lane.admit(exclude or (), gone, lambda b: started.append(self._start(lane, b, request)))
+            backend = await lane.admit(exclude or (), gone, send, deadline)
         except ClientLeft:
             for exchange in started:  # sent as the client left: its answer goes nowhere
                 exchange.future.add_done_callback(_discard)
@@ -257,13 +260,15 @@ class Gateway:
         return started[0], backend
 
     @staticmethod
-    def _start(lane: Lane, backend: Backend, request: _Request) -> Exchange:
+    def _start(lane: Lane, backend: Backend, request: _Request, deadline: float) -> Exchange:
+        """Send the request with what is left of its deadline; its slot is released when the replica is done
+        with it (answered, or the connection ended), which may be after the client got its 504."""
+
         def done(outcome: Outcome) -> None:
             lane.release(backend, refused=isinstance(outcome, UpstreamError) and outcome.refused)
 
-        return backend.upstream.start(
-            request.method, request.target, request.headers, request.body, lane.route.timeout, done
-        )
+        left = max(deadline - time.perf_counter(), _LEAST_WAIT)
+        return backend.upstream.start(request.method, request.target, request.headers, request.body, left, done)
 
     async def _split(self, splitter: Splitter, request: _Request) -> Response:
         route = splitter.route(self._rng)
@@ -289,7 +294,7 @@ class Gateway:
         if lane is None or backend is None:
             self.shadows.skipped(pair)  # no room: a shadow never queues, nor delays anyone
             return
-        exchange = self._start(lane, backend, request)
+        exchange = self._start(lane, backend, request, request.arrived + lane.route.timeout)
         answer: Answer | None = None
         try:
             response = await exchange.future
@@ -339,7 +344,7 @@ def _error(exc: ShipyardError) -> Response:
     return Response(exc.status_code, headers, body)
 
 
-async def _read_request(scope: Scope, receive: Receive, path: bytes, limit: int | None) -> _Request:
+async def _read_request(scope: Scope, receive: Receive, path: bytes, limit: int, arrived: float) -> _Request:
     headers = list(scope["headers"])
     request_id = None
     length = None
@@ -349,21 +354,29 @@ async def _read_request(scope: Scope, receive: Receive, path: bytes, limit: int 
         elif name == b"content-length" and value.isdigit():
             length = int(value)
     if request_id is None:
-        request_id = f"{_ID_PREFIX}{next(_ID_COUNTER):08x}".encode()
+        request_id = _new_request_id()
         headers.append((_REQUEST_ID, request_id))
-    if limit is not None and length is not None and length > limit:
+    if length is not None and length > limit:
         raise _Rejected(PayloadTooLarge(length, limit), request_id)  # refused before reading a byte of it
     body = await _read_body(receive, limit, request_id)
     query = scope.get("query_string") or b""
     target = (path + (b"?" + query if query else b"")).decode("latin-1")
-    return _Request(scope["method"], target, headers, body, request_id, receive)
+    return _Request(scope["method"], target, headers, body, request_id, receive, arrived)
 
 
-async def _read_body(receive: Receive, limit: int | None, request_id: bytes) -> bytes:
+def _request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
+    return next((value for name, value in headers if name == _REQUEST_ID), None) or _new_request_id()
+
+
+def _new_request_id() -> bytes:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}".encode()
+
+
+async def _read_body(receive: Receive, limit: int, request_id: bytes) -> bytes:
     message = await receive()
     body: bytes = message.get("body", b"")
     if not message.get("more_body"):
-        if limit is not None and len(body) > limit:
+        if len(body) > limit:
             raise _Rejected(PayloadTooLarge(len(body), limit), request_id)
         return body
     chunks, size = [body], len(body)
@@ -371,7 +384,7 @@ async def _read_body(receive: Receive, limit: int | None, request_id: bytes) -> 
         message = await receive()
         chunk = message.get("body", b"")
         size += len(chunk)
-        if limit is not None and size > limit:
+        if size > limit:
             raise _Rejected(PayloadTooLarge(size, limit), request_id)  # stop buffering a body sent in chunks
         chunks.append(chunk)
     return b"".join(chunks)

@@ -119,6 +119,7 @@ def _serve(
             control.should_exit = front.should_exit = True
 
     async def main() -> None:
+        gateway.update(daemon.routes_from_store())  # before the first tick, a deployed API is 503, never 404
         servers = asyncio.gather(control.serve([control_socket]), front.serve([gateway_socket]))
         while not (control.started and front.started):
             await asyncio.sleep(0.01)

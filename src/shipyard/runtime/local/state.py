@@ -6,14 +6,16 @@ write run inside `write_transaction()` (SQLite takes the write lock up front).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from shipyard.errors import NotFound, ShipyardError
+from shipyard.errors import NotFound
+from shipyard.runtime.local.errors import APIInUse, APINotFound, APIOwnedElsewhere
 from shipyard.runtime.local.release import Release
 from shipyard.runtime.local.types import ReplicaState, ReplicaStatus
 from shipyard.spec.models import RealtimeAPI, TrafficSplitter
@@ -60,6 +62,8 @@ class ReleaseRow:
     project: str
     """The spec file inside the snapshot that replicas of this release serve."""
     grace_period: float
+    timeout: float
+    """The API's request `timeout`."""
     model_name: str | None
     model_version: int | None
     model_digest: str | None
@@ -84,22 +88,6 @@ class Event:
     replica: str | None = None
 
 
-class APINotFound(NotFound):
-    def __init__(self, name: str, known: Sequence[str]) -> None:
-        listed = ", ".join(known) or "none deployed"
-        super().__init__(f"API {name!r} is not deployed (deployed: {listed}); check the name with `shipyard get`")
-
-
-class APIInUse(ShipyardError):
-    status_code = 409
-
-    def __init__(self, name: str, splitters: Sequence[str]) -> None:
-        super().__init__(
-            f"API {name!r} receives traffic from splitter(s) {', '.join(splitters)}; "
-            "delete or change the splitter first"
-        )
-
-
 # -- deployments and releases --------------------------------------------------------------------------------
 
 
@@ -115,10 +103,17 @@ def get_deployment(connection: Connection, name: str) -> Deployment:
     return Deployment(**row._asdict())
 
 
-def record_release(connection: Connection, release: Release, project: str, source: str, now: float) -> Outcome:
-    """Make `release` the desired state of its API; the outcome says what changes."""
-    insert_release(connection, release, project)
+def record_release(
+    connection: Connection, release: Release, project: str, source: str, now: float, *, force: bool = False
+) -> Outcome:
+    """Make `release` the desired state of its API; the outcome says what changes.
+
+    An API of that name deployed from another project is refused (APIOwnedElsewhere) unless `force`.
+    """
     row = connection.execute(select(deployments).where(deployments.c.name == release.name)).first()
+    if row is not None and not force and project_of(row.source) != project_of(source):
+        raise APIOwnedElsewhere(release.name, project_of(row.source), project_of(source))
+    insert_release(connection, release, project)
     if row is None:
         replicas = _initial_replicas(release)
         values = _deployment_values(release, source, now) | {"replicas": replicas, "created_at": now}
@@ -127,12 +122,20 @@ def record_release(connection: Connection, release: Release, project: str, sourc
     current = Deployment(**row._asdict())
     same_version = current.version.split(REFRESH_MARK)[0] == release.version and current.kind == release.kind
     if same_version and current.spec == release.spec:
+        if project_of(current.source) != project_of(source):  # taken over (--force): it is the new project's now
+            connection.execute(update(deployments).where(deployments.c.name == release.name).values(source=source))
         return Outcome.unchanged
     values = _deployment_values(release, source, now) | {"replicas": _clamped(release, current.replicas)}
     if same_version:
         values["version"] = current.version  # keep a refresh's version: nothing to restart
     connection.execute(update(deployments).where(deployments.c.name == release.name).values(**values))
     return Outcome.updated if same_version else Outcome.rolling
+
+
+def project_of(source: str) -> str:
+    """The project directory a deploy's source names (the directory itself, or the one a yaml file is in)."""
+    path = Path(source)
+    return str(path.parent if path.suffix in (".yaml", ".yml") else path)
 
 
 def _deployment_values(release: Release, source: str, now: float) -> dict[str, Any]:
@@ -186,8 +189,17 @@ def get_release(connection: Connection, api: str, version: str) -> ReleaseRow:
     row = connection.execute(select(releases).where(releases.c.api == api, releases.c.version == version)).first()
     if row is None:
         raise NotFound(f"API {api!r} has no release {version!r}; deploy the project again")
-    grace = float(RealtimeAPI.model_validate(row.spec).grace_period)
-    return ReleaseRow(row.api, row.version, row.project, grace, row.model_name, row.model_version, row.model_digest)
+    spec = RealtimeAPI.model_validate(row.spec)
+    return ReleaseRow(
+        row.api,
+        row.version,
+        row.project,
+        float(spec.grace_period),
+        float(spec.timeout),
+        row.model_name,
+        row.model_version,
+        row.model_digest,
+    )
 
 
 def refresh(connection: Connection, name: str, now: float) -> str:
@@ -298,6 +310,13 @@ def recent_events(connection: Connection, api: str, limit: int = 20) -> list[Eve
     )
     rows = {row.id: row for query in (newest, scaled) for row in connection.execute(query)}
     return [Event(row.at, row.api, row.kind, row.message, row.replica) for _, row in sorted(rows.items())]
+
+
+def last_of_kinds(connection: Connection, kinds: Iterable[str]) -> dict[str, str]:
+    """Per API, the kind of its newest event among `kinds`."""
+    newest = select(func.max(events.c.id)).where(events.c.kind.in_(list(kinds))).group_by(events.c.api)
+    rows = connection.execute(select(events.c.api, events.c.kind).where(events.c.id.in_(newest)))
+    return {row.api: row.kind for row in rows}
 
 
 def last_event_at(connection: Connection, api: str) -> float | None:

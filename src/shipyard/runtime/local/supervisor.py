@@ -1,10 +1,12 @@
 """The supervisor: runs replica processes, checks their health, and carries out the controller's actions.
 
 Each replica is `shipyard serve PROJECT --api NAME --host 127.0.0.1 --port PORT` in its own session (so a
-Ctrl-C or the daemon's death does not reach it), logging to its own file. `observe()` reaps exits, polls
-`/readyz` and rotates logs; `apply(actions)` and `signal_drained()` are the only code that starts or
+Ctrl-C or the daemon's death does not reach it), logging to its own file. `observe()` reaps exits, takes
+the `/readyz` answers that came in (the checks run beside the loop, see `probes`; what an answer means
+is `health`'s) and rotates logs; `apply(actions)` and `signal_drained()` are the only code that starts or
 signals processes. A drained replica gets SIGTERM only once the gateway has no request in flight to it
-(or after its grace period), so that it never stops with a request the gateway sent still unanswered.
+(or after its API's `timeout`, which no such request outlives), so that it never stops with a request
+the gateway sent still unanswered.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-import httpx
-
+from shipyard.errors import ShipyardError
+from shipyard.runtime.local.health import Check, CheckPolicy, Health, judged
+from shipyard.runtime.local.probes import Prober
 from shipyard.runtime.local.replica_logs import fatal_errors, log_size, log_tail, rotate_log
 from shipyard.runtime.local.state import ReplicaRecord
 from shipyard.runtime.local.types import (
@@ -44,7 +46,6 @@ from shipyard.runtime.local.types import (
 log = logging.getLogger("shipyard.supervisor")
 
 _PORT_TAKEN = "address already in use"
-_PROBE_THREADS = 8
 _JOB_WORKER = b"shipyard.jobs.worker"
 
 
@@ -101,10 +102,12 @@ class Adopted:
 
 @dataclass(frozen=True)
 class Release:
-    """What the replicas of one API version run: the project directory and how long they may drain."""
+    """What the replicas of one API version run: the project directory, how long they may drain, and how long
+    one request may take."""
 
     project: Path
     grace_period: float
+    timeout: float = 60.0
 
 
 Releases = Callable[[str, str], Release]
@@ -119,16 +122,26 @@ class Replica:
     process: Process | None
     is_stopping: bool = False
     """We signalled it: its exit is a stop, not a crash."""
-    is_answering: bool = False
-    """Its last /readyz check answered 200; a ready replica that stops answering gets no traffic."""
+    health: Health = field(default_factory=Health)
+    """Its recent /readyz checks; a ready replica that is not answering gets no traffic."""
     is_signalled: bool = False
     """A draining replica was sent SIGTERM (it waits for the gateway's requests to it first)."""
     log_offset: int = 0
     """Size of its log when its current process started: errors before it belong to earlier runs."""
+    launches: int = 0
+    """Processes launched for it; a health check's answer counts only for the process it was sent to."""
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def is_answering(self) -> bool:
+        return self.health.is_answering
+
+    @property
+    def probe_key(self) -> tuple[str, int]:
+        return (self.status.id, self.launches)
 
 
 class Supervisor:
@@ -139,43 +152,67 @@ class Supervisor:
         *,
         clock: Callable[[], float] = time.time,
         probe_timeout: float = 1.0,
+        probe_wait: float = 0.2,
     ) -> None:
         self._releases = releases
         self._logs = logs
         self._clock = clock
-        self._client = httpx.Client(timeout=probe_timeout)
-        self._probe_timeout = probe_timeout
-        self._probes = ThreadPoolExecutor(_PROBE_THREADS, thread_name_prefix="probe")
+        self._default_policy = CheckPolicy(timeout=probe_timeout)
+        self._probe_wait = probe_wait
+        """Longest one `observe` waits for the health checks it started; later answers count at the next."""
+        self._prober = Prober()
         self.replicas: dict[str, Replica] = {}
 
-    def observe(self, probe_timeouts: Mapping[str, float] | None = None) -> Observed:
-        """Reap exits and check readiness (all replicas at once), then report every replica as of now.
-
-        `probe_timeouts` gives each API's health-check timeout (default: the supervisor's).
-        """
+    def observe(self, policies: Mapping[str, CheckPolicy] | None = None) -> Observed:
+        """Reap exits, check health (without waiting on a replica that does not answer), rotate logs, and
+        report every replica as of now. `policies` gives each API's health-check settings."""
         now = self._clock()
-        timeouts = probe_timeouts or {}
+        policies = policies or {}
         current = list(self.replicas.values())
-
-        def check(replica: Replica) -> ReplicaStatus:
-            return self._check(replica, now, timeouts.get(replica.status.api, self._probe_timeout))
-
-        for replica, status in zip(current, self._probes.map(check, current), strict=True):
-            replica.status = status
+        started = []
+        for replica in current:
+            replica.status = self._reap(replica, now)
+            policy = policies.get(replica.status.api, self._default_policy)
+            if self._is_checked(replica) and self._prober.start(replica.probe_key, replica.url, policy.timeout):
+                started.append(replica.probe_key)
+        answers = self._prober.collect(started, self._probe_wait)
+        now = self._clock()
+        for replica in current:
+            check = answers.get(replica.probe_key)
+            if check is not None and self._is_checked(replica):
+                replica.status = self._judge(replica, check, now, policies.get(replica.status.api))
             if rotate_log(replica.log):
                 replica.log_offset = 0
         return Observed(now, tuple(replica.status for replica in self.replicas.values()))
 
+    def is_checking(self, replica_id: str) -> bool:
+        """Whether a health check of the replica is out (sent, and not answered yet)."""
+        replica = self.replicas.get(replica_id)
+        return replica is not None and self._prober.is_out(replica.probe_key)
+
+    def is_coming(self, api: str, leaving: Collection[str] = ()) -> bool:
+        """Whether a replica of `api` that gets no traffic now may get some soon: one is starting, or one is
+        ready but fails its health checks (slow, say, rather than gone), so waiting requests wait for it."""
+        return any(
+            r.status.api == api
+            and r.status.id not in leaving
+            and (
+                r.status.state is ReplicaState.starting or (r.status.state is ReplicaState.ready and not r.is_answering)
+            )
+            for r in self.replicas.values()
+        )
+
     def signal_drained(self, busy: Mapping[str, int]) -> None:
         """SIGTERM each draining replica that the gateway has no request in flight to (`busy`: replica → count),
-        or that has waited its grace period for them."""
+        or that has waited its API's `timeout` for them (none of them can take longer); it then has its
+        grace period to finish."""
         now = self._clock()
         for replica in self.replicas.values():
             status = replica.status
             if status.state is not ReplicaState.draining or replica.is_signalled:
                 continue
             waited = now - (status.draining_since if status.draining_since is not None else now)
-            if busy.get(status.id, 0) == 0 or waited >= status.grace_period:
+            if busy.get(status.id, 0) == 0 or waited >= status.request_timeout:
                 replica.is_signalled = True
                 self._signal(replica, signal.SIGTERM)
 
@@ -191,10 +228,21 @@ class Supervisor:
                 status = replace(status, state=ReplicaState.crashed, exited_at=now, last_error=error)
             elif process is None and status.state is ReplicaState.draining:
                 status = replace(status, state=ReplicaState.stopped, exited_at=now)
+            elif status.state is ReplicaState.ready:
+                # its health clock starts at adoption: a check slower than a tick's wait must not make a
+                # replica that served all along look hung for the time the daemon was down
+                status = replace(status, healthy_at=now)
+            status = replace(status, request_timeout=self._request_timeout(status))
             replica = Replica(status, record.port, Path(record.log), process)
             replica.is_stopping = status.state is ReplicaState.draining
             replica.log_offset = log_size(replica.log)  # what its process logs from now on
             self.replicas[status.id] = replica
+
+    def _request_timeout(self, status: ReplicaStatus) -> float:
+        try:
+            return self._releases(status.api, status.version).timeout
+        except ShipyardError:  # its release is gone: it only drains, with the default patience
+            return status.request_timeout
 
     def records(self) -> list[ReplicaRecord]:
         """Every replica as the store keeps it, so that a restarted daemon can adopt them."""
@@ -244,8 +292,7 @@ class Supervisor:
             if replica.process is not None:
                 _wait_or_kill(replica.process, deadline)
         self.replicas.clear()
-        self._client.close()
-        self._probes.shutdown()
+        self._prober.close()
 
     def _start(self, action: Start, now: float) -> None:
         replica_id = f"{action.api}-{secrets.token_hex(3)}"
@@ -257,6 +304,7 @@ class Supervisor:
             ReplicaState.starting,
             now,
             grace_period=release.grace_period,
+            request_timeout=release.timeout,
         )
         path = self._logs / action.api / f"{replica_id}.log"
         replica = Replica(status, 0, path, None)
@@ -272,12 +320,16 @@ class Supervisor:
             healthy_at=None,
             exited_at=None,
             restart_at=None,
+            ready_at=None,
+            failed_checks=0,
         )
         self._launch(replica, self._releases(status.api, status.version))
 
     def _launch(self, replica: Replica, release: Release) -> None:
         replica.port = _free_port()
-        replica.is_stopping = replica.is_answering = replica.is_signalled = False
+        replica.launches += 1
+        replica.health = Health()
+        replica.is_stopping = replica.is_signalled = False
         replica.log.parent.mkdir(parents=True, exist_ok=True)
         replica.log_offset = log_size(replica.log)
         command = [
@@ -301,7 +353,7 @@ class Supervisor:
 
     def _drain(self, replica: Replica, now: float) -> None:
         """Out of the gateway now; SIGTERM comes with `signal_drained`, once the gateway's requests are answered."""
-        replica.is_answering = False
+        replica.health = Health()
         replica.is_stopping = True  # its exit from now on is a stop, not a crash
         if replica.status.state in (ReplicaState.starting, ReplicaState.ready):
             replica.status = replace(replica.status, state=ReplicaState.draining, draining_since=now)
@@ -331,33 +383,39 @@ class Supervisor:
         if replica.process is not None and replica.process.poll() is None:
             replica.process.send_signal(sig)
 
-    def _check(self, replica: Replica, now: float, timeout: float) -> ReplicaStatus:
+    def _reap(self, replica: Replica, now: float) -> ReplicaStatus:
+        """Its status after collecting its process's exit, if it ended."""
         status = replica.status
         code = replica.process.poll() if replica.process is not None else None
-        if code is not None and status.state in (
-            ReplicaState.starting,
-            ReplicaState.ready,
-            ReplicaState.draining,
-        ):
-            if replica.is_stopping:
-                return replace(status, state=ReplicaState.stopped, exited_at=now)
-            if status.state is ReplicaState.starting and _PORT_TAKEN in _last_error(replica, code):
-                # another process took the free port between our choice and its bind: try a new one
-                self._launch(replica, self._releases(status.api, status.version))
-                return status
-            return replace(status, state=ReplicaState.crashed, exited_at=now, last_error=_last_error(replica, code))
-        replica.is_answering = status.state in (ReplicaState.starting, ReplicaState.ready) and self._is_ready(
-            replica, timeout
-        )
-        if replica.is_answering:
-            return replace(status, state=ReplicaState.ready, healthy_at=now)
-        return status
+        if code is None or status.state not in (ReplicaState.starting, ReplicaState.ready, ReplicaState.draining):
+            return status
+        replica.health = Health()
+        if replica.is_stopping:
+            return replace(status, state=ReplicaState.stopped, exited_at=now)
+        if status.state is ReplicaState.starting and _PORT_TAKEN in _last_error(replica, code):
+            # another process took the free port between our choice and its bind: try a new one
+            self._launch(replica, self._releases(status.api, status.version))
+            return status
+        return replace(status, state=ReplicaState.crashed, exited_at=now, last_error=_last_error(replica, code))
 
-    def _is_ready(self, replica: Replica, timeout: float) -> bool:
-        try:
-            return self._client.get(f"{replica.url}/readyz", timeout=timeout).status_code == 200
-        except httpx.HTTPError:
-            return False
+    @staticmethod
+    def _is_checked(replica: Replica) -> bool:
+        running = replica.process is not None and replica.process.poll() is None
+        return (
+            running and not replica.is_stopping and replica.status.state in (ReplicaState.starting, ReplicaState.ready)
+        )
+
+    def _judge(self, replica: Replica, check: Check, now: float, policy: CheckPolicy | None) -> ReplicaStatus:
+        """Its status after one health check answered (see `health.judged`)."""
+        threshold = (policy or self._default_policy).failure_threshold
+        replica.health = judged(replica.health, check, threshold)
+        status = replica.status
+        if check is Check.ok:
+            ready_at = status.ready_at if status.state is ReplicaState.ready else now
+            return replace(status, state=ReplicaState.ready, healthy_at=now, ready_at=ready_at, failed_checks=0)
+        if status.state is ReplicaState.ready:
+            return replace(status, failed_checks=replica.health.failures)
+        return status
 
 
 def _last_error(replica: Replica, code: int) -> str:

@@ -62,6 +62,9 @@ class ReplicaStatus:
     """Last time a health check answered; None if none ever did."""
     grace_period: float = 30.0
     """How long it may take to drain, from its API's spec."""
+    request_timeout: float = 60.0
+    """Its API's `timeout`: no request the gateway sent it takes longer, so a draining replica waits this long
+    for them before it is told to stop."""
     restarts: int = 0
     """Consecutive crashes; the backoff doubles with each."""
     last_error: str | None = None
@@ -69,6 +72,10 @@ class ReplicaStatus:
     restart_at: float | None = None
     """When a crash-looping replica is due to restart."""
     draining_since: float | None = None
+    ready_at: float | None = None
+    """When its current process became ready (None: not yet, or adopted, when only its start is known)."""
+    failed_checks: int = 0
+    """Health checks failed in a row while it is ready (it leaves the gateway at its API's failure_threshold)."""
 
 
 @dataclass(frozen=True)

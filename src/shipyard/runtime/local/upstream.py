@@ -6,6 +6,11 @@ callback: the connection goes back to the pool and `on_done` runs there, before 
 so the gateway can hand the replica its next request in the same loop iteration as it took the last
 answer (with `max_concurrency: 1` the replica otherwise idles through a round of the gateway's loop).
 
+A request past its timeout is answered (the waiting task gets UpstreamTimeout) but the exchange goes on:
+the replica is still working on it, so its slot stays taken (`on_done` waits) until the replica answers,
+whose late answer is dropped, or the connection ends. So `max_concurrency` holds even for requests that
+time out.
+
 A failure says whether the request provably never reached the replica's process, which alone allows
 retrying it elsewhere: the connection was refused, or the replica's kernel reset it (our bytes arrived
 at a socket its process had closed, or it ended with them unread). A connection closed cleanly with no
@@ -72,10 +77,15 @@ class Exchange:
     def arm(self, timer: asyncio.TimerHandle) -> None:
         self._timer = timer
 
+    def time_out(self, error: UpstreamTimeout) -> None:
+        """Give up waiting for the answer; the exchange itself ends (and `on_done` runs) only with `settle`."""
+        if not self.future.done():
+            self.future.set_exception(error)
+
     def settle(self, outcome: Outcome) -> None:
         on_done, self._on_done = self._on_done, None
         if on_done is None:
-            return  # settled already (a timeout, then the connection's close)
+            return  # settled already
         if self._timer is not None:
             self._timer.cancel()
         on_done(outcome)
@@ -141,8 +151,9 @@ class _Connection(asyncio.Protocol):
 
     def expire(self, exchange: Exchange, timeout: float) -> None:
         if self._exchange is exchange:
-            self.close()  # its answer, if it ever comes, belongs to nobody
-            self._fail(UpstreamTimeout(timeout))
+            # the caller hears of it now; the connection stays with the exchange, which ends when the
+            # replica answers (late, to nobody) or the connection does: until then the replica is busy with it
+            exchange.time_out(UpstreamTimeout(timeout))
 
     def _fail(self, error: UpstreamError) -> None:
         exchange, self._exchange = self._exchange, None

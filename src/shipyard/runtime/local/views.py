@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from shipyard.runtime.local.aliases import Following
 from shipyard.runtime.local.gateway import Traffic
 from shipyard.runtime.local.shadow import Pair, ShadowLatency
 from shipyard.runtime.local.state import Deployment, Event, ReleaseRow, ReplicaRecord, ShadowStats
@@ -128,10 +129,13 @@ def api_detail(
     now: float,
     apis: Mapping[str, dict[str, Any]] | None = None,
     shadow_latency: Mapping[Pair, ShadowLatency] | None = None,
+    following: Following | None = None,
 ) -> dict[str, Any]:
+    """One API in detail; `following`: what the alias it follows holds, when it follows one."""
     detail = dict(summary)
-    detail["replicas"] = [_replica(r, now) for r in replicas if r.status.api == deployment.name]
-    detail["model"] = _model(deployment, release)
+    threshold = deployment.realtime().health_check.failure_threshold if deployment.is_realtime else 1
+    detail["replicas"] = [_replica(r, now, threshold) for r in replicas if r.status.api == deployment.name]
+    detail["model"] = _model(deployment, release, following)
     detail["events"] = [{"at": e.at, "kind": e.kind, "message": e.message, "replica": e.replica} for e in events]
     detail["source"] = deployment.source
     detail["spec"] = deployment.spec
@@ -142,18 +146,24 @@ def api_detail(
     return detail
 
 
-def _replica(record: ReplicaRecord, now: float) -> dict[str, Any]:
+def _replica(record: ReplicaRecord, now: float, threshold: int) -> dict[str, Any]:
+    """A replica as `get API` shows it; `threshold`: its API's health_check.failure_threshold."""
     status = record.status
     since = status.started_at
     if status.state is ReplicaState.draining and status.draining_since is not None:
         since = status.draining_since
     elif status.state in (ReplicaState.crashed, ReplicaState.crash_looping) and status.exited_at is not None:
         since = status.exited_at
+    elif status.state is ReplicaState.ready and status.ready_at is not None:
+        since = status.ready_at
+    ready = status.state is ReplicaState.ready
     return {
         "id": status.id,
         "version": status.version,
         "state": status.state.value,
         "for_seconds": round(max(0.0, now - since), 1),
+        "failed_checks": status.failed_checks if ready else 0,
+        "in_gateway": ready and status.failed_checks < threshold,
         "pid": record.pid,
         "port": record.port,
         "started_at": status.started_at,
@@ -164,14 +174,18 @@ def _replica(record: ReplicaRecord, now: float) -> dict[str, Any]:
     }
 
 
-def _model(deployment: Deployment, release: ReleaseRow | None) -> dict[str, Any] | None:
+def _model(deployment: Deployment, release: ReleaseRow | None, following: Following | None) -> dict[str, Any] | None:
     if release is None or deployment.model_ref is None:
         return None
+    alias = None
+    if following is not None:
+        alias = {"name": following.alias, "holds": following.holds, "error": following.error}
     return {
         "ref": deployment.model_ref,
         "name": release.model_name,
         "version": release.model_version,
         "digest": release.model_digest,
+        "alias": alias,
     }
 
 
