@@ -220,3 +220,56 @@ def test_the_enqueuer_stays_a_window_ahead_of_the_workers_and_resumes(engine: En
     second = Enqueuer(engine, JOB, sources, batch_size=2, ahead=100)
     second.run()
     assert second.finished and second.totals() == (15, 30), "resumed after the stored batches, none twice"
+
+
+def test_a_retry_while_splitting_numbers_its_batches_apart_from_the_resumed_split(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Stopped mid-split with a dead letter, then retried: the requeued dead letter and the rest of the
+    split each get their own seq, and every row is queued exactly once."""
+    import pyarrow.parquet as pq
+
+    from shipyard.jobs.enqueuer import Enqueuer
+    from shipyard.jobs.splitter import expand
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"id": list(range(30))}), path)
+    sources = expand([str(path)])
+    first = Enqueuer(engine, JOB, sources, batch_size=2, ahead=3)
+    first.start()
+    deadline = time.monotonic() + 30
+    while queue.read_progress(engine, JOB).batches < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.should_stop.set()
+    first.join(10)
+    held = queue.lease(engine, JOB, "w", ttl=30, max_retries=1)
+    assert held is not None and held.seq == 0
+    dead = pa.table({"id": [1], ROW_COLUMN: pa.array([1], pa.int64())})
+    failed = Part("_failed/part-000000-1.jsonl", 1, "sha256:y", 1)
+    assert queue.complete(engine, held, Outcome(1, 1, Part("p0", 1, "sha256:x", 1), failed, codec.encode(dead)))
+    with write_transaction(engine) as connection:
+        assert queue.requeue_dead(connection, JOB) == (1, 1)
+    second = Enqueuer(engine, JOB, sources, batch_size=2, ahead=100)
+    second.run()
+    assert second.error is None and second.finished
+    assert second.totals() == (15, 30)
+    queued = [0]  # the row the done batch scored
+    while (held := queue.lease(engine, JOB, "w", ttl=30, max_retries=1)) is not None:
+        queued += codec.decode(held.payload).column("id").to_pylist()
+        assert queue.complete(engine, held, _done())
+    assert sorted(queued) == list(range(30))
+
+
+def test_the_enqueuer_reports_a_store_error_on_one_line_without_sql(engine: Engine, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from shipyard.jobs.enqueuer import Enqueuer
+    from shipyard.jobs.splitter import expand
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"id": list(range(4))}), path)
+    enqueuer = Enqueuer(engine, "no-such-job", expand([str(path)]), batch_size=2, ahead=100)  # a foreign key fails
+    enqueuer.run()
+    assert enqueuer.error is not None and "\n" not in enqueuer.error
+    assert "SQL" not in enqueuer.error and "INSERT" not in enqueuer.error and "[parameters" not in enqueuer.error
+    assert enqueuer.error.startswith("the store could not record batch 0 of job 'no-such-job': "), enqueuer.error

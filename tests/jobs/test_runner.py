@@ -202,6 +202,27 @@ def test_stop_drains_workers_keeps_parts_and_retry_finishes(tmp_path: Path, runn
     assert_exactly_once(tmp_path / "out", range(100))
 
 
+def test_a_job_stopped_while_splitting_with_dead_letters_retries_every_row_once(tmp_path: Path, runner: Runner) -> None:
+    """The input is split at most 32 batches ahead, so a stop mostly lands while the job is enqueuing."""
+    bad_file = tmp_path / "bad.json"
+    bad_file.write_text("[2]")
+    project = make_job_project(
+        tmp_path / "p", batch_size=1, workers=1, max_retries=0, config=f"{{bad_file: {bad_file}, sleep: 0.03}}"
+    )
+    job_id = _submit(project, [str(write_rows(tmp_path / "in.parquet", range(100)))], tmp_path / "out")
+    runner(only={job_id})
+    _wait_for(lambda: jobs.get(job_id, with_events=False).rows_failed >= 1, what="a dead letter")
+    assert jobs.get(job_id, with_events=False).state == "enqueuing"
+    jobs.stop(job_id)
+    assert jobs.wait(job_id, timeout=60).state == "stopped"
+    bad_file.write_text("[]")
+    jobs.retry(job_id, start_runner=False)
+    runner(only={job_id})
+    job = jobs.wait(job_id, timeout=90)
+    assert (job.state, job.rows_done, job.rows_failed, job.error) == ("succeeded", 100, 0, None), job.reason
+    assert_exactly_once(tmp_path / "out", range(100))
+
+
 def test_timeout_ends_the_job_as_timed_out_and_a_retry_gets_a_fresh_clock(tmp_path: Path, runner: Runner) -> None:
     sleep = tmp_path / "sleep"
     sleep.write_text("0.5")

@@ -378,17 +378,20 @@ def read_progress(engine: Engine, job_id: str) -> Progress:
         return progress(connection, job_id)
 
 
-def last_position(connection: Connection, job_id: str) -> tuple[int, int, int]:
-    """(next seq, source index, row offset) where enqueuing continues after the batches already stored."""
+def last_position(connection: Connection, job_id: str) -> tuple[int, int]:
+    """(source index, row offset) where splitting the inputs continues: after the last batch cut from them.
+
+    Not where seq continues: retry batches (dead letters queued again) may come after that batch, so new
+    batches take `next_seq`."""
     row = connection.execute(
-        select(_B.seq, _B.source_index, _B.source_offset, _B.rows)
+        select(_B.source_index, _B.source_offset, _B.rows)
         .where(_B.job_id == job_id, _B.parent_seq.is_(None))
         .order_by(_B.seq.desc())
         .limit(1)
     ).first()
     if row is None:
-        return 0, 0, 0
-    return row.seq + 1, row.source_index, row.source_offset + row.rows
+        return 0, 0
+    return row.source_index, row.source_offset + row.rows
 
 
 def next_seq(connection: Connection, job_id: str) -> int:
