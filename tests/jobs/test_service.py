@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from shipyard import jobs
-from shipyard.jobs import JobRequest
+from shipyard.jobs import JobRequest, codec, queue, records
 from shipyard.jobs.errors import BadInput, BadOutput, JobConflict, JobNotFound, StoreFailed
+from shipyard.jobs.output import OutputFolder, encode
+from shipyard.jobs.queue import Outcome, Part
+from shipyard.jobs.service import open_store as jobs_store
 from shipyard.settings import Settings
-from shipyard.store import create_store_engine, migrate
+from shipyard.store import create_store_engine, migrate, write_transaction
+from shipyard.store.tables import job_batches
 from tests.jobs.conftest import make_job_project, write_rows
 
 LONGEST_API = "a" + "b" * 62
@@ -72,10 +79,71 @@ def test_delete_forgets_an_ended_job_and_keeps_its_output(tmp_path: Path) -> Non
     job = jobs.submit(JobRequest("double", [], str(tmp_path / "out"), str(project), items=items), start_runner=False)
     with pytest.raises(JobConflict, match=r"is pending; only a job that ended can be deleted: `shipyard jobs stop"):
         jobs.delete(job.id)
-    jobs.stop(job.id)  # no runner holds it: it stops at once
+    jobs.stop(job.id, start_runner=False)  # no runner holds it: it stops at once
+    with pytest.raises(JobConflict, match=r"ended but its on_job_complete hook has not run yet; try again shortly"):
+        jobs.delete(job.id)
+    jobs.run_scheduler(burst=True)  # as the runner that `jobs stop` starts: it runs the hook, then exits
     home = Settings.from_env().home
     assert (home / "jobs" / job.id).is_dir()
     jobs.delete(job.id)
     with pytest.raises(JobNotFound):
         jobs.get(job.id)
     assert not (home / "jobs" / job.id).exists() and (tmp_path / "out").is_dir()
+
+
+def _write_part(folder: OutputFolder, seq: int, ids: list[int]) -> Part:
+    data = encode(pa.table({"id": ids}), "parquet")
+    return folder.write(f"part-{seq:06d}-1.parquet", data, len(ids))
+
+
+def test_stop_with_no_runner_ends_the_job_as_its_runner_would(database_url: str, tmp_path: Path) -> None:
+    """A runner died mid-job: `jobs stop` releases what its dead workers held, keeps the parts, cleans the
+    rest, writes a partial manifest, and leaves the on_job_complete hook to the next runner."""
+    project = make_job_project(tmp_path / "p", batch_size=2)
+    source = write_rows(tmp_path / "in.parquet", range(6))
+    job = jobs.submit(JobRequest("double", [str(source)], str(tmp_path / "out"), str(project)), start_runner=False)
+    folder = OutputFolder(str(tmp_path / "out"))
+    with jobs_store() as engine:
+        with write_transaction(engine) as connection:
+            for seq in range(3):
+                table = pa.table({"id": [seq * 2, seq * 2 + 1]})
+                queue.enqueue(connection, job.id, seq, 0, seq * 2, 2, codec.encode(table))
+        done = queue.lease(engine, job.id, "worker-a", ttl=30, max_retries=2)
+        assert done is not None
+        assert queue.complete(engine, done, Outcome(2, 0, _write_part(folder, 0, [0, 1])))
+        held = queue.lease(engine, job.id, "worker-b", ttl=30, max_retries=2)
+        assert held is not None
+        (tmp_path / "out" / "part-000001-1.parquet").write_bytes(b"half written by worker-b")
+        with pytest.raises(JobConflict) as refused:
+            jobs.stop(job.id, start_runner=False)
+        assert re.fullmatch(
+            rf"job '{job.id}' has no runner, but worker-b still holds batch 1 for up to (29|30)s \(it finishes the "
+            rf"batch in hand, then exits\); run `shipyard jobs stop {job.id}` again in (29|30)s",
+            refused.value.message,
+        ), refused.value.message
+        assert jobs.get(job.id).state == "pending" and not (tmp_path / "out" / "_manifest.json").exists()
+        with write_transaction(engine) as connection:  # time passes: worker-b died, its lease ran out
+            connection.execute(
+                update(job_batches).values(lease_expires_at=time.time() - 1).where(job_batches.c.seq == 1)
+            )
+        stopped = jobs.stop(job.id, start_runner=False)
+        assert queue.holdings(engine, job.id) == [], "the dead worker's batch is back in the queue"
+        assert queue.read_progress(engine, job.id).batches_done == 1
+    assert (stopped.state, stopped.reason) == (
+        "stopped",
+        "stopped by `jobs stop` (no runner held it) with 1 of the 3 batches split so far done "
+        "(the rest of the input was not split yet); parts are kept",
+    )
+    manifest = folder.read_manifest()
+    assert manifest is not None
+    assert (manifest["complete"], manifest["state"], manifest["rows"]) == (False, "stopped", 2)
+    assert [part["path"] for part in manifest["parts"]] == ["part-000000-1.parquet"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["_manifest.json", "part-000000-1.parquet"]
+    assert records_hook_state(job.id) == "pending", "the next runner runs on_job_complete"
+    jobs.run_scheduler(burst=True)
+    assert records_hook_state(job.id) == "done"
+
+
+def records_hook_state(job_id: str) -> str | None:
+    with jobs_store() as engine:
+        return records.get(engine, job_id)["hook_state"]  # type: ignore[no-any-return]

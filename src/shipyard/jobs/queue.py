@@ -344,12 +344,27 @@ def release(engine: Engine, held: Lease) -> bool:
 def release_all(engine: Engine, job_id: str) -> int:
     """The job stopped and its workers are gone: every leased batch goes back to pending, no failure counted."""
     with write_transaction(engine) as connection:
-        result = connection.execute(
-            update(job_batches)
-            .where(_B.job_id == job_id, _B.state == BatchState.leased)
-            .values(state=BatchState.pending, lease_token=None, lease_expires_at=None, row_cursor=None)
-        )
-        return int(result.rowcount)
+        return release_leased(connection, job_id)
+
+
+def release_leased(connection: Connection, job_id: str) -> int:
+    """`release_all` inside the caller's transaction."""
+    result = connection.execute(
+        update(job_batches)
+        .where(_B.job_id == job_id, _B.state == BatchState.leased)
+        .values(state=BatchState.pending, lease_token=None, lease_expires_at=None, row_cursor=None)
+    )
+    return int(result.rowcount)
+
+
+def live_leases(connection: Connection, job_id: str, now: float) -> list[Holding]:
+    """The job's batches whose lease has not expired yet: a worker holds them, or did moments ago."""
+    found = connection.execute(
+        select(_B.seq, _B.lease_owner, _B.leased_at, _B.lease_expires_at, _B.row_cursor)
+        .where(_B.job_id == job_id, _B.state == BatchState.leased, _B.lease_expires_at >= now)
+        .order_by(_B.lease_expires_at.desc())
+    ).all()
+    return [Holding(r.seq, r.lease_owner, r.leased_at, r.lease_expires_at, r.row_cursor) for r in found]
 
 
 def release_owner(engine: Engine, job_id: str, owner: str) -> list[int]:

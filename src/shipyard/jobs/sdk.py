@@ -44,10 +44,12 @@ def list_jobs(api: str | None = None, limit: int = 100) -> list[JobInfo]:
         return client.list_jobs(api, limit)
 
 
-def stop(job_id: str) -> JobInfo:
+def stop(job_id: str, start_runner: bool = True) -> JobInfo:
+    """Stop the job (its runner drains the workers). With no runner, it stops at once, and `start_runner`
+    starts one for its on_job_complete hook (no effect while a daemon runs: its runner does that)."""
     client = local_daemon()
     if client is None:
-        return service.stop(job_id)
+        return service.stop(job_id, start_runner=start_runner)
     with client:
         return client.stop_job(job_id)
 

@@ -6,6 +6,7 @@ them too. `shipyard.jobs` (sdk.py) picks the transport: the daemon when one serv
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shipyard.errors import ConfigError
 from shipyard.jobs import queue, records
-from shipyard.jobs.driver import DriverOptions, job_dir
+from shipyard.jobs.driver import DriverOptions, job_dir, write_note
 from shipyard.jobs.errors import (
     BadInput,
     BadJobOption,
@@ -35,11 +36,12 @@ from shipyard.jobs.errors import (
     MissingIdColumn,
     StoreFailed,
 )
+from shipyard.jobs.finalize import finalize
 from shipyard.jobs.output import FORMATS, OutputFolder, OutputFormat
 from shipyard.jobs.runner import JobRunner, RunnerOptions
 from shipyard.jobs.splitter import Source, check, expand
 from shipyard.jobs.states import ACTIVE, JobState
-from shipyard.jobs.view import JobInfo, job_info, run_seconds
+from shipyard.jobs.view import JobInfo, batches_done_text, job_info, run_seconds
 from shipyard.settings import Settings
 from shipyard.spec import BatchAPI, Project, load
 from shipyard.store import create_store_engine, migrate, read_transaction, write_transaction
@@ -300,8 +302,14 @@ def read_log(job_id: str, position: int = 0, settings: Settings | None = None) -
 # -- changing ---------------------------------------------------------------------------------------------
 
 
-def stop(job_id: str, settings: Settings | None = None) -> JobInfo:
-    """Ask the job's runner to drain its workers and mark it stopped; with no live runner, stop it now."""
+def stop(job_id: str, settings: Settings | None = None, start_runner: bool = True) -> JobInfo:
+    """Ask the job's runner to drain its workers and mark it stopped; with no live runner, stop it now.
+
+    Stopped now, the job ends as its runner would end it: batches left leased by dead workers go back to
+    the queue, leftovers are cleaned and a manifest marked partial is written; with `start_runner`, a
+    runner starts to run the on_job_complete hook. While a worker still holds a batch (its runner died
+    and it is finishing the batch in hand), the stop is refused with when to try again."""
+    settings = settings or Settings.from_env()
     with open_store(settings) as engine:
         with write_transaction(engine) as connection:
             job = records.read(connection, job_id)
@@ -310,9 +318,44 @@ def stop(job_id: str, settings: Settings | None = None) -> JobInfo:
             if records.has_live_runner(job):
                 records.set_values(connection, job_id, stop_request=JobState.stopped.value)
                 records.add_event(connection, job_id, "stopping: requested by `jobs stop`")
-            else:
-                records.transition(connection, job_id, JobState.stopped, "stopped by `jobs stop` (no runner held it)")
-        return info(engine, job_id, with_events=True)
+                return info(engine, job_id, with_events=True)
+            _refuse_while_held(connection, job_id)
+            queue.release_leased(connection, job_id)
+            hook = None if job["spec"]["handler"] in ("sklearn", "onnx") else records.HOOK_PENDING
+            reason = f"stopped by `jobs stop` (no runner held it) with {_done_text(connection, job)}; parts are kept"
+            records.transition(connection, job_id, JobState.stopped, reason, hook_state=hook)
+        _finalize_stopped(engine, job, settings)
+    if start_runner and hook is not None:
+        ensure_runner(settings)
+    return get(job_id, settings)
+
+
+def _refuse_while_held(connection: Connection, job_id: str) -> None:
+    held = queue.live_leases(connection, job_id, time.time())
+    if held:
+        wait = max(1, math.ceil(held[0].expires_at - time.time()))
+        raise JobConflict(
+            f"job {job_id!r} has no runner, but {held[0].owner} still holds batch {held[0].seq} for up to {wait}s "
+            f"(it finishes the batch in hand, then exits); run `shipyard jobs stop {job_id}` again in {wait}s"
+        )
+
+
+def _done_text(connection: Connection, job: dict[str, Any]) -> str:
+    progress = queue.progress(connection, job["id"])
+    return batches_done_text(progress.batches_done, progress.batches, job["total_batches"] is not None)
+
+
+def _finalize_stopped(engine: Engine, job: dict[str, Any], settings: Settings) -> None:
+    """The stopped job's folder: its parts' one schema, leftovers removed, the partial manifest."""
+    log = job_dir(settings.home, job["id"]) / "job.log"
+    try:
+        finalize(engine, job, JobState.stopped, False, lambda message: write_note(log, message))
+    except OSError as exc:
+        raise BadOutput(
+            job["output"],
+            f"the job is stopped, but its manifest could not be written ({exc})",
+            "make the folder writable; `shipyard jobs retry` then runs the job to its end",
+        ) from None
 
 
 def retry(job_id: str, start_runner: bool = True, settings: Settings | None = None) -> JobInfo:

@@ -80,7 +80,7 @@ class _JobHandlers:
         return JSONResponse(job.to_dict())
 
     async def stop(self, request: Request) -> JSONResponse:
-        job = await run_in_threadpool(service.stop, request.path_params["id"], self.settings)
+        job = await run_in_threadpool(service.stop, request.path_params["id"], self.settings, False)
         return JSONResponse(job.to_dict())
 
     async def retry(self, request: Request) -> JSONResponse:
