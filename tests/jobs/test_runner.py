@@ -135,6 +135,25 @@ def test_inputs_whose_fields_and_types_differ_make_one_output_table(tmp_path: Pa
     assert whole.column("note").to_pylist() == [None, None, None, None, "keep me"]
 
 
+def test_a_value_not_of_its_declared_type_dead_letters_its_row_not_the_job(tmp_path: Path, runner: Runner) -> None:
+    project = make_job_project(tmp_path / "p", batch_size=10, max_retries=0, schema="{fields: {x: {type: int}}}")
+    source = tmp_path / "in.csv"
+    source.write_text("id,x\n" + "".join(f"{i},{'abc' if i == 20 else i}\n" for i in range(30)))
+    job_id = _submit(project, [str(source)], tmp_path / "out")
+    runner(only={job_id})
+    for attempt in ("first run", "retry"):
+        job = jobs.wait(job_id, timeout=90)
+        assert (job.state, job.rows_done, job.rows_failed) == ("completed_with_failures", 29, 1), attempt
+        rows, failed = assert_exactly_once(tmp_path / "out", range(30))
+        assert [(r["id"], r["x"], r["_row"], r["_error"]) for r in failed] == [
+            (20, "abc", 20, "'x' is 'abc', which is not an int as the API's schema declares")
+        ], attempt
+        assert {row["batch"] for row in rows} == {10, 9}, "the handler never sees the row"
+        if attempt == "first run":
+            jobs.retry(job_id, start_runner=False)
+            runner(only={job_id})
+
+
 def test_a_handler_without_predict_batch_runs_per_row(tmp_path: Path, runner: Runner) -> None:
     project = make_job_project(tmp_path / "p", handler="handlers.py:PerRow", batch_size=8, max_retries=0)
     job_id = _submit(project, [str(write_rows(tmp_path / "in.jsonl", range(20)))], tmp_path / "out", format="jsonl")

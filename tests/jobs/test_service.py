@@ -65,6 +65,20 @@ def test_an_id_column_missing_from_items_is_named_in_their_terms(tmp_path: Path)
     )
 
 
+def test_items_whose_declared_field_is_of_another_type_are_named_as_records(tmp_path: Path) -> None:
+    project = make_job_project(tmp_path / "p", schema="{fields: {x: {type: float}}}")
+    items = [{"id": 1, "x": "abc"}, {"id": 2, "x": "def"}]
+    with pytest.raises(BadInput) as caught:
+        jobs.submit(JobRequest("double", [], str(tmp_path / "out"), str(project), items=items), start_runner=False)
+    assert caught.value.message == (
+        "input '--items': no record's field 'x' among the first 2 is a float as the API's schema declares "
+        "(record 0 has 'abc'); fix the records, or change the field's type in the API's schema"
+    )
+    assert jobs.list_jobs() == [] and not (tmp_path / "out").exists()
+    items[1]["x"] = 2.5  # one bad record among good ones: a dead letter when the job runs, not a refusal
+    jobs.submit(JobRequest("double", [], str(tmp_path / "out"), str(project), items=items), start_runner=False)
+
+
 def test_memory_filesystems_are_refused_at_submit(tmp_path: Path) -> None:
     project = make_job_project(tmp_path / "p")
     source = write_rows(tmp_path / "in.csv", range(3))

@@ -35,10 +35,12 @@ from shipyard.jobs.errors import (
     MissingColumns,
     MissingIdColumn,
     StoreFailed,
+    UnconvertibleColumn,
 )
 from shipyard.jobs.finalize import finalize
 from shipyard.jobs.output import FORMATS, OutputFolder, OutputFormat
 from shipyard.jobs.runner import JobRunner, RunnerOptions
+from shipyard.jobs.schemas import declared_types
 from shipyard.jobs.splitter import Source, check, expand
 from shipyard.jobs.states import ACTIVE, JobState
 from shipyard.jobs.view import JobInfo, batches_done_text, job_info, run_seconds
@@ -162,15 +164,21 @@ def _record(settings: Settings, values: dict[str, Any]) -> None:
 def _check_inputs(sources: list[Source], api: BatchAPI, request: JobRequest) -> None:
     required = [n for n, f in (api.input_schema.fields.items() if api.input_schema else []) if f.required]
     try:
-        check(sources, required, request.id_column)
-    except (MissingColumns, MissingIdColumn) as exc:
+        check(sources, required, request.id_column, declared_types(api))
+    except (MissingColumns, MissingIdColumn, UnconvertibleColumn) as exc:
         if request.items is None or not exc.source.endswith(ITEMS_FILE):
             raise
         raise _items_error(exc) from None
 
 
-def _items_error(exc: MissingColumns | MissingIdColumn) -> BadInput:
+def _items_error(exc: MissingColumns | MissingIdColumn | UnconvertibleColumn) -> BadInput:
     """The same problem in --items' terms: records and fields, not files and columns."""
+    if isinstance(exc, UnconvertibleColumn):
+        problem = (
+            f"no record's field {exc.column!r} among the first {exc.rows} is {exc.kind} as the API's schema "
+            f"declares ({exc.where} has {exc.value!r})"
+        )
+        return BadInput("--items", problem, "fix the records, or change the field's type in the API's schema")
     fields = ", ".join(exc.found) or "none"
     if isinstance(exc, MissingColumns):
         problem = (
