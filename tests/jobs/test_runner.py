@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from shipyard import jobs
-from shipyard.jobs import JobRequest, queue
+from shipyard.jobs import JobRequest, queue, records
 from shipyard.jobs.driver import DriverOptions
 from shipyard.jobs.output import digest
 from shipyard.jobs.runner import JobRunner, RunnerOptions
@@ -267,11 +267,14 @@ def test_timeout_ends_the_job_as_timed_out_and_a_retry_gets_a_fresh_clock(tmp_pa
     first_run = job.duration
     sleep.write_text("0")
     time.sleep(1)  # idle time between the end and the retry is not running time
-    retried = jobs.retry(job_id, start_runner=False)
+    retried = jobs.retry(job_id, start_runner=False, timeout=120)
     unfinished = 20 - job.batches_done
     assert retried.reason == (
-        f"retrying 0 dead-lettered rows (0 new batches), {unfinished} unfinished batches ({unfinished * 2} rows)"
+        f"retrying 0 dead-lettered rows (0 new batches), {unfinished} unfinished batches ({unfinished * 2} rows); "
+        "its timeout is now 120s"
     )
+    with open_store(Settings.from_env()) as engine:
+        assert records.get(engine, job_id)["timeout"] == 120, "the runner reads the new timeout from the store"
     runner(only={job_id})
     job = jobs.wait(job_id, timeout=60)
     assert (job.state, job.rows_done) == ("succeeded", 40), "the retry's timeout counts from the retry"

@@ -12,7 +12,7 @@ from sqlalchemy import text, update
 
 from shipyard import jobs
 from shipyard.jobs import JobRequest, codec, queue, records
-from shipyard.jobs.errors import BadInput, BadOutput, JobConflict, JobNotFound, StoreFailed
+from shipyard.jobs.errors import BadInput, BadJobOption, BadOutput, JobConflict, JobNotFound, StoreFailed
 from shipyard.jobs.output import OutputFolder, encode
 from shipyard.jobs.queue import Outcome, Part
 from shipyard.jobs.service import open_store as jobs_store
@@ -77,6 +77,34 @@ def test_items_whose_declared_field_is_of_another_type_are_named_as_records(tmp_
     assert jobs.list_jobs() == [] and not (tmp_path / "out").exists()
     items[1]["x"] = 2.5  # one bad record among good ones: a dead letter when the job runs, not a refusal
     jobs.submit(JobRequest("double", [], str(tmp_path / "out"), str(project), items=items), start_runner=False)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"batch_size": 0}, "job option batch_size (--batch-size) is 0: Input should be greater than or equal to 1"),
+        ({"workers": -1}, "job option workers (--workers) is -1: Input should be greater than or equal to 1"),
+        ({"timeout": -5}, "job option timeout (--timeout) is -5: must be a duration >= 0, got -5"),
+        ({"timeout": 0}, "job option timeout (--timeout) is 0: Input should be greater than 0"),
+        ({"max_retries": 101}, "job option max_retries (--max-retries) is 101: Input should be less than or equal to"),
+    ],
+)
+def test_option_values_the_spec_refuses_are_one_line_from_the_sdk(
+    tmp_path: Path, option: dict[str, int], message: str
+) -> None:
+    project = make_job_project(tmp_path / "p")
+    request = JobRequest("double", [], str(tmp_path / "out"), str(project), items=[{"id": 1}], **option)  # type: ignore[arg-type]
+    with pytest.raises(BadJobOption) as caught:
+        jobs.submit(request, start_runner=False)
+    assert caught.value.message.startswith(message) and "\n" not in caught.value.message, caught.value.message
+    assert jobs.list_jobs() == []
+
+
+def test_a_request_of_the_wrong_types_is_refused_when_it_is_made() -> None:
+    with pytest.raises(BadJobOption, match=r"^job option inputs is str '/data'; it must be a list of paths"):
+        JobRequest("double", "/data")  # type: ignore[arg-type]
+    with pytest.raises(BadJobOption, match=r"^job option batch_size \(--batch-size\) is str 'abc'; it must be"):
+        JobRequest("double", ["/data"], batch_size="abc")  # type: ignore[arg-type]
 
 
 def test_memory_filesystems_are_refused_at_submit(tmp_path: Path) -> None:

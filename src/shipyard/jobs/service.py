@@ -14,13 +14,13 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -38,7 +38,8 @@ from shipyard.jobs.errors import (
     UnconvertibleColumn,
 )
 from shipyard.jobs.finalize import finalize
-from shipyard.jobs.output import FORMATS, OutputFolder, OutputFormat
+from shipyard.jobs.output import OutputFolder
+from shipyard.jobs.request import JobRequest, is_seconds, option_error
 from shipyard.jobs.runner import JobRunner, RunnerOptions
 from shipyard.jobs.schemas import declared_types
 from shipyard.jobs.splitter import Source, check, expand
@@ -62,24 +63,6 @@ def open_store(settings: Settings | None = None) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    """What `submit` needs; every None falls back to the BatchAPI's default in shipyard.yaml."""
-
-    api: str
-    inputs: Sequence[str] = ()
-    output: str = ""
-    project: str = "."
-    items: list[dict[str, Any]] | None = None
-    format: OutputFormat = "parquet"
-    id_column: str | None = None
-    batch_size: int | None = None
-    workers: int | None = None
-    max_retries: int | None = None
-    timeout: float | None = None
-    config: dict[str, Any] | None = None
 
 
 def submit(request: JobRequest, start_runner: bool = True) -> JobInfo:
@@ -189,38 +172,28 @@ def _items_error(exc: MissingColumns | MissingIdColumn | UnconvertibleColumn) ->
     return BadInput("--items", problem, "pass one of their fields to --id-column, or leave the option out")
 
 
-def absolute(request: JobRequest) -> JobRequest:
-    """The request with every local path made absolute, so that another process (the daemon) reads the
-    same files whatever its working directory."""
-
-    def local(text: str) -> str:
-        return text if "://" in text else os.path.normpath(Path(text).expanduser().absolute())
-
-    return replace(
-        request,
-        project=str(Path(request.project).expanduser().resolve()),
-        inputs=[local(text) for text in request.inputs],
-        output=local(request.output) if request.output else "",
-    )
-
-
 def _batch_api(project: Project, request: JobRequest) -> BatchAPI:
     batch = [api for api in project.apis if isinstance(api, BatchAPI)]
     chosen = next((api for api in batch if api.name == request.api), None)
     if chosen is None:
         names = ", ".join(api.name for api in batch) or "none"
         raise ConfigError([f"{project.source}: no BatchAPI named {request.api!r}; BatchAPIs here: {names}"])
-    if request.format not in FORMATS:
-        raise BadJobOption(f"--format {request.format!r} is not one of {', '.join(FORMATS)}")
     overrides = {
         "batch_size": request.batch_size,
         "workers": request.workers,
         "max_retries": request.max_retries,
         "timeout": request.timeout,
     }
-    data = chosen.model_dump(by_alias=True) | {k: v for k, v in overrides.items() if v is not None}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    data = chosen.model_dump(by_alias=True) | given
     data["config"] = {**chosen.config, **(request.config or {})}
-    return BatchAPI.model_validate(data)
+    try:
+        return BatchAPI.model_validate(data)
+    except ValidationError as exc:  # only the request's values can be wrong: the spec was checked at load
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "options"
+        problem = str(first["msg"]).removeprefix("Value error, ")
+        raise option_error(name, given.get(name, first.get("input")), problem) from None
 
 
 def _items_file(home: Path, job_id: str, items: list[dict[str, Any]] | None) -> list[str]:
@@ -366,11 +339,15 @@ def _finalize_stopped(engine: Engine, job: dict[str, Any], settings: Settings) -
         ) from None
 
 
-def retry(job_id: str, start_runner: bool = True, settings: Settings | None = None) -> JobInfo:
+def retry(
+    job_id: str, start_runner: bool = True, settings: Settings | None = None, timeout: float | None = None
+) -> JobInfo:
     """Re-run the job's dead-lettered rows (and, for a stopped or failed job, what it had not finished).
 
-    The retry is a new run: its timeout counts from now, and the time since the job ended is not counted
-    in its duration and rate."""
+    The retry is a new run: its timeout (the job's, or `timeout` seconds from now on) counts from now, and
+    the time since the job ended is not counted in its duration and rate."""
+    if timeout is not None and not is_seconds(timeout):
+        raise option_error("timeout", timeout, "it should be a number of seconds greater than 0 (30m, 2h, ...)")
     settings = settings or Settings.from_env()
     with open_store(settings) as engine:
         with write_transaction(engine) as connection:
@@ -385,8 +362,10 @@ def retry(job_id: str, start_runner: bool = True, settings: Settings | None = No
                 connection,
                 job_id,
                 JobState.running if job["total_batches"] is not None else JobState.pending,
-                retry_reason(rows, batches, unfinished, job["total_batches"] is None),
+                retry_reason(rows, batches, unfinished, job["total_batches"] is None)
+                + ("" if timeout is None else f"; its timeout is now {timeout:g}s"),
                 stop_request=None,
+                timeout=job["timeout"] if timeout is None else timeout,
                 ended_at=None,
                 error=None,
                 hook_state=None,
