@@ -111,7 +111,8 @@ def test_get_watch_as_json_prints_json_lines_and_the_errors(tmp_path: Path) -> N
         {"error": "ValueError: cannot score x=3", "count": 1, "of": "batch attempts failed"},
     ]
     table = CliRunner().invoke(cli, ["jobs", "get", job.id]).output
-    assert "1 rows dead-lettered: ValueError: cannot score x=3" in table
+    assert "1 row dead-lettered: ValueError: cannot score x=3" in table
+    assert "1 batch attempt failed: ValueError: cannot score x=3" in table
 
 
 def test_log_lines_print_above_the_progress_bar_not_through_it() -> None:

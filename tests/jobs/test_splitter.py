@@ -81,8 +81,10 @@ def test_memory_stays_flat_while_splitting_a_large_file(tmp_path: Path) -> None:
     [
         (["missing.csv"], r"input '.*missing.csv': no such file or folder; check the path"),
         (["*.nothing"], r"the glob matches no file"),
-        (["empty"], r"the folder holds no .csv, .jsonl or .parquet file"),
-        (["notes.txt"], r"notes.txt'?: has an unknown format; name files .csv, .jsonl"),
+        (["empty"], r"the folder holds no data file \(.csv, .jsonl, .ndjson, .json, .parquet or .pq; CSV and JSON "),
+        (["notes.txt"], r"notes.txt'?: has an unknown format; name data files .csv, .jsonl, .ndjson, .json, .parq"),
+        (["rows.parquet.gz"], r"rows.parquet.gz'?: is a compressed Parquet file, which cannot be read as a stream"),
+        (["packed"], r"rows.parquet.gz'?: is a compressed Parquet file, which cannot be read as a stream"),
         ([], r"no input given"),
     ],
 )
@@ -92,6 +94,9 @@ def test_unusable_inputs_are_named(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "rows.parquet.gz").write_bytes(gzip.compress(b"PAR1"))
+    (tmp_path / "packed").mkdir()
+    (tmp_path / "packed" / "rows.parquet.gz").write_bytes(gzip.compress(b"PAR1"))
     with pytest.raises(BadInput, match=message):
         expand(inputs)
 

@@ -314,7 +314,9 @@ def _render(job: Any) -> None:
     ]
     if job.error:
         rows.append(("error", job.error))
-    rows += [("errors" if i == 0 else "", f"{e['count']:,} {e['of']}: {e['error']}") for i, e in enumerate(job.errors)]
+    from shipyard.jobs.view import error_line
+
+    rows += [("errors" if i == 0 else "", error_line(error)) for i, error in enumerate(job.errors)]
     for key, value in rows:
         table.add_row(f"[bold]{key}[/]", Text(str(value)))
     console = Console(soft_wrap=True)

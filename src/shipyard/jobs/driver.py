@@ -25,7 +25,7 @@ from shipyard.jobs.pool import WorkerPool, WorkerProcess
 from shipyard.jobs.schemas import declared_types
 from shipyard.jobs.splitter import Source
 from shipyard.jobs.states import ACTIVE, EXIT_LOAD_FAILED, ROW_DEATHS, JobState, final_state, stop_state
-from shipyard.jobs.view import batches_done_text
+from shipyard.jobs.view import batches_done_text, counted
 from shipyard.spec import BatchAPI
 from shipyard.store import write_transaction
 
@@ -145,9 +145,9 @@ class JobDriver:
         state = final_state(queue.read_progress(self.engine, self.job_id).rows_failed)
         output, failed = finalize(self.engine, job, state, True, self.note)
         rows, dead = sum(p.rows for p in output), sum(p.rows for p in failed)
-        reason = f"every batch is done: {rows} rows scored"
+        reason = f"every batch is done: {counted(rows, 'row')} scored"
         if dead:
-            reason += f", {dead} rows dead-lettered under {job['output'].rstrip('/')}/_failed/"
+            reason += f", {counted(dead, 'row')} dead-lettered under {job['output'].rstrip('/')}/_failed/"
         self._end(state, reason)
         self._after_end(records.get(self.engine, self.job_id))  # no tick's wait between the end and the hook
 

@@ -15,6 +15,7 @@ PostgreSQL `FOR UPDATE SKIP LOCKED` lets workers lease side by side.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -558,6 +559,14 @@ def error_counts(connection: Connection, job_id: str, top: int = 5) -> list[dict
     return top_errors([(row.last_error, row.dead_errors or {}) for row in found], top)
 
 
+_WORKER_NAME = re.compile(r"\b(?:worker|hook)-[0-9a-f]{6}\b")
+
+
+def _unnamed(error: str) -> str:
+    """The error with its worker's name left out, so that one problem on many workers counts as one."""
+    return _WORKER_NAME.sub("a worker", error)
+
+
 def top_errors(batches: list[tuple[str | None, dict[str, int]]], top: int = 5) -> list[dict[str, Any]]:
     """(last error of a batch's attempts, its dead letters' errors with row counts) per batch, as the `top`
     largest counts: `{"error": ..., "count": 3, "of": "rows dead-lettered" | "batch attempts failed"}`."""
@@ -565,9 +574,9 @@ def top_errors(batches: list[tuple[str | None, dict[str, int]]], top: int = 5) -
     attempts: dict[str, int] = {}
     for last_error, dead in batches:
         if last_error:
-            attempts[last_error] = attempts.get(last_error, 0) + 1
+            attempts[_unnamed(last_error)] = attempts.get(_unnamed(last_error), 0) + 1
         for error, count in dead.items():
-            rows[error] = rows.get(error, 0) + int(count)
+            rows[_unnamed(error)] = rows.get(_unnamed(error), 0) + int(count)
     counted = [(count, "rows dead-lettered", error) for error, count in rows.items()]
     counted += [(count, "batch attempts failed", error) for error, count in attempts.items()]
     counted.sort(key=lambda item: (-item[0], item[1] != "rows dead-lettered", item[2]))

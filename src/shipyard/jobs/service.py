@@ -44,7 +44,7 @@ from shipyard.jobs.runner import JobRunner, RunnerOptions
 from shipyard.jobs.schemas import declared_types
 from shipyard.jobs.splitter import Source, check, expand
 from shipyard.jobs.states import ACTIVE, JobState
-from shipyard.jobs.view import JobInfo, batches_done_text, job_info, run_seconds
+from shipyard.jobs.view import JobInfo, batches_done_text, counted, job_info, run_seconds
 from shipyard.settings import Settings
 from shipyard.spec import BatchAPI, Project, load
 from shipyard.store import create_store_engine, migrate, read_transaction, write_transaction
@@ -383,9 +383,10 @@ def retry(
 
 def retry_reason(dead_rows: int, dead_batches: int, unfinished: tuple[int, int], unsplit: bool) -> str:
     """What a retry will run: `retrying 2 dead-lettered rows (2 new batches), 5 unfinished batches (50 rows)`."""
-    parts = [f"{dead_rows} dead-lettered rows ({dead_batches} new batches)"]
+    parts = [f"{counted(dead_rows, 'dead-lettered row')} ({counted(dead_batches, 'new batch', 'new batches')})"]
     if unfinished[0]:
-        parts.append(f"{unfinished[0]} unfinished batches ({unfinished[1]} rows)")
+        batches = counted(unfinished[0], "unfinished batch", "unfinished batches")
+        parts.append(f"{batches} ({counted(unfinished[1], 'row')})")
     if unsplit:
         parts.append("the part of the input not split yet")
     return "retrying " + ", ".join(parts)

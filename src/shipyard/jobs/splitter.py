@@ -29,6 +29,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+from fsspec.utils import infer_compression
 
 from shipyard.jobs import misfits
 from shipyard.jobs.errors import BadInput, MissingColumns, MissingIdColumn, UnconvertibleColumn
@@ -45,7 +46,13 @@ _SUFFIXES: dict[str, Format] = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-_COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
+_COMPRESSIONS = tuple(s for s in (".gz", ".bz2", ".xz", ".zst", ".zip") if infer_compression(f"rows.csv{s}"))
+"""The compressions fsspec can undo here (.zst only with the zstandard package): for CSV and JSON. A Parquet
+file compresses its own columns and must be seekable, so a compressed one is refused."""
+SUFFIXES_TEXT = (
+    f"{', '.join(s for s in _SUFFIXES if s != '.pq')} or .pq; CSV and JSON optionally compressed "
+    f"({', '.join(_COMPRESSIONS)})"
+)
 _GLOB = set("*?[")
 _CSV_BLOCK = 1 << 20
 _PARQUET_CHUNK = 65_536
@@ -77,13 +84,18 @@ class Chunk:
 
 
 def format_of(path: str) -> Format | None:
-    name = path.lower()
-    for suffix in _COMPRESSIONS:
-        name = name.removesuffix(suffix)
+    name, compressed = _uncompressed(path.lower())
     for suffix, kind in _SUFFIXES.items():
         if name.endswith(suffix):
-            return kind
+            return None if compressed and kind == "parquet" else kind
     return None
+
+
+def _uncompressed(name: str) -> tuple[str, bool]:
+    for suffix in _COMPRESSIONS:
+        if name.endswith(suffix):
+            return name.removesuffix(suffix), True
+    return name, False
 
 
 def expand(inputs: Sequence[str]) -> list[Source]:
@@ -104,13 +116,20 @@ def _expand_one(text: str) -> list[Source]:
             raise BadInput(text, "the glob matches no file", "check the pattern and the folder it looks in")
         return [_source(fs, p, text) for p in files]
     if fs.isdir(path):
-        files = sorted(p for p in fs.find(path) if format_of(p) and not _is_hidden(p, path))
+        files = sorted(p for p in fs.find(path) if _is_data(p) and not _is_hidden(p, path))
         if not files:
-            raise BadInput(text, "the folder holds no .csv, .jsonl or .parquet file", "point --input at data files")
+            raise BadInput(text, f"the folder holds no data file ({SUFFIXES_TEXT})", "point --input at data files")
         return [_source(fs, p, text) for p in files]
     if not fs.exists(path):
         raise BadInput(text, "no such file or folder", "check the path")
     return [_source(fs, path, text)]
+
+
+def _is_data(path: str) -> bool:
+    """A data file, or one that looks like one Shipyard cannot read (a compressed Parquet file): never
+    skipped in silence."""
+    name, compressed = _uncompressed(path.lower())
+    return format_of(path) is not None or (compressed and name.endswith((".parquet", ".pq")))
 
 
 def _is_hidden(path: str, root: str) -> bool:
@@ -120,12 +139,14 @@ def _is_hidden(path: str, root: str) -> bool:
 
 def _source(fs: Any, path: str, given: str) -> Source:
     kind = format_of(path)
-    if kind is None:
+    if kind is None and _is_data(path):
         raise BadInput(
-            path if path != given else given,
-            "has an unknown format",
-            "name files .csv, .jsonl (JSON lines) or .parquet, optionally compressed (.gz)",
+            path,
+            "is a compressed Parquet file, which cannot be read as a stream",
+            "decompress it (Parquet compresses its own columns: write it with compression='zstd' instead)",
         )
+    if kind is None:
+        raise BadInput(path, "has an unknown format", f"name data files {SUFFIXES_TEXT}")
     url = path if is_local(fs) else fs.unstrip_protocol(path)
     return Source(url, kind)
 
