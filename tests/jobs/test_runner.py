@@ -139,16 +139,18 @@ def test_a_value_not_of_its_declared_type_dead_letters_its_row_not_the_job(tmp_p
     project = make_job_project(tmp_path / "p", batch_size=10, max_retries=0, schema="{fields: {x: {type: int}}}")
     source = tmp_path / "in.csv"
     source.write_text("id,x\n" + "".join(f"{i},{'abc' if i == 20 else i}\n" for i in range(30)))
-    job_id = _submit(project, [str(source)], tmp_path / "out")
+    items = [{"id": 30, "x": 30}, {"id": 31, "x": [31]}]
+    job_id = _submit(project, [str(source)], tmp_path / "out", items=items)
     runner(only={job_id})
     for attempt in ("first run", "retry"):
         job = jobs.wait(job_id, timeout=90)
-        assert (job.state, job.rows_done, job.rows_failed) == ("completed_with_failures", 29, 1), attempt
-        rows, failed = assert_exactly_once(tmp_path / "out", range(30))
-        assert [(r["id"], r["x"], r["_row"], r["_error"]) for r in failed] == [
-            (20, "abc", 20, "'x' is 'abc', which is not an int as the API's schema declares")
+        assert (job.state, job.rows_done, job.rows_failed) == ("completed_with_failures", 30, 2), attempt
+        rows, failed = assert_exactly_once(tmp_path / "out", range(32))
+        assert [(r["id"], r["x"], r["_source"], r["_row"], r["_error"]) for r in failed] == [
+            (20, "abc", str(source), 20, "'x' is 'abc', which is not an int as the API's schema declares"),
+            (31, [31], "--items", 1, "'x' is [31], which is not an int as the API's schema declares"),
         ], attempt
-        assert {row["batch"] for row in rows} == {10, 9}, "the handler never sees the row"
+        assert {row["batch"] for row in rows} == {10, 9, 1}, "the handler never sees the rows"
         if attempt == "first run":
             jobs.retry(job_id, start_runner=False)
             runner(only={job_id})
@@ -239,7 +241,7 @@ def test_a_job_stopped_while_splitting_with_dead_letters_retries_every_row_once(
     bad_file = tmp_path / "bad.json"
     bad_file.write_text("[2]")
     project = make_job_project(
-        tmp_path / "p", batch_size=1, workers=1, max_retries=0, config=f"{{bad_file: {bad_file}, sleep: 0.03}}"
+        tmp_path / "p", batch_size=1, workers=1, max_retries=0, config=f"{{bad_file: {bad_file}, sleep: 0.01}}"
     )
     job_id = _submit(project, [str(write_rows(tmp_path / "in.parquet", range(100)))], tmp_path / "out")
     runner(only={job_id})

@@ -38,6 +38,7 @@ from shipyard.jobs.errors import (
     UnconvertibleColumn,
 )
 from shipyard.jobs.finalize import finalize
+from shipyard.jobs.locations import ITEMS_FILE
 from shipyard.jobs.output import OutputFolder
 from shipyard.jobs.request import JobRequest, is_seconds, option_error
 from shipyard.jobs.runner import JobRunner, RunnerOptions
@@ -51,7 +52,6 @@ from shipyard.store import create_store_engine, migrate, read_transaction, write
 from shipyard.store.tables import jobs as jobs_table
 
 RUNNER_PID = "runner.pid"
-ITEMS_FILE = "items.jsonl"
 RETRYABLE = (JobState.completed_with_failures, JobState.stopped, JobState.timed_out, JobState.failed)
 
 

@@ -31,6 +31,7 @@ from sqlalchemy import Engine
 
 from shipyard.errors import ShipyardError
 from shipyard.jobs import codec, misfits, queue, records
+from shipyard.jobs.locations import source_label
 from shipyard.jobs.misfits import Misfits
 from shipyard.jobs.output import OutputFolder, encode, encode_records, failed_name, part_name, prepare
 from shipyard.jobs.queue import Lease, Outcome
@@ -147,7 +148,7 @@ class Worker:
         self.job = job
         self.handler = handler
         self.folder = OutputFolder(job["output"])
-        self.sources = [source["url"] for source in job["inputs"]]
+        self.sources = [source_label(source["url"], self.job_id) for source in job["inputs"]]
         self.is_builtin = handler_ref(job)[0].is_builtin_handler
         log.info("%s ready for job %s", self.name, self.job_id)
         while self._job_wants_work():
