@@ -21,7 +21,7 @@ from shipyard.errors import ConfigError, ShipyardError, from_wire
 from shipyard.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from shipyard.jobs.service import JobRequest
+    from shipyard.jobs.request import JobRequest
     from shipyard.jobs.view import JobInfo
 
 _SETTLED = ("live",)
@@ -232,8 +232,10 @@ class Client:
     # -- batch jobs (run by the daemon's job runner) ---------------------------------------------------------
 
     def submit_job(self, request: JobRequest) -> JobInfo:
-        """Queue a batch job; local paths in `request` must be absolute (see `shipyard.jobs.sdk`)."""
-        return _job(self._call("POST", "/v1/jobs", json=asdict(request)))
+        """Queue a batch job; its local paths resolve against this process's working directory."""
+        from shipyard.jobs.request import absolute
+
+        return _job(self._call("POST", "/v1/jobs", json=asdict(absolute(request))))
 
     def list_jobs(self, api: str | None = None, limit: int = 100) -> list[JobInfo]:
         params: dict[str, Any] = {"limit": limit} | ({"api": api} if api else {})
@@ -245,8 +247,9 @@ class Client:
     def stop_job(self, job_id: str) -> JobInfo:
         return _job(self._call("POST", f"/v1/jobs/{job_id}/stop"))
 
-    def retry_job(self, job_id: str) -> JobInfo:
-        return _job(self._call("POST", f"/v1/jobs/{job_id}/retry"))
+    def retry_job(self, job_id: str, timeout: float | None = None) -> JobInfo:
+        body = {} if timeout is None else {"timeout": timeout}
+        return _job(self._call("POST", f"/v1/jobs/{job_id}/retry", json=body))
 
     def delete_job(self, job_id: str) -> None:
         self._call("DELETE", f"/v1/jobs/{job_id}")

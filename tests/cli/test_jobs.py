@@ -111,7 +111,8 @@ def test_get_watch_as_json_prints_json_lines_and_the_errors(tmp_path: Path) -> N
         {"error": "ValueError: cannot score x=3", "count": 1, "of": "batch attempts failed"},
     ]
     table = CliRunner().invoke(cli, ["jobs", "get", job.id]).output
-    assert "1 rows dead-lettered: ValueError: cannot score x=3" in table
+    assert "1 row dead-lettered: ValueError: cannot score x=3" in table
+    assert "1 batch attempt failed: ValueError: cannot score x=3" in table
 
 
 def test_log_lines_print_above_the_progress_bar_not_through_it() -> None:
@@ -134,3 +135,29 @@ def test_log_lines_print_above_the_progress_bar_not_through_it() -> None:
         root.removeHandler(plain)
     assert "shipyard.jobs.runner: job x is slow" in screen.getvalue()
     assert before.getvalue() == "after the bar\n", "the stream handler is set aside, then back"
+
+
+def test_option_values_out_of_range_are_one_line_with_no_traceback(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from shipyard import jobs
+    from shipyard.cli.main import cli
+
+    project = make_job_project(tmp_path / "p")
+    submit = ["jobs", "submit", "double", "--items", '[{"id": 1, "x": 1}]', "--output", str(tmp_path / "out")]
+    refused = CliRunner().invoke(cli, [*submit, "--timeout", "0s", "--project", str(project)])
+    assert (refused.exit_code, refused.output.strip().splitlines()) == (
+        1,
+        ["error: job option timeout (--timeout) is 0.0: Input should be greater than 0"],
+    )
+    request = jobs.JobRequest("double", [], str(tmp_path / "out"), str(project), items=[{"id": 1, "x": 1}])
+    job = jobs.submit(request, start_runner=False)
+    jobs.stop(job.id, start_runner=False)
+    retried = CliRunner().invoke(cli, ["jobs", "retry", job.id, "--timeout", "0s"])
+    assert (retried.exit_code, retried.output.strip().splitlines()) == (
+        1,
+        [
+            "error: job option timeout (--timeout) is 0.0: "
+            "it should be a number of seconds greater than 0 (30m, 2h, ...)"
+        ],
+    )

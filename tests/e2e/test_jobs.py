@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from shipyard import jobs
+from shipyard.errors import ConfigError
 from shipyard.jobs import JobRequest
-from shipyard.jobs.errors import BadInput, JobNotFound
+from shipyard.jobs.errors import BadInput, BadJobOption, JobNotFound
 from shipyard.jobs.service import ensure_runner
 from shipyard.settings import Settings
 from tests.e2e.conftest import Daemon, shipyard
@@ -72,6 +73,16 @@ def test_errors_through_the_daemon_are_the_same_as_without_it(daemon: Daemon, tm
         jobs.get("ghost")
     with pytest.raises(BadInput, match=r"lacks the column\(s\) x"):
         jobs.submit(JobRequest("double", [str(project / "rows.csv")], str(tmp_path / "out"), str(project)))
+    body = {"api": "double", "project": str(project), "inputs": [str(project / "rows.csv")], "output": "/tmp/o"}
+    for change, error, start in [
+        ({"batch_size": "abc"}, BadJobOption, "job option batch_size (--batch-size) is str 'abc'"),
+        ({"config": [1]}, BadJobOption, "job option config (--config) is list [1]"),
+        ({"inputs": str(project / "rows.csv")}, BadJobOption, "job option inputs is str"),
+        ({"output": "relative/out"}, ConfigError, "'output' holds the relative path 'relative/out'"),  # a usage error
+    ]:
+        with pytest.raises(error) as caught:  # the raw control API: a 400 naming the field, not a 500 or a hang-up
+            daemon.client._call("POST", "/v1/jobs", json=body | change)
+        assert caught.value.message.startswith(start) and "\n" not in caught.value.message, caught.value.message
     assert shipyard("down", "--timeout", "20").returncode == 0
     daemon.wait_for(lambda: not daemon.home.is_locked(), what="the daemon to stop")
     direct = shipyard(*command, "--project", str(project))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ class Doubler:
     config.sleep: seconds per batch; config.marks: a folder where each batch leaves `<pid>-<first id>`
     when it starts, so a test can see a worker mid-batch (and kill it); config.sleep_file: a file holding
     the seconds per batch, read for every batch. config.exit_on: a batch holding
-    this x ends the process at once (os._exit(3)); config.loop_on: a batch holding this x never returns.
+    this x ends the process at once (os._exit(3)); config.quit_on: a batch holding this x calls sys.exit(0);
+    config.loop_on: a batch holding this x never returns.
     """
 
     def __init__(self, config: dict[str, Any], model_path: str | None) -> None:
@@ -26,6 +28,7 @@ class Doubler:
         self.sleep_file = Path(config["sleep_file"]) if config.get("sleep_file") else None
         self.marks = Path(config["marks"]) if config.get("marks") else None
         self.exit_on = config.get("exit_on")
+        self.quit_on = config.get("quit_on")
         self.loop_on = config.get("loop_on")
         self.batch_sizes: list[int] = []
 
@@ -38,6 +41,8 @@ class Doubler:
         xs = {p.get("x") for p in payloads}
         if self.exit_on is not None and self.exit_on in xs:
             os._exit(3)
+        if self.quit_on is not None and self.quit_on in xs:
+            sys.exit(0)
         while self.loop_on is not None and self.loop_on in xs:
             pass  # an endless loop that holds the GIL only as long as Python lets it
         if self.bad_file is not None:

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select, update
 
 from shipyard.jobs import codec, queue, records
 from shipyard.jobs.queue import Outcome, Part
 from shipyard.jobs.scoring import ROW_COLUMN
-from shipyard.jobs.states import Mode
-from shipyard.store import create_store_engine, migrate, write_transaction
+from shipyard.jobs.states import ROW_DEATHS, Mode
+from shipyard.store import create_store_engine, migrate, read_transaction, write_transaction
+from shipyard.store.tables import job_batches
 
 JOB = "job-1"
 
@@ -109,22 +110,81 @@ def test_failures_back_off_then_run_row_by_row_then_dead_letter(engine: Engine) 
     assert crashed is not None and crashed.mode is Mode.dead, "it kept dying outside any one row"
 
 
-def test_a_worker_that_dies_on_a_row_blames_only_that_row(engine: Engine) -> None:
-    _fill(engine, 1)
-    held = queue.lease(engine, JOB, "w1", ttl=10, max_retries=0, now=1000)
-    assert held is not None and queue.fail(engine, held, "boom", now=1000)
-    rows = queue.lease(engine, JOB, "w1", ttl=10, max_retries=0, now=1100)
+def _in_row_mode(engine: Engine, owner: str = "w1", now: float = 1100) -> queue.Lease:
+    held = queue.lease(engine, JOB, owner, ttl=10, max_retries=0, now=now - 100)
+    assert held is not None and queue.fail(engine, held, "boom", now=now - 100)
+    rows = queue.lease(engine, JOB, owner, ttl=10, max_retries=0, now=now)
     assert rows is not None and rows.mode is Mode.rows
+    return rows
+
+
+def test_a_row_that_workers_die_on_twice_is_set_aside_and_only_it(engine: Engine) -> None:
+    _fill(engine, 1)
+    rows = _in_row_mode(engine)
     assert queue.advance(engine, rows, 0, ttl=10, now=1100)
     assert queue.advance(engine, rows, 1, ttl=10, now=1101)
     (holding,) = queue.holdings(engine, JOB)
     assert (holding.owner, holding.row_cursor, holding.leased_at, holding.expires_at) == ("w1", 1, 1101, 1111)
-    assert queue.abandon(engine, JOB, "w1", "w1 exited with code 3", now=1102) == [1]
+    assert queue.abandon(engine, JOB, "w1", "w1 exited with code 3", now=1102) == [queue.Blame(0, 1, False)]
     again = queue.lease(engine, JOB, "w2", ttl=10, max_retries=0, now=1102)
     assert again is not None and again.mode is Mode.rows and again.failures == 1, "no failure counted"
-    assert again.crashed_rows == {1: "w1 exited with code 3"} and again.last_error == "w1 exited with code 3"
+    assert again.crashed_rows == {} and again.last_error == "w1 exited with code 3", "one death: the row runs again"
     assert not queue.advance(engine, rows, 0, ttl=10, now=1103), "the dead worker's lease is gone"
     assert queue.abandon(engine, JOB, "w1", "late", now=1104) == [], "and it holds nothing to abandon"
+    assert queue.advance(engine, again, 1, ttl=10, now=1105)
+    assert queue.abandon(engine, JOB, "w2", "w2 exited with code 3", now=1106) == [queue.Blame(0, 1, True)]
+    third = queue.lease(engine, JOB, "w3", ttl=10, max_retries=0, now=1106)
+    assert third is not None and third.failures == 1 and third.crashed_rows == {1: "w2 exited with code 3"}
+
+
+def test_a_row_that_ran_past_batch_timeout_is_set_aside_at_once(engine: Engine) -> None:
+    _fill(engine, 1)
+    rows = _in_row_mode(engine)
+    assert queue.advance(engine, rows, 1, ttl=10, now=1100)
+    (blame,) = queue.abandon(engine, JOB, "w1", "w1 was killed: row 1 ran longer", deaths=ROW_DEATHS, now=1101)
+    assert blame.isolated
+    again = queue.lease(engine, JOB, "w2", ttl=10, max_retries=0, now=1101)
+    assert again is not None and again.crashed_rows == {1: "w1 was killed: row 1 ran longer"}
+
+
+def test_a_row_blamed_before_deaths_were_counted_stays_set_aside(engine: Engine) -> None:
+    """Batches stored by an older Shipyard name the crashed row with its error alone: it stays poison."""
+    _fill(engine, 1)
+    with write_transaction(engine) as connection:
+        connection.execute(update(job_batches).values(crashed_rows={"1": "w0 exited with code 3"}))
+    held = queue.lease(engine, JOB, "w1", ttl=10, max_retries=0)
+    assert held is not None and held.crashed_rows == {1: "w0 exited with code 3"}
+
+
+def test_a_worker_the_runner_stopped_gives_its_batch_back_without_a_failure(engine: Engine) -> None:
+    _fill(engine, 2)
+    rows = _in_row_mode(engine)
+    assert queue.advance(engine, rows, 1, ttl=10, now=1100)
+    assert queue.release_owner(engine, JOB, "w1") == [0]
+    assert queue.release_owner(engine, JOB, "w1") == []
+    again = queue.lease(engine, JOB, "w2", ttl=10, max_retries=0, now=1101)
+    assert again is not None and again.seq == 0 and again.failures == 1 and again.crashed_rows == {}
+    assert queue.holdings(engine, JOB)[0].row_cursor is None
+
+
+def test_a_lease_that_expired_with_its_runner_is_taken_over_without_a_failure(engine: Engine) -> None:
+    """The runner and its workers were killed together (a machine restart): the next runner's workers
+    take the batch over, with no failure counted and no row blamed."""
+    _fill(engine, 1)
+    with write_transaction(engine) as connection:
+        records.set_values(connection, JOB, runner="runner-a")
+    rows = _in_row_mode(engine)
+    assert queue.advance(engine, rows, 1, ttl=10, now=1100)
+    with write_transaction(engine) as connection:
+        records.set_values(connection, JOB, runner="runner-b")
+    taken = queue.lease(engine, JOB, "w2", ttl=10, max_retries=0, now=1200)
+    assert taken is not None and taken.failures == 1 and taken.crashed_rows == {}
+    assert queue.advance(engine, taken, 1, ttl=10, now=1200)
+    taken_again = queue.lease(engine, JOB, "w3", ttl=10, max_retries=0, now=1300)
+    assert taken_again is not None, "runner-b watched w2, so this expiry counts"
+    with read_transaction(engine) as connection:
+        crashed = connection.execute(select(job_batches.c.crashed_rows)).scalar()
+    assert crashed == {"1": {"error": "the lease of w2 expired: the worker hung or died", "deaths": 1}}
 
 
 def test_dead_letters_are_requeued_as_new_batches_once(engine: Engine) -> None:
@@ -220,3 +280,56 @@ def test_the_enqueuer_stays_a_window_ahead_of_the_workers_and_resumes(engine: En
     second = Enqueuer(engine, JOB, sources, batch_size=2, ahead=100)
     second.run()
     assert second.finished and second.totals() == (15, 30), "resumed after the stored batches, none twice"
+
+
+def test_a_retry_while_splitting_numbers_its_batches_apart_from_the_resumed_split(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Stopped mid-split with a dead letter, then retried: the requeued dead letter and the rest of the
+    split each get their own seq, and every row is queued exactly once."""
+    import pyarrow.parquet as pq
+
+    from shipyard.jobs.enqueuer import Enqueuer
+    from shipyard.jobs.splitter import expand
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"id": list(range(30))}), path)
+    sources = expand([str(path)])
+    first = Enqueuer(engine, JOB, sources, batch_size=2, ahead=3)
+    first.start()
+    deadline = time.monotonic() + 30
+    while queue.read_progress(engine, JOB).batches < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.should_stop.set()
+    first.join(10)
+    held = queue.lease(engine, JOB, "w", ttl=30, max_retries=1)
+    assert held is not None and held.seq == 0
+    dead = pa.table({"id": [1], ROW_COLUMN: pa.array([1], pa.int64())})
+    failed = Part("_failed/part-000000-1.jsonl", 1, "sha256:y", 1)
+    assert queue.complete(engine, held, Outcome(1, 1, Part("p0", 1, "sha256:x", 1), failed, codec.encode(dead)))
+    with write_transaction(engine) as connection:
+        assert queue.requeue_dead(connection, JOB) == (1, 1)
+    second = Enqueuer(engine, JOB, sources, batch_size=2, ahead=100)
+    second.run()
+    assert second.error is None and second.finished
+    assert second.totals() == (15, 30)
+    queued = [0]  # the row the done batch scored
+    while (held := queue.lease(engine, JOB, "w", ttl=30, max_retries=1)) is not None:
+        queued += codec.decode(held.payload).column("id").to_pylist()
+        assert queue.complete(engine, held, _done())
+    assert sorted(queued) == list(range(30))
+
+
+def test_the_enqueuer_reports_a_store_error_on_one_line_without_sql(engine: Engine, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from shipyard.jobs.enqueuer import Enqueuer
+    from shipyard.jobs.splitter import expand
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"id": list(range(4))}), path)
+    enqueuer = Enqueuer(engine, "no-such-job", expand([str(path)]), batch_size=2, ahead=100)  # a foreign key fails
+    enqueuer.run()
+    assert enqueuer.error is not None and "\n" not in enqueuer.error
+    assert "SQL" not in enqueuer.error and "INSERT" not in enqueuer.error and "[parameters" not in enqueuer.error
+    assert enqueuer.error.startswith("the store could not record batch 0 of job 'no-such-job': "), enqueuer.error

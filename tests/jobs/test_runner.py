@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,8 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from shipyard import jobs
-from shipyard.jobs import JobRequest
+from shipyard.jobs import JobRequest, queue, records
+from shipyard.jobs.driver import DriverOptions
 from shipyard.jobs.output import digest
+from shipyard.jobs.runner import JobRunner, RunnerOptions
+from shipyard.jobs.service import open_store
+from shipyard.settings import Settings
 from tests.jobs.conftest import assert_exactly_once, make_job_project, write_rows
 
 Runner = Callable[..., object]
@@ -130,6 +135,27 @@ def test_inputs_whose_fields_and_types_differ_make_one_output_table(tmp_path: Pa
     assert whole.column("note").to_pylist() == [None, None, None, None, "keep me"]
 
 
+def test_a_value_not_of_its_declared_type_dead_letters_its_row_not_the_job(tmp_path: Path, runner: Runner) -> None:
+    project = make_job_project(tmp_path / "p", batch_size=10, max_retries=0, schema="{fields: {x: {type: int}}}")
+    source = tmp_path / "in.csv"
+    source.write_text("id,x\n" + "".join(f"{i},{'abc' if i == 20 else i}\n" for i in range(30)))
+    items = [{"id": 30, "x": 30}, {"id": 31, "x": [31]}]
+    job_id = _submit(project, [str(source)], tmp_path / "out", items=items)
+    runner(only={job_id})
+    for attempt in ("first run", "retry"):
+        job = jobs.wait(job_id, timeout=90)
+        assert (job.state, job.rows_done, job.rows_failed) == ("completed_with_failures", 30, 2), attempt
+        rows, failed = assert_exactly_once(tmp_path / "out", range(32))
+        assert [(r["id"], r["x"], r["_source"], r["_row"], r["_error"]) for r in failed] == [
+            (20, "abc", str(source), 20, "'x' is 'abc', which is not an int as the API's schema declares"),
+            (31, [31], "--items", 1, "'x' is [31], which is not an int as the API's schema declares"),
+        ], attempt
+        assert {row["batch"] for row in rows} == {10, 9, 1}, "the handler never sees the rows"
+        if attempt == "first run":
+            jobs.retry(job_id, start_runner=False)
+            runner(only={job_id})
+
+
 def test_a_handler_without_predict_batch_runs_per_row(tmp_path: Path, runner: Runner) -> None:
     project = make_job_project(tmp_path / "p", handler="handlers.py:PerRow", batch_size=8, max_retries=0)
     job_id = _submit(project, [str(write_rows(tmp_path / "in.jsonl", range(20)))], tmp_path / "out", format="jsonl")
@@ -140,7 +166,9 @@ def test_a_handler_without_predict_batch_runs_per_row(tmp_path: Path, runner: Ru
     assert all(row["prediction"] == row["x"] + 1 for row in rows)
 
 
-def test_sigkill_of_a_worker_mid_batch_loses_and_doubles_nothing(tmp_path: Path, runner: Runner) -> None:
+def test_sigkill_of_a_worker_mid_batch_loses_and_doubles_nothing(
+    database_url: str, tmp_path: Path, runner: Runner
+) -> None:
     marks = tmp_path / "marks"
     project = make_job_project(tmp_path / "p", batch_size=10, workers=2, config=f"{{sleep: 0.3, marks: {marks}}}")
     job_id = _submit(project, [str(write_rows(tmp_path / "in.parquet", range(200)))], tmp_path / "out")
@@ -155,7 +183,11 @@ def test_sigkill_of_a_worker_mid_batch_loses_and_doubles_nothing(tmp_path: Path,
     assert any("exited with signal SIGKILL" in message for message in events), events
 
 
-def test_sigkill_of_the_runner_mid_job_resumes_on_restart(tmp_path: Path, runner: Runner) -> None:
+def test_sigkill_of_the_runner_and_its_workers_mid_job_resumes_and_counts_no_failure(
+    database_url: str, tmp_path: Path, runner: Runner
+) -> None:
+    """As after a machine restart: the runner and every worker die at once. The next runner takes the job
+    over, the dead workers' leases expire, and their batches run again with no failed attempt counted."""
     marks = tmp_path / "marks"
     project = make_job_project(tmp_path / "p", batch_size=10, workers=2, config=f"{{sleep: 0.2, marks: {marks}}}")
     job_id = _submit(project, [str(write_rows(tmp_path / "in.csv", range(300)))], tmp_path / "out")
@@ -163,21 +195,23 @@ def test_sigkill_of_the_runner_mid_job_resumes_on_restart(tmp_path: Path, runner
         [sys.executable, "-m", "shipyard", "jobs", "run-scheduler", "--lease-ttl", "3"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the runner and its workers
     )
     try:
         _wait_for(lambda: marks.exists() and len(list(marks.iterdir())) >= 4, what="batches to run")
-        scheduler.send_signal(signal.SIGKILL)
+        os.killpg(scheduler.pid, signal.SIGKILL)
         scheduler.wait(10)
         before = jobs.get(job_id)
         assert not before.is_finished and before.rows_done < 300
         runner(only={job_id})
         job = jobs.wait(job_id, timeout=90)
     finally:
-        if scheduler.poll() is None:
-            scheduler.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(scheduler.pid, signal.SIGKILL)
     assert (job.state, job.rows_done) == ("succeeded", 300)
     assert_exactly_once(tmp_path / "out", range(300))
     assert any("which stopped" in event.message for event in jobs.get(job_id).events)
+    assert job.errors == [], "leases lost with their runner are no batch's failure"
 
 
 def test_stop_drains_workers_keeps_parts_and_retry_finishes(tmp_path: Path, runner: Runner) -> None:
@@ -202,6 +236,27 @@ def test_stop_drains_workers_keeps_parts_and_retry_finishes(tmp_path: Path, runn
     assert_exactly_once(tmp_path / "out", range(100))
 
 
+def test_a_job_stopped_while_splitting_with_dead_letters_retries_every_row_once(tmp_path: Path, runner: Runner) -> None:
+    """The input is split at most 32 batches ahead, so a stop mostly lands while the job is enqueuing."""
+    bad_file = tmp_path / "bad.json"
+    bad_file.write_text("[2]")
+    project = make_job_project(
+        tmp_path / "p", batch_size=1, workers=1, max_retries=0, config=f"{{bad_file: {bad_file}, sleep: 0.01}}"
+    )
+    job_id = _submit(project, [str(write_rows(tmp_path / "in.parquet", range(100)))], tmp_path / "out")
+    runner(only={job_id})
+    _wait_for(lambda: jobs.get(job_id, with_events=False).rows_failed >= 1, what="a dead letter")
+    assert jobs.get(job_id, with_events=False).state == "enqueuing"
+    jobs.stop(job_id)
+    assert jobs.wait(job_id, timeout=60).state == "stopped"
+    bad_file.write_text("[]")
+    jobs.retry(job_id, start_runner=False)
+    runner(only={job_id})
+    job = jobs.wait(job_id, timeout=90)
+    assert (job.state, job.rows_done, job.rows_failed, job.error) == ("succeeded", 100, 0, None), job.reason
+    assert_exactly_once(tmp_path / "out", range(100))
+
+
 def test_timeout_ends_the_job_as_timed_out_and_a_retry_gets_a_fresh_clock(tmp_path: Path, runner: Runner) -> None:
     sleep = tmp_path / "sleep"
     sleep.write_text("0.5")
@@ -214,11 +269,14 @@ def test_timeout_ends_the_job_as_timed_out_and_a_retry_gets_a_fresh_clock(tmp_pa
     first_run = job.duration
     sleep.write_text("0")
     time.sleep(1)  # idle time between the end and the retry is not running time
-    retried = jobs.retry(job_id, start_runner=False)
+    retried = jobs.retry(job_id, start_runner=False, timeout=120)
     unfinished = 20 - job.batches_done
     assert retried.reason == (
-        f"retrying 0 dead-lettered rows (0 new batches), {unfinished} unfinished batches ({unfinished * 2} rows)"
+        f"retrying 0 dead-lettered rows (0 new batches), {unfinished} unfinished batches ({unfinished * 2} rows); "
+        "its timeout is now 120s"
     )
+    with open_store(Settings.from_env()) as engine:
+        assert records.get(engine, job_id)["timeout"] == 120, "the runner reads the new timeout from the store"
     runner(only={job_id})
     job = jobs.wait(job_id, timeout=60)
     assert (job.state, job.rows_done) == ("succeeded", 40), "the retry's timeout counts from the retry"
@@ -228,18 +286,57 @@ def test_timeout_ends_the_job_as_timed_out_and_a_retry_gets_a_fresh_clock(tmp_pa
     assert_exactly_once(tmp_path / "out", range(40))
 
 
-def test_a_row_that_kills_its_worker_is_the_only_one_dead_lettered(tmp_path: Path, runner: Runner) -> None:
-    project = make_job_project(tmp_path / "p", batch_size=10, workers=1, max_retries=0, config="{exit_on: 13}")
+def test_rows_that_kill_their_worker_are_the_only_ones_dead_lettered(tmp_path: Path, runner: Runner) -> None:
+    """x=13 ends the worker with os._exit(3), x=15 with sys.exit(0): an exit with code 0 while holding a
+    batch is a death like any other (its batch goes back at once, not after its lease expires)."""
+    project = make_job_project(
+        tmp_path / "p", batch_size=10, workers=1, max_retries=0, config="{exit_on: 13, quit_on: 15}"
+    )
     job_id = _submit(project, [str(write_rows(tmp_path / "in.parquet", range(20)))], tmp_path / "out")
+    runner(only={job_id}, lease_ttl=60.0)  # a lease left to expire would outlast the test's wait
+    job = jobs.wait(job_id, timeout=90)
+    assert (job.state, job.rows_done, job.rows_failed) == ("completed_with_failures", 18, 2)
+    _, failed = assert_exactly_once(tmp_path / "out", range(20))
+    assert [(row["id"], row["_row"]) for row in failed] == [(13, 13), (15, 15)]
+    assert all(row["_error"].startswith("not run again: the worker died on this row (worker-") for row in failed)
+    assert failed[0]["_error"].endswith(" exited with code 3)")
+    assert failed[1]["_error"].endswith(" exited with code 0)")
+    events = [event.message for event in jobs.get(job_id).events]
+    assert any("it was on row 3 of its batch, which runs once more before it is set aside" in m for m in events)
+    assert any("row 3 of its batch is set aside as a dead letter (a worker died on it 2 times)" in m for m in events)
+    assert any("exited with code 0 while it held batch 1; row 5 of its batch is set aside" in m for m in events)
+
+
+def test_a_runner_that_stops_mid_row_gives_the_batch_back_and_blames_no_row(tmp_path: Path, runner: Runner) -> None:
+    """`shipyard down` during a row-by-row batch: the worker is killed after the grace, and the row it was
+    on is not the worker's fault: the next runner runs it, and only the row that raises is dead-lettered."""
+    project = make_job_project(tmp_path / "p", batch_size=5, workers=1, max_retries=0, config="{bad: [3], sleep: 0.4}")
+    job_id = _submit(project, [str(write_rows(tmp_path / "in.parquet", range(10)))], tmp_path / "out")
+    settings = Settings.from_env()
+    options = RunnerOptions(only=frozenset({job_id}), driver=DriverOptions(lease_ttl=3.0, grace=0.5))
+    should_exit = threading.Event()
+    with open_store(settings) as engine:
+        first = threading.Thread(target=JobRunner(engine, settings.home, options).run, args=(should_exit,))
+        first.start()
+        try:
+            _wait_for(
+                lambda: any(h.row_cursor is not None for h in queue.holdings(engine, job_id)),
+                what="a batch to run row by row",
+            )
+        finally:
+            should_exit.set()
+            first.join(60)
+        assert queue.holdings(engine, job_id) == [], "the killed worker's batch is back in the queue"
+    events = [event.message for event in jobs.get(job_id).events]
+    assert any(
+        "was killed after the 0.5s grace before it finished batch 0; back to the queue, no failure counted" in event
+        for event in events
+    ), events
     runner(only={job_id})
     job = jobs.wait(job_id, timeout=90)
-    assert (job.state, job.rows_done, job.rows_failed) == ("completed_with_failures", 19, 1)
-    _, failed = assert_exactly_once(tmp_path / "out", range(20))
-    assert [(row["id"], row["_row"]) for row in failed] == [(13, 13)]
-    assert failed[0]["_error"].startswith("not run again: the worker died on this row (worker-")
-    assert failed[0]["_error"].endswith(" exited with code 3)")
-    events = [event.message for event in jobs.get(job_id).events]
-    assert any("row 3 of its batch is set aside as a dead letter" in message for message in events), events
+    assert (job.state, job.rows_done, job.rows_failed) == ("completed_with_failures", 9, 1)
+    _, failed = assert_exactly_once(tmp_path / "out", range(10))
+    assert [(row["id"], row["_error"]) for row in failed] == [(3, "ValueError: cannot score x=3")]
 
 
 def test_a_stopped_worker_is_killed_and_replaced(tmp_path: Path, runner: Runner) -> None:

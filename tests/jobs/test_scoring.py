@@ -11,9 +11,11 @@ import skops.io
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
+from shipyard.jobs.misfits import Misfits, take
 from shipyard.jobs.scoring import (
     ROW_COLUMN,
     BatchFailed,
+    RowByRow,
     dead_letters,
     feature_matrix,
     output_table,
@@ -133,3 +135,23 @@ def test_columnar_path_falls_back_to_records_for_nulls_strings_and_missing_colum
     assert "the model rejected the input" in rejected.errors[0]
     missing = score_table(handler, inputs.drop_columns(["d"]), Mode.batch, columnar=True)
     assert len(missing.errors) == inputs.num_rows and "lacks the feature(s) d" in missing.errors[0]
+
+
+def test_rows_whose_values_did_not_convert_are_dead_lettered_as_read_and_never_run() -> None:
+    inputs = pa.Table.from_pylist([{"id": i, "x": None if i == 1 else i} for i in range(5)])
+    marked = Misfits({1: "'x' is 'abc', which is not an int as the API's schema declares"}, {1: {"x": "abc"}})
+    handler = bind(Doubler({"bad": [3]}, None))
+    seen: list[int] = []
+    rows = RowByRow({3: "not run again: the worker died on this row (w exited with code 3)"}, seen.append)
+    scored = score_table(handler, inputs, Mode.rows, rows=rows, preset=marked.errors)
+    assert scored.ok == [0, 2, 4] and [r["double"] for r in scored.results] == [0, 4, 8]
+    assert scored.errors == {1: marked.errors[1], 3: rows.skip[3]}
+    assert seen == [0, 2, 4], "the row the worker is on is named by its index in the whole batch"
+    assert handler.instance.batch_sizes == [1, 1, 1]
+    batch = score_table(handler, inputs, Mode.batch, preset=marked.errors | {3: "x"})
+    assert batch.ok == [0, 2, 4] and handler.instance.batch_sizes[-1] == 3, "one call without the marked rows"
+    records, kept = dead_letters(inputs, scored, [10, 11, 12, 13, 14], "in.csv", marked)
+    assert [(r["id"], r["x"], r["_row"]) for r in records] == [(1, "abc", 11), (3, 3, 13)]
+    again, remarked = take(kept.drop_columns([ROW_COLUMN]))
+    assert remarked.errors == {0: marked.errors[1]} and remarked.as_read == {0: {"x": "abc"}}
+    assert again.column_names == ["id", "x"]

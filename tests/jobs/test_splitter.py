@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shipyard.jobs import splitter
+from shipyard.jobs import misfits, splitter
 from shipyard.jobs.errors import BadInput, BadOutput
 from shipyard.jobs.output import OutputFolder
 from shipyard.jobs.splitter import check, expand, rebatch, split, widen
@@ -81,8 +81,10 @@ def test_memory_stays_flat_while_splitting_a_large_file(tmp_path: Path) -> None:
     [
         (["missing.csv"], r"input '.*missing.csv': no such file or folder; check the path"),
         (["*.nothing"], r"the glob matches no file"),
-        (["empty"], r"the folder holds no .csv, .jsonl or .parquet file"),
-        (["notes.txt"], r"notes.txt'?: has an unknown format; name files .csv, .jsonl"),
+        (["empty"], r"the folder holds no data file \(.csv, .jsonl, .ndjson, .json, .parquet or .pq; CSV and JSON "),
+        (["notes.txt"], r"notes.txt'?: has an unknown format; name data files .csv, .jsonl, .ndjson, .json, .parq"),
+        (["rows.parquet.gz"], r"rows.parquet.gz'?: is a compressed Parquet file, which cannot be read as a stream"),
+        (["packed"], r"rows.parquet.gz'?: is a compressed Parquet file, which cannot be read as a stream"),
         ([], r"no input given"),
     ],
 )
@@ -92,6 +94,9 @@ def test_unusable_inputs_are_named(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "rows.parquet.gz").write_bytes(gzip.compress(b"PAR1"))
+    (tmp_path / "packed").mkdir()
+    (tmp_path / "packed" / "rows.parquet.gz").write_bytes(gzip.compress(b"PAR1"))
     with pytest.raises(BadInput, match=message):
         expand(inputs)
 
@@ -201,21 +206,86 @@ def test_widen_takes_the_narrowest_type_that_holds_the_value(kind: str, value: s
     assert widen(kind, value) == widened
 
 
-def test_declared_types_are_read_as_declared_and_a_misfit_names_its_row(tmp_path: Path) -> None:
+def _marked(chunks: list) -> list[tuple[int, str, dict]]:
+    """(id, error, values as read) of every row marked as not converting, in order."""
+    found = []
+    for chunk in chunks:
+        table, marked = misfits.take(chunk.table)
+        ids = table.column("id").to_pylist()
+        found += [(ids[i], marked.errors[i], marked.as_read[i]) for i in sorted(marked.errors)]
+    return found
+
+
+def test_a_declared_value_that_does_not_convert_marks_its_row_alone(tmp_path: Path) -> None:
     path = _csv(tmp_path / "typed.csv", 150_000, "1.5")
     first = next(split(expand([str(path)]), batch_size=10, types={"x": pa.float64()}))
     assert first.table.schema.field("x").type == pa.float64(), "ints read as the declared float"
-    with pytest.raises(BadInput, match=r"typed.csv': row 150000 \(line 150002\): 'x' is '1.5', which is not an int"):
-        list(split(expand([str(path)]), batch_size=50_000, types={"x": pa.int64()}))
+    chunks = list(split(expand([str(path)]), batch_size=50_000, types={"x": pa.int64()}))
+    assert _ids(chunks) == list(range(150_001)), "no row is lost or sent twice by the reread"
+    assert _marked(chunks) == [
+        (150_000, "'x' is '1.5', which is not an int as the API's schema declares", {"x": "1.5"})
+    ]
+    assert chunks[-1].table.column("x")[-1].as_py() is None and chunks[-1].table.column("x").type == pa.int64()
+    assert misfits.ERROR not in chunks[0].table.column_names, "a batch whose rows all converted carries no marks"
     jsonl = tmp_path / "typed.jsonl"
-    jsonl.write_text('{"id": 1, "x": 1}\n\n{"id": 2, "x": "two"}\n')
-    with pytest.raises(BadInput, match=r"typed.jsonl:3': 'x' is 'two', which is not an int as the API's schema"):
-        list(split(expand([str(jsonl)]), 10, types={"x": pa.int64()}))
+    jsonl.write_text('{"id": 1, "x": 1}\n\n{"id": 2, "x": "two"}\n{"id": 3, "x": [3]}\n')
+    assert _marked(list(split(expand([str(jsonl)]), 10, types={"x": pa.int64()}))) == [
+        (2, "'x' is 'two', which is not an int as the API's schema declares", {"x": "two"}),
+        (3, "'x' is [3], which is not an int as the API's schema declares", {"x": [3]}),
+    ]
     parquet = tmp_path / "typed.parquet"
     pq.write_table(pa.table({"id": [1, 2, 3], "x": [1.0, 2.0, 2.5]}), parquet)
-    with pytest.raises(BadInput, match=r"typed.parquet': row 2: 'x' is 2.5, which is not an int"):
-        list(split(expand([str(parquet)]), 10, types={"x": pa.int64()}))
+    assert _marked(list(split(expand([str(parquet)]), 10, types={"x": pa.int64()}))) == [
+        (3, "'x' is 2.5, which is not an int as the API's schema declares", {"x": 2.5})
+    ]
     assert next(split(expand([str(parquet)]), 10, types={"id": pa.float64()})).table.column("id").type == pa.float64()
+
+
+def test_csv_values_of_a_declared_type_convert_as_the_csv_reader_does(tmp_path: Path) -> None:
+    """Once a column is read as text (one value misfit), the rest convert as before: blanks around a
+    number ignored, the CSV null markers null, bools in the reader's words."""
+    path = tmp_path / "mixed.csv"
+    path.write_text("id,x,ok\n0, 1.5,true\n1,n/a,False\n2,,1\n3,abc,yes\n4,1e3,0\n")
+    (chunk,) = split(expand([str(path)]), 10, types={"x": pa.float64(), "ok": pa.bool_()})
+    table, marked = misfits.take(chunk.table)
+    assert table.column("x").to_pylist() == [1.5, None, None, None, 1000.0]
+    assert table.column("ok").to_pylist() == [True, False, True, None, False]
+    assert marked.errors == {
+        3: "'x' is 'abc', which is not a float as the API's schema declares; "
+        "'ok' is 'yes', which is not a bool as the API's schema declares"
+    }
+    assert marked.as_read == {3: {"x": "abc", "ok": "yes"}}
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [
+        ("wrong.csv", "id,x\n0,abc\n1,def\n", "row 0 (line 2) is 'abc'"),
+        ("wrong.jsonl", '{"id": 0, "x": "abc"}\n{"id": 1}\n', "record 0 is 'abc'"),
+    ],
+)
+def test_a_file_whose_declared_column_holds_no_value_of_its_type_fails_at_submit(
+    tmp_path: Path, name: str, text: str, where: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(BadInput) as caught:
+        check(expand([str(path)]), [], types={"x": pa.float64()})
+    assert caught.value.message == (
+        f"input '{path}': no value of column 'x' in its first 2 rows is a float as the API's schema declares "
+        f"({where}); fix the file, or change the field's type in the API's schema"
+    )
+    check(expand([str(path)]), [], types={"x": pa.string()})
+
+
+def test_a_parquet_column_of_another_kind_entirely_fails_at_submit(tmp_path: Path) -> None:
+    path = tmp_path / "nested.parquet"
+    pq.write_table(pa.table({"id": [0, 1], "x": [[1.0], [2.0]]}), path)
+    with pytest.raises(BadInput, match=r"no value of column 'x' in its first 2 rows is a float .*\(row 0 is \[1.0\]\)"):
+        check(expand([str(path)]), [], types={"x": pa.float64()})
+    mixed = tmp_path / "mixed.parquet"
+    pq.write_table(pa.table({"id": [0, 1], "x": ["1.5", "abc"]}), mixed)
+    check(expand([str(mixed)]), [], types={"x": pa.float64()})  # one bad value: a dead letter at run time
 
 
 # -- a .json list, streamed -------------------------------------------------------------------------------

@@ -314,7 +314,9 @@ def _render(job: Any) -> None:
     ]
     if job.error:
         rows.append(("error", job.error))
-    rows += [("errors" if i == 0 else "", f"{e['count']:,} {e['of']}: {e['error']}") for i, e in enumerate(job.errors)]
+    from shipyard.jobs.view import error_line
+
+    rows += [("errors" if i == 0 else "", error_line(error)) for i, error in enumerate(job.errors)]
     for key, value in rows:
         table.add_row(f"[bold]{key}[/]", Text(str(value)))
     console = Console(soft_wrap=True)
@@ -421,13 +423,14 @@ def stop(job_id: str) -> None:
 
 @jobs.command()
 @click.argument("job_id", metavar="JOB")
+@click.option("--timeout", callback=_duration, help="A new timeout for the job from this run on, e.g. 2h, 30m.")
 @click.option("--wait", is_flag=True, help="Run in the foreground until the job ends.")
 @reports_errors
-def retry(job_id: str, wait: bool) -> None:
+def retry(job_id: str, timeout: float | None, wait: bool) -> None:
     """Re-run only the dead-lettered rows (and what a stopped job left unfinished)."""
     from shipyard import jobs as sdk
 
-    job = sdk.retry(job_id, start_runner=not wait)
+    job = sdk.retry(job_id, start_runner=not wait, timeout=timeout)
     click.echo(f"{job.id}: {job.reason}")
     if wait:
         final = _run_foreground(job_id)

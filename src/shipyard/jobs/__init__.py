@@ -5,8 +5,9 @@ job = jobs.submit(jobs.JobRequest("iris-batch", inputs=["data/*.parquet"], outpu
 jobs.wait(job.id)
 """
 
+from shipyard.jobs.request import JobRequest
 from shipyard.jobs.sdk import delete, get, list_jobs, logs, retry, stop, submit, wait
-from shipyard.jobs.service import JobRequest, run_scheduler
+from shipyard.jobs.service import run_scheduler
 from shipyard.jobs.states import JobState
 from shipyard.jobs.view import JobInfo
 

@@ -24,8 +24,8 @@ from shipyard.jobs.finalize import finalize
 from shipyard.jobs.pool import WorkerPool, WorkerProcess
 from shipyard.jobs.schemas import declared_types
 from shipyard.jobs.splitter import Source
-from shipyard.jobs.states import ACTIVE, EXIT_LOAD_FAILED, JobState, final_state, stop_state
-from shipyard.jobs.view import batches_done_text
+from shipyard.jobs.states import ACTIVE, EXIT_LOAD_FAILED, ROW_DEATHS, JobState, final_state, stop_state
+from shipyard.jobs.view import batches_done_text, counted
 from shipyard.spec import BatchAPI
 from shipyard.store import write_transaction
 
@@ -145,9 +145,9 @@ class JobDriver:
         state = final_state(queue.read_progress(self.engine, self.job_id).rows_failed)
         output, failed = finalize(self.engine, job, state, True, self.note)
         rows, dead = sum(p.rows for p in output), sum(p.rows for p in failed)
-        reason = f"every batch is done: {rows} rows scored"
+        reason = f"every batch is done: {counted(rows, 'row')} scored"
         if dead:
-            reason += f", {dead} rows dead-lettered under {job['output'].rstrip('/')}/_failed/"
+            reason += f", {counted(dead, 'row')} dead-lettered under {job['output'].rstrip('/')}/_failed/"
         self._end(state, reason)
         self._after_end(records.get(self.engine, self.job_id))  # no tick's wait between the end and the hook
 
@@ -235,8 +235,9 @@ class JobDriver:
     def _keep_workers(self, job: dict[str, Any]) -> None:
         """Replace workers that hang, then start as many as the job wants."""
         limit = float(job["spec"].get("batch_timeout") or _DEFAULT_BATCH_TIMEOUT)
-        for worker, reason in self.pool.unhealthy(queue.holdings(self.engine, self.job_id), limit, time.time()):
-            self.pool.kill(worker, reason)
+        holdings = queue.holdings(self.engine, self.job_id)
+        for worker, reason, overran in self.pool.unhealthy(holdings, limit, time.time()):
+            self.pool.kill(worker, reason, overran)
             self._event(f"{worker.name} is killed and replaced: {reason}")
         for _ in range(max(0, job["workers"] - len(self.pool.scoring()))):
             self.pool.spawn(job["project"])
@@ -252,18 +253,23 @@ class JobDriver:
         if worker.hook:
             self._hook_exited(code)
             return
-        if code == 0:
-            return
         how = f"was killed: {worker.kill_reason}" if worker.kill_reason else f"exited with {_exit_text(code)}"
-        blamed = queue.abandon(self.engine, self.job_id, worker.name, f"{worker.name} {how}")
+        if job["stop_request"] or JobState(job["state"]).is_terminal:  # the runner stopped it: nobody's fault
+            queue.release_owner(self.engine, self.job_id, worker.name)
+            return
+        deaths = ROW_DEATHS if worker.overran else 1
+        blamed = queue.abandon(self.engine, self.job_id, worker.name, f"{worker.name} {how}", deaths)
         if code == EXIT_LOAD_FAILED and worker.kill_reason is None:
             self._fail(records.get(self.engine, self.job_id)["error"] or "the handler could not be loaded")
             return
-        if job["stop_request"] or JobState(job["state"]).is_terminal:
-            return
-        if not any(row is not None for row in blamed):  # finding the row that kills workers is progress
+        if code == 0 and not blamed:
+            return  # drained: it finished its batches and found no more
+        if any(blame.isolated for blame in blamed):  # finding the row that kills workers is progress
+            self.crashes = 0
+        else:
             self.crashes += 1
-        self._event(f"{worker.name} {how}; {_requeued(blamed)}")
+        held = f" while it held batch {blamed[0].seq}" if code == 0 and blamed else ""
+        self._event(f"{worker.name} {how}{held}; {_requeued(blamed)}")
 
     def _hook_exited(self, code: int) -> None:
         if code != 0 and records.get(self.engine, self.job_id)["hook_state"] == records.HOOK_PENDING:
@@ -272,19 +278,35 @@ class JobDriver:
             self._event(f"on_job_complete's process exited with {_exit_text(code)}")
 
     def shutdown(self, timeout: float) -> None:
-        """The runner is leaving: workers finish their batch (SIGTERM), then are killed after `timeout`."""
+        """The runner is leaving: workers finish their batch (SIGTERM), then are killed after `timeout`;
+        whatever a worker still held goes back to the queue with no failure counted (the runner stopped it)."""
         if self.enqueuer is not None:
             self.enqueuer.should_stop.set()
             self.enqueuer.join(timeout)
-        self.pool.shutdown(timeout)
+        killed = {worker.name for worker in self.pool.shutdown(timeout)}
+        for worker in self.pool.workers:
+            seqs = [] if worker.hook else queue.release_owner(self.engine, self.job_id, worker.name)
+            if seqs:
+                how = f"was killed after the {timeout:g}s grace" if worker.name in killed else "exited"
+                self._event(
+                    f"the runner is stopping: {worker.name} {how} before it finished {_batches(seqs)}; "
+                    "back to the queue, no failure counted"
+                )
 
 
-def _requeued(blamed: list[int | None]) -> str:
+def _batches(seqs: list[int]) -> str:
+    return f"batch {seqs[0]}" if len(seqs) == 1 else f"batches {', '.join(map(str, seqs))}"
+
+
+def _requeued(blamed: list[queue.Blame]) -> str:
     if not blamed:
         return "it held no batch"
-    rows = [row for row in blamed if row is not None]
-    if rows:
-        return f"row {rows[0]} of its batch is set aside as a dead letter; the batch goes back to the queue"
+    isolated = next((blame.row for blame in blamed if blame.isolated), None)
+    if isolated is not None:
+        return f"row {isolated} of its batch is set aside as a dead letter (a worker died on it {ROW_DEATHS} times)"
+    on_row = next((blame.row for blame in blamed if blame.row is not None), None)
+    if on_row is not None:
+        return f"it was on row {on_row} of its batch, which runs once more before it is set aside"
     return "its batch goes back to the queue"
 
 

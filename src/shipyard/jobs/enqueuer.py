@@ -1,5 +1,8 @@
 """A thread that splits a job's inputs into batches in the store, picking up where the stored ones end.
 
+A resumed split reads on from the last batch cut from the inputs (its source and row offset) but numbers
+its batches after every stored one: a `jobs retry` may have queued dead letters as batches beyond it.
+
 It stays at most `ahead` batches ahead of the workers (batches stored and not done), so the store holds
 a window of the input, not a copy of all of it; done batches drop their rows (`queue.complete`).
 """
@@ -10,9 +13,11 @@ import logging
 import threading
 
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from shipyard.errors import ShipyardError
 from shipyard.jobs import codec, queue
+from shipyard.jobs.errors import StoreFailed
 from shipyard.jobs.scoring import describe
 from shipyard.jobs.splitter import Source, Types, split
 from shipyard.store import read_transaction, write_transaction
@@ -45,19 +50,26 @@ class Enqueuer(threading.Thread):
         self.should_stop = threading.Event()
         self.finished = False
         self.error: str | None = None
+        self.seq = 0
+        """The seq of the next batch to store."""
 
     def run(self) -> None:
         try:
             self._enqueue()
         except ShipyardError as exc:
             self.error = exc.message
+        except SQLAlchemyError as exc:  # the database's first line, never its SQL and parameters
+            log.exception("storing batch %d of job %s failed", self.seq, self.job_id)
+            detail = str(getattr(exc, "orig", None) or type(exc).__name__)
+            self.error = StoreFailed(f"batch {self.seq} of job {self.job_id!r}", detail).message
         except Exception as exc:  # a reader's surprise must fail the job with its text, not kill the runner
             log.exception("enqueuing job %s failed", self.job_id)
-            self.error = f"splitting the inputs failed: {describe(exc)}"
+            self.error = f"splitting the inputs failed: {_first_line(describe(exc))}"
 
     def _enqueue(self) -> None:
         with read_transaction(self.engine) as connection:
-            seq, source_index, offset = queue.last_position(connection, self.job_id)
+            source_index, offset = queue.last_position(connection, self.job_id)
+            self.seq = queue.next_seq(connection, self.job_id)
         room = 0
         for chunk in split(self.sources, self.batch_size, (source_index, offset), self.types):
             room = room if room > 0 else self._wait_for_room()
@@ -67,9 +79,9 @@ class Enqueuer(threading.Thread):
             payload = codec.encode(chunk.table)
             with write_transaction(self.engine) as connection:
                 queue.enqueue(
-                    connection, self.job_id, seq, chunk.source_index, chunk.offset, chunk.table.num_rows, payload
+                    connection, self.job_id, self.seq, chunk.source_index, chunk.offset, chunk.table.num_rows, payload
                 )
-            seq += 1
+            self.seq += 1
         self.finished = True
 
     def _wait_for_room(self) -> int:
@@ -92,3 +104,7 @@ class Enqueuer(threading.Thread):
                 )
             ).one()
         return int(row[0]), int(row[1])
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0]

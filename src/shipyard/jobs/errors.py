@@ -39,6 +39,19 @@ class MissingIdColumn(BadInput):
         )
 
 
+class UnconvertibleColumn(BadInput):
+    """No value of a declared column converts to its type in a file's first block: the file is wrong."""
+
+    def __init__(self, source: str, column: str, kind: str, rows: int, where: str, value: object) -> None:
+        self.column, self.kind, self.rows, self.where, self.value = column, kind, rows, where, value
+        super().__init__(
+            source,
+            f"no value of column {column!r} in its first {rows} rows is {kind} as the API's schema declares "
+            f"({where} is {value!r})",
+            "fix the file, or change the field's type in the API's schema",
+        )
+
+
 def _names(names: list[str]) -> str:
     return ", ".join(names) or "none"
 

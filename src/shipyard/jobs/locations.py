@@ -58,3 +58,16 @@ def is_process_local(url: str, fs: Any) -> bool:
 def is_local(fs: Any) -> bool:
     protocol = fs.protocol
     return "file" in (protocol if isinstance(protocol, tuple | list) else (protocol,))
+
+
+ITEMS_FILE = "items.jsonl"
+"""The job's copy of the records given with `--items`, in its folder under SHIPYARD_HOME/jobs/JOB/."""
+
+
+def source_label(url: str, job_id: str) -> str:
+    """How dead letters name their input: its URL, or `--items` for the job's copy of the given records
+    (then `_row` is the record's index in the list)."""
+    path = os.path.normpath(url)
+    return (
+        "--items" if os.path.basename(path) == ITEMS_FILE and os.path.basename(os.path.dirname(path)) == job_id else url
+    )

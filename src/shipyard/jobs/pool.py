@@ -34,6 +34,8 @@ class WorkerProcess:
     hook: bool = False
     kill_reason: str | None = None
     """Why the runner killed it, if it did: the error its batch's attempt records."""
+    overran: bool = False
+    """The runner killed it because its batch (row by row: its row) ran past batch_timeout."""
 
     @property
     def is_alive(self) -> bool:
@@ -52,7 +54,8 @@ def why_unhealthy(
     """Why a live worker must be replaced, or None while it is healthy (see the module's docstring)."""
     if holding is not None and holding.expires_at < now:
         return f"it holds batch {holding.seq} past its lease's expiry (it is hung or stopped)"
-    if holding is not None and holding.leased_at is not None and now - holding.leased_at > batch_timeout:
+    if overran(holding, now, batch_timeout):
+        assert holding is not None
         what = (
             f"batch {holding.seq}" if holding.row_cursor is None else f"row {holding.row_cursor} of batch {holding.seq}"
         )
@@ -62,6 +65,11 @@ def why_unhealthy(
     if beat_age > lease_ttl:
         return f"its heartbeat stopped {beat_age:.0f}s ago (it is hung or stopped)"
     return None
+
+
+def overran(holding: Holding | None, now: float, batch_timeout: float) -> bool:
+    """Whether the batch in hand (row by row: the row) has run longer than batch_timeout."""
+    return holding is not None and holding.leased_at is not None and now - holding.leased_at > batch_timeout
 
 
 class WorkerPool:
@@ -107,7 +115,10 @@ class WorkerPool:
     def alive(self) -> bool:
         return any(worker.is_alive for worker in self.workers)
 
-    def unhealthy(self, holdings: list[Holding], batch_timeout: float, now: float) -> list[tuple[WorkerProcess, str]]:
+    def unhealthy(
+        self, holdings: list[Holding], batch_timeout: float, now: float
+    ) -> list[tuple[WorkerProcess, str, bool]]:
+        """(worker, why it must go, whether its batch or row overran batch_timeout) for each unhealthy worker."""
         held = {holding.owner: holding for holding in holdings}
         found = []
         for worker in self.scoring():
@@ -121,24 +132,27 @@ class WorkerPool:
                     batch_timeout,
                 )
                 if reason is not None:
-                    found.append((worker, reason))
+                    found.append((worker, reason, overran(held.get(worker.name), now, batch_timeout)))
         return found
 
-    def kill(self, worker: WorkerProcess, reason: str) -> None:
-        worker.kill_reason = reason
+    def kill(self, worker: WorkerProcess, reason: str, overran: bool = False) -> None:
+        worker.kill_reason, worker.overran = reason, overran
         worker.process.kill()
 
     def signal(self, sig: int) -> None:
         for worker in self.scoring():
             worker.process.send_signal(sig)
 
-    def shutdown(self, timeout: float) -> None:
-        """Workers finish their batch (SIGTERM), then are killed after `timeout`."""
+    def shutdown(self, timeout: float) -> list[WorkerProcess]:
+        """Workers finish their batch (SIGTERM), then are killed after `timeout`; returns the killed ones."""
         self.signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
+        killed = []
         for worker in self.workers:
             try:
                 worker.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 worker.process.kill()
                 worker.process.wait()
+                killed.append(worker)
+        return killed

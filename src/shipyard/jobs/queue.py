@@ -4,14 +4,18 @@ A lease is a token and an expiry. Its worker renews it while it works; if the wo
 expires and the next `lease()` hands the batch to another worker, counting the lost attempt as a failure
 (so a batch that kills its worker cannot loop forever). The runner does the same at once for a worker
 it saw exit or killed (`abandon`). Row by row, a worker records the row it is about to run
-(`advance`), so a death there blames that row alone: it is dead-lettered, unrun, on the next attempt,
-and the others run. Every change is one short transaction that checks the token, so a worker that lost
-its lease can never mark the batch done. On SQLite the write lock serializes leasing; on PostgreSQL
-`FOR UPDATE SKIP LOCKED` lets workers lease side by side.
+(`advance`), so a death there is put down to that row alone, and a row that workers died on twice
+(`ROW_DEATHS`) is dead-lettered unrun on the next attempt while the others run. Nobody's fault counts:
+a runner that stops its workers gives their batches back (`release_owner`), and a lease that expired
+because the runner watching its worker died too (the job has another runner now: `lease_runner`) is
+taken over as if released. Every change is one short transaction that checks the token, so a worker
+that lost its lease can never mark the batch done. On SQLite the write lock serializes leasing; on
+PostgreSQL `FOR UPDATE SKIP LOCKED` lets workers lease side by side.
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,9 +23,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, case, func, insert, or_, select, update
 
-from shipyard.jobs.states import BatchState, Mode, backoff, mode_for
+from shipyard.jobs.states import ROW_DEATHS, BatchState, Mode, backoff, mode_for
 from shipyard.store import read_transaction, write_transaction
-from shipyard.store.tables import job_batches
+from shipyard.store.tables import job_batches, jobs
 
 _B = job_batches.c
 
@@ -43,7 +47,8 @@ class Lease:
     payload: bytes
     last_error: str | None
     crashed_rows: dict[int, str] = field(default_factory=dict)
-    """Row by row: rows (index in the batch) during which a worker died, and how it died."""
+    """Row by row: rows (index in the batch) that workers died on `ROW_DEATHS` times, and how the last
+    one died; they are dead-lettered without running again."""
 
     def row_number(self, index: int) -> int:
         """The row's number within its source file (0-based), for dead letters."""
@@ -87,6 +92,16 @@ class Holding:
     """None for a lease taken before Shipyard recorded when (its time limit is not checked)."""
     expires_at: float
     row_cursor: int | None
+
+
+@dataclass(frozen=True)
+class Blame:
+    """What an abandoned attempt was put down to: the row its worker was on (None: no row; the batch's
+    attempt failed), and whether that row has now killed workers often enough to be set aside."""
+
+    seq: int
+    row: int | None
+    isolated: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,7 +163,7 @@ def lease(
     with write_transaction(engine) as connection:
         query = (
             select(_B.seq, _B.state, _B.failures, _B.leases, _B.lease_owner, _B.last_error)
-            .add_columns(_B.row_cursor, _B.crashed_rows)
+            .add_columns(_B.row_cursor, _B.crashed_rows, _B.lease_runner)
             .where(_available(job_id, now))
             .order_by(_B.seq)
             .limit(1)
@@ -158,10 +173,10 @@ def lease(
         found = connection.execute(query).first()
         if found is None:
             return None
+        runner = connection.execute(select(jobs.c.runner).where(jobs.c.id == job_id)).scalar()
         values: dict[str, Any] = {"failures": found.failures, "last_error": found.last_error}
-        if found.state == BatchState.leased:  # its worker stopped renewing: that attempt failed
-            error = f"the lease of {found.lease_owner} expired: the worker hung or died"
-            values.update(_abandoned(found, error))
+        if found.state == BatchState.leased:  # its worker stopped renewing
+            values.update(_expired(found, runner))
         token = uuid.uuid4().hex
         claimed = connection.execute(
             update(job_batches)
@@ -170,6 +185,7 @@ def lease(
                 state=BatchState.leased,
                 lease_token=token,
                 lease_owner=owner,
+                lease_runner=runner,
                 lease_expires_at=now + ttl,
                 leased_at=now,
                 leases=_B.leases + 1,
@@ -197,18 +213,43 @@ def lease(
         row.row_numbers,
         bytes(row.payload),
         values["last_error"],
-        {int(index): error for index, error in (row.crashed_rows or {}).items()},
+        poison_rows(row.crashed_rows),
     )
 
 
-def _abandoned(row: Any, error: str) -> dict[str, Any]:
-    """The attempt in hand is lost (its worker died, hung or was killed): blame the row it was on, if it was
-    on one (row by row), else count a failure of the whole attempt."""
+def _expired(row: Any, runner: str | None) -> dict[str, Any]:
+    """An expired lease: its attempt failed, unless the runner that watched its worker is gone too (then
+    the worker most likely died with it, or finished its batch and exited unwatched: no one's fault)."""
+    if row.lease_runner is not None and row.lease_runner != runner:
+        return {"row_cursor": None}
+    return _abandoned(row, f"the lease of {row.lease_owner} expired: the worker hung or died")
+
+
+def _abandoned(row: Any, error: str, deaths: int = 1) -> dict[str, Any]:
+    """The attempt in hand is lost (its worker died, hung or was killed): put it down to the row it was on,
+    if it was on one (row by row), else count a failure of the whole attempt."""
     if row.row_cursor is not None:
         crashed = dict(row.crashed_rows or {})
-        crashed[str(row.row_cursor)] = error
+        before = _deaths(crashed.get(str(row.row_cursor)))
+        crashed[str(row.row_cursor)] = {"error": error, "deaths": before + deaths}
         return {"failures": row.failures, "row_cursor": None, "crashed_rows": crashed, "last_error": error}
     return {"failures": row.failures + 1, "row_cursor": None, "last_error": error}
+
+
+def _deaths(entry: Any) -> int:
+    """How many workers died on a row; an entry stored before deaths were counted set the row aside at once."""
+    if entry is None:
+        return 0
+    return int(entry["deaths"]) if isinstance(entry, dict) else ROW_DEATHS
+
+
+def poison_rows(crashed: dict[str, Any] | None) -> dict[int, str]:
+    """The rows (index in the batch) that workers died on `ROW_DEATHS` times, with how the last one died."""
+    found = {}
+    for index, entry in (crashed or {}).items():
+        if _deaths(entry) >= ROW_DEATHS:
+            found[int(index)] = entry["error"] if isinstance(entry, dict) else str(entry)
+    return found
 
 
 def _held(held: Lease) -> Any:
@@ -304,18 +345,51 @@ def release(engine: Engine, held: Lease) -> bool:
 def release_all(engine: Engine, job_id: str) -> int:
     """The job stopped and its workers are gone: every leased batch goes back to pending, no failure counted."""
     with write_transaction(engine) as connection:
-        result = connection.execute(
+        return release_leased(connection, job_id)
+
+
+def release_leased(connection: Connection, job_id: str) -> int:
+    """`release_all` inside the caller's transaction."""
+    result = connection.execute(
+        update(job_batches)
+        .where(_B.job_id == job_id, _B.state == BatchState.leased)
+        .values(state=BatchState.pending, lease_token=None, lease_expires_at=None, row_cursor=None)
+    )
+    return int(result.rowcount)
+
+
+def live_leases(connection: Connection, job_id: str, now: float) -> list[Holding]:
+    """The job's batches whose lease has not expired yet: a worker holds them, or did moments ago."""
+    found = connection.execute(
+        select(_B.seq, _B.lease_owner, _B.leased_at, _B.lease_expires_at, _B.row_cursor)
+        .where(_B.job_id == job_id, _B.state == BatchState.leased, _B.lease_expires_at >= now)
+        .order_by(_B.lease_expires_at.desc())
+    ).all()
+    return [Holding(r.seq, r.lease_owner, r.leased_at, r.lease_expires_at, r.row_cursor) for r in found]
+
+
+def release_owner(engine: Engine, job_id: str, owner: str) -> list[int]:
+    """The runner stopped this worker (it is shutting down): its batches go back untouched, no failure
+    counted and no row blamed. Returns their seqs."""
+    with write_transaction(engine) as connection:
+        mine = and_(_B.job_id == job_id, _B.lease_owner == owner, _B.state == BatchState.leased)
+        seqs = [int(seq) for seq in connection.execute(select(_B.seq).where(mine).order_by(_B.seq)).scalars()]
+        connection.execute(
             update(job_batches)
-            .where(_B.job_id == job_id, _B.state == BatchState.leased)
+            .where(mine)
             .values(state=BatchState.pending, lease_token=None, lease_expires_at=None, row_cursor=None)
         )
-        return int(result.rowcount)
+        return seqs
 
 
-def abandon(engine: Engine, job_id: str, owner: str, error: str, now: float | None = None) -> list[int | None]:
+def abandon(
+    engine: Engine, job_id: str, owner: str, error: str, deaths: int = 1, now: float | None = None
+) -> list[Blame]:
     """The owner is gone (its process exited, or the runner killed it): its batches go back to the queue now,
-    each losing its attempt as `_abandoned` says. Returns, per batch, the row it blamed (None: no row)."""
+    each losing its attempt as `_abandoned` says. `deaths` is what the attempt weighs against the row it was
+    on: `ROW_DEATHS` when the runner knows the row is to blame (it ran past batch_timeout)."""
     now = time.time() if now is None else now
+    blamed = []
     with write_transaction(engine) as connection:
         held = connection.execute(
             select(_B.seq, _B.failures, _B.row_cursor, _B.crashed_rows).where(
@@ -323,18 +397,15 @@ def abandon(engine: Engine, job_id: str, owner: str, error: str, now: float | No
             )
         ).all()
         for row in held:
+            values = _abandoned(row, error, deaths)
             connection.execute(
                 update(job_batches)
                 .where(_B.job_id == job_id, _B.seq == row.seq, _B.state == BatchState.leased, _B.lease_owner == owner)
-                .values(
-                    state=BatchState.pending,
-                    lease_token=None,
-                    lease_expires_at=None,
-                    not_before=now,
-                    **_abandoned(row, error),
-                )
+                .values(state=BatchState.pending, lease_token=None, lease_expires_at=None, not_before=now, **values)
             )
-        return [row.row_cursor for row in held]
+            isolated = row.row_cursor is not None and row.row_cursor in poison_rows(values["crashed_rows"])
+            blamed.append(Blame(row.seq, row.row_cursor, isolated))
+    return blamed
 
 
 def holdings(engine: Engine, job_id: str) -> list[Holding]:
@@ -378,17 +449,20 @@ def read_progress(engine: Engine, job_id: str) -> Progress:
         return progress(connection, job_id)
 
 
-def last_position(connection: Connection, job_id: str) -> tuple[int, int, int]:
-    """(next seq, source index, row offset) where enqueuing continues after the batches already stored."""
+def last_position(connection: Connection, job_id: str) -> tuple[int, int]:
+    """(source index, row offset) where splitting the inputs continues: after the last batch cut from them.
+
+    Not where seq continues: retry batches (dead letters queued again) may come after that batch, so new
+    batches take `next_seq`."""
     row = connection.execute(
-        select(_B.seq, _B.source_index, _B.source_offset, _B.rows)
+        select(_B.source_index, _B.source_offset, _B.rows)
         .where(_B.job_id == job_id, _B.parent_seq.is_(None))
         .order_by(_B.seq.desc())
         .limit(1)
     ).first()
     if row is None:
-        return 0, 0, 0
-    return row.seq + 1, row.source_index, row.source_offset + row.rows
+        return 0, 0
+    return row.source_index, row.source_offset + row.rows
 
 
 def next_seq(connection: Connection, job_id: str) -> int:
@@ -485,6 +559,14 @@ def error_counts(connection: Connection, job_id: str, top: int = 5) -> list[dict
     return top_errors([(row.last_error, row.dead_errors or {}) for row in found], top)
 
 
+_WORKER_NAME = re.compile(r"\b(?:worker|hook)-[0-9a-f]{6}\b")
+
+
+def _unnamed(error: str) -> str:
+    """The error with its worker's name left out, so that one problem on many workers counts as one."""
+    return _WORKER_NAME.sub("a worker", error)
+
+
 def top_errors(batches: list[tuple[str | None, dict[str, int]]], top: int = 5) -> list[dict[str, Any]]:
     """(last error of a batch's attempts, its dead letters' errors with row counts) per batch, as the `top`
     largest counts: `{"error": ..., "count": 3, "of": "rows dead-lettered" | "batch attempts failed"}`."""
@@ -492,9 +574,9 @@ def top_errors(batches: list[tuple[str | None, dict[str, int]]], top: int = 5) -
     attempts: dict[str, int] = {}
     for last_error, dead in batches:
         if last_error:
-            attempts[last_error] = attempts.get(last_error, 0) + 1
+            attempts[_unnamed(last_error)] = attempts.get(_unnamed(last_error), 0) + 1
         for error, count in dead.items():
-            rows[error] = rows.get(error, 0) + int(count)
+            rows[_unnamed(error)] = rows.get(_unnamed(error), 0) + int(count)
     counted = [(count, "rows dead-lettered", error) for error, count in rows.items()]
     counted += [(count, "batch attempts failed", error) for error, count in attempts.items()]
     counted.sort(key=lambda item: (-item[0], item[1] != "rows dead-lettered", item[2]))

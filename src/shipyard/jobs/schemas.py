@@ -101,7 +101,7 @@ def as_text(value: Any) -> str | None:
 
 def column_of(values: Sequence[Any], declared: pa.DataType | None = None) -> pa.Array:
     """Python values as one Arrow column: Arrow's inferred type, text when they mix kinds, then the declared
-    type when there is one (raises the Arrow error when a value does not convert; see `first_misfit`)."""
+    type when there is one (raises the Arrow error when a value does not convert; see `misfits.convert_values`)."""
     try:
         array = pa.array(values)
     except _ARROW_ERRORS:
@@ -109,16 +109,6 @@ def column_of(values: Sequence[Any], declared: pa.DataType | None = None) -> pa.
     if declared is not None and array.type != declared:
         array = pc.cast(array, declared)
     return array
-
-
-def first_misfit(values: Sequence[Any], declared: pa.DataType) -> int | None:
-    """The index of the first value that does not convert to `declared` (the slow path after an error)."""
-    for index, value in enumerate(values):
-        try:
-            column_of([value], declared)
-        except _ARROW_ERRORS:
-            return index
-    return None
 
 
 def same_schema(tables: Sequence[pa.Table | pa.RecordBatch]) -> bool:

@@ -4,7 +4,8 @@ In `batch` mode all rows go to one `predict_batch` call (or `predict` per row wh
 `predict_batch`); if that raises, the whole batch failed and is retried. A result that *is* an exception
 (built-in handlers answer a malformed row that way) fails only its row. In `rows` mode every row runs on
 its own and only the rows that raise are dead-lettered; rows during which a worker died before are not
-run again but dead-lettered with how it died (`RowByRow`).
+run again but dead-lettered with how it died (`RowByRow`). Rows whose values did not convert to their
+declared types (`misfits.py`) never run: they are dead-lettered with the conversion error, in any mode.
 
 A built-in handler skips the records altogether when the batch's feature columns are plain numbers
 without nulls: they become one matrix, of the dtype the records' values would have given, and its
@@ -22,6 +23,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from shipyard.jobs.misfits import Misfits, restore
 from shipyard.jobs.states import Mode
 from shipyard.serving.handler import BoundHandler
 
@@ -85,15 +87,44 @@ def describe(exc: BaseException) -> str:
 
 
 def score_table(
-    handler: BoundHandler, table: pa.Table, mode: Mode, columnar: bool = False, rows: RowByRow | None = None
+    handler: BoundHandler,
+    table: pa.Table,
+    mode: Mode,
+    columnar: bool = False,
+    rows: RowByRow | None = None,
+    preset: Mapping[int, str] | None = None,
 ) -> Scored:
-    """`score` over a batch's table; with `columnar` (built-in handlers only), by matrix when it can."""
+    """`score` over a batch's table; with `columnar` (built-in handlers only), by matrix when it can.
+    Rows in `preset` (index -> error) are not run: they fail with that error."""
+    if preset:
+        return _around(handler, table, mode, columnar, rows, preset)
     instance = handler.instance
     if columnar and mode is Mode.batch and isinstance(instance, MatrixHandler):
         matrix = feature_matrix(table, instance.features)
         if matrix is not None:
             return _by_matrix(instance, matrix)
     return score(handler, table.to_pylist(), mode, rows)
+
+
+def _around(
+    handler: BoundHandler,
+    table: pa.Table,
+    mode: Mode,
+    columnar: bool,
+    rows: RowByRow | None,
+    preset: Mapping[int, str],
+) -> Scored:
+    """Score the rows not in `preset` on their own, then give every result its index in `table` again."""
+    keep = [index for index in range(table.num_rows) if index not in preset]
+    inner = Scored()
+    if keep:
+        if rows is not None:
+            skip = {at: rows.skip[index] for at, index in enumerate(keep) if index in rows.skip}
+            before = rows.before
+            rows = RowByRow(skip, lambda at: before(keep[at]))
+        inner = score_table(handler, table.take(pa.array(keep, pa.int64())), mode, columnar, rows)
+    errors = {keep[at]: error for at, error in inner.errors.items()} | dict(preset)
+    return Scored([keep[at] for at in inner.ok], inner.results, errors, inner.columns)
 
 
 def feature_matrix(table: pa.Table, features: list[str] | None) -> np.ndarray | None:
@@ -208,14 +239,17 @@ def _column(values: list[Any]) -> pa.Array:
 
 
 def dead_letters(
-    inputs: pa.Table, scored: Scored, row_numbers: list[int], source: str
+    inputs: pa.Table, scored: Scored, row_numbers: list[int], source: str, marked: Misfits | None = None
 ) -> tuple[list[dict[str, Any]], pa.Table]:
-    """The failed rows for `_failed/` (input columns + _error, _source, _row) and, for retries, as a table."""
+    """The failed rows for `_failed/` (input columns + _error, _source, _row; a value that did not convert as
+    read) and, for retries, as a table (marked again where a value did not convert)."""
+    marked = marked or Misfits()
     failed = sorted(scored.errors)
     table = inputs.take(pa.array(failed, pa.int64()))
     numbers = [row_numbers[index] for index in failed]
     records = [
-        {**record, "_error": scored.errors[index], "_source": source, "_row": number}
+        {**record, **marked.as_read.get(index, {}), "_error": scored.errors[index], "_source": source, "_row": number}
         for record, index, number in zip(table.to_pylist(), failed, numbers, strict=True)
     ]
-    return records, table.append_column(ROW_COLUMN, pa.array(numbers, pa.int64()))
+    kept = restore(table, failed, marked)
+    return records, kept.append_column(ROW_COLUMN, pa.array(numbers, pa.int64()))

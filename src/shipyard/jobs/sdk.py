@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 from shipyard.client import Client, local_daemon
 from shipyard.jobs import service
-from shipyard.jobs.service import JobRequest
+from shipyard.jobs.request import JobRequest
 from shipyard.jobs.view import JobInfo
 
 
@@ -25,7 +25,7 @@ def submit(request: JobRequest, start_runner: bool = True) -> JobInfo:
         return service.submit(request, start_runner)
     with client:
         service.check_handler(request)  # user code is imported here, in the caller's process
-        return client.submit_job(service.absolute(request))
+        return client.submit_job(request)  # with its paths made absolute here, in the caller's directory
 
 
 def get(job_id: str, with_events: bool = True) -> JobInfo:
@@ -44,21 +44,24 @@ def list_jobs(api: str | None = None, limit: int = 100) -> list[JobInfo]:
         return client.list_jobs(api, limit)
 
 
-def stop(job_id: str) -> JobInfo:
+def stop(job_id: str, start_runner: bool = True) -> JobInfo:
+    """Stop the job (its runner drains the workers). With no runner, it stops at once, and `start_runner`
+    starts one for its on_job_complete hook (no effect while a daemon runs: its runner does that)."""
     client = local_daemon()
     if client is None:
-        return service.stop(job_id)
+        return service.stop(job_id, start_runner=start_runner)
     with client:
         return client.stop_job(job_id)
 
 
-def retry(job_id: str, start_runner: bool = True) -> JobInfo:
-    """Re-run the job's dead-lettered rows (and, for a stopped or failed job, what it had not finished)."""
+def retry(job_id: str, start_runner: bool = True, timeout: float | None = None) -> JobInfo:
+    """Re-run the job's dead-lettered rows (and, for a stopped or failed job, what it had not finished);
+    `timeout` (seconds) replaces the job's timeout from this run on."""
     client = local_daemon()
     if client is None:
-        return service.retry(job_id, start_runner)
+        return service.retry(job_id, start_runner, timeout=timeout)
     with client:
-        return client.retry_job(job_id)
+        return client.retry_job(job_id, timeout=timeout)
 
 
 def delete(job_id: str) -> None:

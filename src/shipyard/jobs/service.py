@@ -6,6 +6,7 @@ them too. `shipyard.jobs` (sdk.py) picks the transport: the daemon when one serv
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -13,19 +14,19 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from shipyard.errors import ConfigError
 from shipyard.jobs import queue, records
-from shipyard.jobs.driver import DriverOptions, job_dir
+from shipyard.jobs.driver import DriverOptions, job_dir, write_note
 from shipyard.jobs.errors import (
     BadInput,
     BadJobOption,
@@ -34,19 +35,23 @@ from shipyard.jobs.errors import (
     MissingColumns,
     MissingIdColumn,
     StoreFailed,
+    UnconvertibleColumn,
 )
-from shipyard.jobs.output import FORMATS, OutputFolder, OutputFormat
+from shipyard.jobs.finalize import finalize
+from shipyard.jobs.locations import ITEMS_FILE
+from shipyard.jobs.output import OutputFolder
+from shipyard.jobs.request import JobRequest, is_seconds, option_error
 from shipyard.jobs.runner import JobRunner, RunnerOptions
+from shipyard.jobs.schemas import declared_types
 from shipyard.jobs.splitter import Source, check, expand
 from shipyard.jobs.states import ACTIVE, JobState
-from shipyard.jobs.view import JobInfo, job_info, run_seconds
+from shipyard.jobs.view import JobInfo, batches_done_text, counted, job_info, run_seconds
 from shipyard.settings import Settings
 from shipyard.spec import BatchAPI, Project, load
 from shipyard.store import create_store_engine, migrate, read_transaction, write_transaction
 from shipyard.store.tables import jobs as jobs_table
 
 RUNNER_PID = "runner.pid"
-ITEMS_FILE = "items.jsonl"
 RETRYABLE = (JobState.completed_with_failures, JobState.stopped, JobState.timed_out, JobState.failed)
 
 
@@ -58,24 +63,6 @@ def open_store(settings: Settings | None = None) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    """What `submit` needs; every None falls back to the BatchAPI's default in shipyard.yaml."""
-
-    api: str
-    inputs: Sequence[str] = ()
-    output: str = ""
-    project: str = "."
-    items: list[dict[str, Any]] | None = None
-    format: OutputFormat = "parquet"
-    id_column: str | None = None
-    batch_size: int | None = None
-    workers: int | None = None
-    max_retries: int | None = None
-    timeout: float | None = None
-    config: dict[str, Any] | None = None
 
 
 def submit(request: JobRequest, start_runner: bool = True) -> JobInfo:
@@ -160,15 +147,21 @@ def _record(settings: Settings, values: dict[str, Any]) -> None:
 def _check_inputs(sources: list[Source], api: BatchAPI, request: JobRequest) -> None:
     required = [n for n, f in (api.input_schema.fields.items() if api.input_schema else []) if f.required]
     try:
-        check(sources, required, request.id_column)
-    except (MissingColumns, MissingIdColumn) as exc:
+        check(sources, required, request.id_column, declared_types(api))
+    except (MissingColumns, MissingIdColumn, UnconvertibleColumn) as exc:
         if request.items is None or not exc.source.endswith(ITEMS_FILE):
             raise
         raise _items_error(exc) from None
 
 
-def _items_error(exc: MissingColumns | MissingIdColumn) -> BadInput:
+def _items_error(exc: MissingColumns | MissingIdColumn | UnconvertibleColumn) -> BadInput:
     """The same problem in --items' terms: records and fields, not files and columns."""
+    if isinstance(exc, UnconvertibleColumn):
+        problem = (
+            f"no record's field {exc.column!r} among the first {exc.rows} is {exc.kind} as the API's schema "
+            f"declares ({exc.where} has {exc.value!r})"
+        )
+        return BadInput("--items", problem, "fix the records, or change the field's type in the API's schema")
     fields = ", ".join(exc.found) or "none"
     if isinstance(exc, MissingColumns):
         problem = (
@@ -179,38 +172,28 @@ def _items_error(exc: MissingColumns | MissingIdColumn) -> BadInput:
     return BadInput("--items", problem, "pass one of their fields to --id-column, or leave the option out")
 
 
-def absolute(request: JobRequest) -> JobRequest:
-    """The request with every local path made absolute, so that another process (the daemon) reads the
-    same files whatever its working directory."""
-
-    def local(text: str) -> str:
-        return text if "://" in text else os.path.normpath(Path(text).expanduser().absolute())
-
-    return replace(
-        request,
-        project=str(Path(request.project).expanduser().resolve()),
-        inputs=[local(text) for text in request.inputs],
-        output=local(request.output) if request.output else "",
-    )
-
-
 def _batch_api(project: Project, request: JobRequest) -> BatchAPI:
     batch = [api for api in project.apis if isinstance(api, BatchAPI)]
     chosen = next((api for api in batch if api.name == request.api), None)
     if chosen is None:
         names = ", ".join(api.name for api in batch) or "none"
         raise ConfigError([f"{project.source}: no BatchAPI named {request.api!r}; BatchAPIs here: {names}"])
-    if request.format not in FORMATS:
-        raise BadJobOption(f"--format {request.format!r} is not one of {', '.join(FORMATS)}")
     overrides = {
         "batch_size": request.batch_size,
         "workers": request.workers,
         "max_retries": request.max_retries,
         "timeout": request.timeout,
     }
-    data = chosen.model_dump(by_alias=True) | {k: v for k, v in overrides.items() if v is not None}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    data = chosen.model_dump(by_alias=True) | given
     data["config"] = {**chosen.config, **(request.config or {})}
-    return BatchAPI.model_validate(data)
+    try:
+        return BatchAPI.model_validate(data)
+    except ValidationError as exc:  # only the request's values can be wrong: the spec was checked at load
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "options"
+        problem = str(first["msg"]).removeprefix("Value error, ")
+        raise option_error(name, given.get(name, first.get("input")), problem) from None
 
 
 def _items_file(home: Path, job_id: str, items: list[dict[str, Any]] | None) -> list[str]:
@@ -300,8 +283,14 @@ def read_log(job_id: str, position: int = 0, settings: Settings | None = None) -
 # -- changing ---------------------------------------------------------------------------------------------
 
 
-def stop(job_id: str, settings: Settings | None = None) -> JobInfo:
-    """Ask the job's runner to drain its workers and mark it stopped; with no live runner, stop it now."""
+def stop(job_id: str, settings: Settings | None = None, start_runner: bool = True) -> JobInfo:
+    """Ask the job's runner to drain its workers and mark it stopped; with no live runner, stop it now.
+
+    Stopped now, the job ends as its runner would end it: batches left leased by dead workers go back to
+    the queue, leftovers are cleaned and a manifest marked partial is written; with `start_runner`, a
+    runner starts to run the on_job_complete hook. While a worker still holds a batch (its runner died
+    and it is finishing the batch in hand), the stop is refused with when to try again."""
+    settings = settings or Settings.from_env()
     with open_store(settings) as engine:
         with write_transaction(engine) as connection:
             job = records.read(connection, job_id)
@@ -310,16 +299,55 @@ def stop(job_id: str, settings: Settings | None = None) -> JobInfo:
             if records.has_live_runner(job):
                 records.set_values(connection, job_id, stop_request=JobState.stopped.value)
                 records.add_event(connection, job_id, "stopping: requested by `jobs stop`")
-            else:
-                records.transition(connection, job_id, JobState.stopped, "stopped by `jobs stop` (no runner held it)")
-        return info(engine, job_id, with_events=True)
+                return info(engine, job_id, with_events=True)
+            _refuse_while_held(connection, job_id)
+            queue.release_leased(connection, job_id)
+            hook = None if job["spec"]["handler"] in ("sklearn", "onnx") else records.HOOK_PENDING
+            reason = f"stopped by `jobs stop` (no runner held it) with {_done_text(connection, job)}; parts are kept"
+            records.transition(connection, job_id, JobState.stopped, reason, hook_state=hook)
+        _finalize_stopped(engine, job, settings)
+    if start_runner and hook is not None:
+        ensure_runner(settings)
+    return get(job_id, settings)
 
 
-def retry(job_id: str, start_runner: bool = True, settings: Settings | None = None) -> JobInfo:
+def _refuse_while_held(connection: Connection, job_id: str) -> None:
+    held = queue.live_leases(connection, job_id, time.time())
+    if held:
+        wait = max(1, math.ceil(held[0].expires_at - time.time()))
+        raise JobConflict(
+            f"job {job_id!r} has no runner, but {held[0].owner} still holds batch {held[0].seq} for up to {wait}s "
+            f"(it finishes the batch in hand, then exits); run `shipyard jobs stop {job_id}` again in {wait}s"
+        )
+
+
+def _done_text(connection: Connection, job: dict[str, Any]) -> str:
+    progress = queue.progress(connection, job["id"])
+    return batches_done_text(progress.batches_done, progress.batches, job["total_batches"] is not None)
+
+
+def _finalize_stopped(engine: Engine, job: dict[str, Any], settings: Settings) -> None:
+    """The stopped job's folder: its parts' one schema, leftovers removed, the partial manifest."""
+    log = job_dir(settings.home, job["id"]) / "job.log"
+    try:
+        finalize(engine, job, JobState.stopped, False, lambda message: write_note(log, message))
+    except OSError as exc:
+        raise BadOutput(
+            job["output"],
+            f"the job is stopped, but its manifest could not be written ({exc})",
+            "make the folder writable; `shipyard jobs retry` then runs the job to its end",
+        ) from None
+
+
+def retry(
+    job_id: str, start_runner: bool = True, settings: Settings | None = None, timeout: float | None = None
+) -> JobInfo:
     """Re-run the job's dead-lettered rows (and, for a stopped or failed job, what it had not finished).
 
-    The retry is a new run: its timeout counts from now, and the time since the job ended is not counted
-    in its duration and rate."""
+    The retry is a new run: its timeout (the job's, or `timeout` seconds from now on) counts from now, and
+    the time since the job ended is not counted in its duration and rate."""
+    if timeout is not None and not is_seconds(timeout):
+        raise option_error("timeout", timeout, "it should be a number of seconds greater than 0 (30m, 2h, ...)")
     settings = settings or Settings.from_env()
     with open_store(settings) as engine:
         with write_transaction(engine) as connection:
@@ -334,8 +362,10 @@ def retry(job_id: str, start_runner: bool = True, settings: Settings | None = No
                 connection,
                 job_id,
                 JobState.running if job["total_batches"] is not None else JobState.pending,
-                retry_reason(rows, batches, unfinished, job["total_batches"] is None),
+                retry_reason(rows, batches, unfinished, job["total_batches"] is None)
+                + ("" if timeout is None else f"; its timeout is now {timeout:g}s"),
                 stop_request=None,
+                timeout=job["timeout"] if timeout is None else timeout,
                 ended_at=None,
                 error=None,
                 hook_state=None,
@@ -353,9 +383,10 @@ def retry(job_id: str, start_runner: bool = True, settings: Settings | None = No
 
 def retry_reason(dead_rows: int, dead_batches: int, unfinished: tuple[int, int], unsplit: bool) -> str:
     """What a retry will run: `retrying 2 dead-lettered rows (2 new batches), 5 unfinished batches (50 rows)`."""
-    parts = [f"{dead_rows} dead-lettered rows ({dead_batches} new batches)"]
+    parts = [f"{counted(dead_rows, 'dead-lettered row')} ({counted(dead_batches, 'new batch', 'new batches')})"]
     if unfinished[0]:
-        parts.append(f"{unfinished[0]} unfinished batches ({unfinished[1]} rows)")
+        batches = counted(unfinished[0], "unfinished batch", "unfinished batches")
+        parts.append(f"{batches} ({counted(unfinished[1], 'row')})")
     if unsplit:
         parts.append("the part of the input not split yet")
     return "retrying " + ", ".join(parts)

@@ -4,7 +4,9 @@ Nothing here holds more than one batch (plus one block of the file being read), 
 however large the input; a `.json` file holding one list is decoded as it streams in, too. Every
 problem with an input is a `BadInput` that names the file (and the line or row, when one is to blame).
 
-Column types. A field the API's schema declares is read at its declared type (int, float, str, bool).
+Column types. A field the API's schema declares is read at its declared type (int, float, str, bool);
+a value that does not convert marks its row, which becomes a dead letter (`misfits.py`), unless no value
+of the column converts in a file's first block: then the file is wrong, and `check` says so at submit.
 Any other column starts at the type its first rows suggest and is widened when a later value does not
 fit: a JSON-lines field's values are typed per 65,536 lines, and a CSV file is read again from its start
 (skipping the rows already sent) with the column widened, null -> int -> float -> string. Every batch's
@@ -25,13 +27,15 @@ from typing import Any, Literal
 import fsspec
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+from fsspec.utils import infer_compression
 
-from shipyard.jobs.errors import BadInput, MissingColumns, MissingIdColumn
+from shipyard.jobs import misfits
+from shipyard.jobs.errors import BadInput, MissingColumns, MissingIdColumn, UnconvertibleColumn
 from shipyard.jobs.locations import UnusableLocation, is_local, open_location
-from shipyard.jobs.schemas import column_of, conform, describe_type, first_misfit, same_schema, unify
+from shipyard.jobs.misfits import convert_array, convert_text, convert_values, mark
+from shipyard.jobs.schemas import column_of, conform, describe_type, same_schema, unify
 
 Format = Literal["csv", "jsonl", "parquet"]
 _SUFFIXES: dict[str, Format] = {
@@ -42,7 +46,13 @@ _SUFFIXES: dict[str, Format] = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-_COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
+_COMPRESSIONS = tuple(s for s in (".gz", ".bz2", ".xz", ".zst", ".zip") if infer_compression(f"rows.csv{s}"))
+"""The compressions fsspec can undo here (.zst only with the zstandard package): for CSV and JSON. A Parquet
+file compresses its own columns and must be seekable, so a compressed one is refused."""
+SUFFIXES_TEXT = (
+    f"{', '.join(s for s in _SUFFIXES if s != '.pq')} or .pq; CSV and JSON optionally compressed "
+    f"({', '.join(_COMPRESSIONS)})"
+)
 _GLOB = set("*?[")
 _CSV_BLOCK = 1 << 20
 _PARQUET_CHUNK = 65_536
@@ -50,7 +60,7 @@ _JSON_CHUNK = 65_536
 _JSON_BLOCK = 1 << 20
 _JSON_RECORD_LIMIT = 64 << 20
 _REMEDY_READ = "fix the file or leave it out of --input"
-_REMEDY_TYPE = "fix the value, or change the field's type in the API's schema"
+_CSV_NULLS = tuple(pa_csv.ConvertOptions().null_values)
 _CSV_MISFIT = re.compile(r"In CSV column #(\d+): CSV conversion error to ([\w\[\], :/]+): invalid value '(.*)'", re.S)
 _INT_TEXT = re.compile(r"[+-]?\d+")
 Types = Mapping[str, pa.DataType]
@@ -74,13 +84,18 @@ class Chunk:
 
 
 def format_of(path: str) -> Format | None:
-    name = path.lower()
-    for suffix in _COMPRESSIONS:
-        name = name.removesuffix(suffix)
+    name, compressed = _uncompressed(path.lower())
     for suffix, kind in _SUFFIXES.items():
         if name.endswith(suffix):
-            return kind
+            return None if compressed and kind == "parquet" else kind
     return None
+
+
+def _uncompressed(name: str) -> tuple[str, bool]:
+    for suffix in _COMPRESSIONS:
+        if name.endswith(suffix):
+            return name.removesuffix(suffix), True
+    return name, False
 
 
 def expand(inputs: Sequence[str]) -> list[Source]:
@@ -101,13 +116,20 @@ def _expand_one(text: str) -> list[Source]:
             raise BadInput(text, "the glob matches no file", "check the pattern and the folder it looks in")
         return [_source(fs, p, text) for p in files]
     if fs.isdir(path):
-        files = sorted(p for p in fs.find(path) if format_of(p) and not _is_hidden(p, path))
+        files = sorted(p for p in fs.find(path) if _is_data(p) and not _is_hidden(p, path))
         if not files:
-            raise BadInput(text, "the folder holds no .csv, .jsonl or .parquet file", "point --input at data files")
+            raise BadInput(text, f"the folder holds no data file ({SUFFIXES_TEXT})", "point --input at data files")
         return [_source(fs, p, text) for p in files]
     if not fs.exists(path):
         raise BadInput(text, "no such file or folder", "check the path")
     return [_source(fs, path, text)]
+
+
+def _is_data(path: str) -> bool:
+    """A data file, or one that looks like one Shipyard cannot read (a compressed Parquet file): never
+    skipped in silence."""
+    name, compressed = _uncompressed(path.lower())
+    return format_of(path) is not None or (compressed and name.endswith((".parquet", ".pq")))
 
 
 def _is_hidden(path: str, root: str) -> bool:
@@ -117,12 +139,14 @@ def _is_hidden(path: str, root: str) -> bool:
 
 def _source(fs: Any, path: str, given: str) -> Source:
     kind = format_of(path)
-    if kind is None:
+    if kind is None and _is_data(path):
         raise BadInput(
-            path if path != given else given,
-            "has an unknown format",
-            "name files .csv, .jsonl (JSON lines) or .parquet, optionally compressed (.gz)",
+            path,
+            "is a compressed Parquet file, which cannot be read as a stream",
+            "decompress it (Parquet compresses its own columns: write it with compression='zstd' instead)",
         )
+    if kind is None:
+        raise BadInput(path, "has an unknown format", f"name data files {SUFFIXES_TEXT}")
     url = path if is_local(fs) else fs.unstrip_protocol(path)
     return Source(url, kind)
 
@@ -130,10 +154,14 @@ def _source(fs: Any, path: str, given: str) -> Source:
 # -- checking: open each file and read its header before anything is enqueued ---------------------------------
 
 
-def check(sources: Sequence[Source], required: Sequence[str], id_column: str | None = None) -> None:
-    """Fail early: every file opens, parses at its start, and carries every required column (and the id column)."""
+def check(
+    sources: Sequence[Source], required: Sequence[str], id_column: str | None = None, types: Types | None = None
+) -> None:
+    """Fail early: every file opens, parses at its start, carries every required column (and the id column),
+    and in its first block holds values of each declared column's type (a column none of whose values
+    converts is a wrong file, not a few bad rows)."""
     for source in sources:
-        columns = _columns(source)
+        columns, first = _start(source, types or {})
         if columns is None:
             continue
         missing = [name for name in required if name not in columns]
@@ -141,15 +169,32 @@ def check(sources: Sequence[Source], required: Sequence[str], id_column: str | N
             raise MissingColumns(source.url, missing, columns)
         if id_column is not None and id_column not in columns:
             raise MissingIdColumn(source.url, id_column, columns)
+        wrong = None if first is None else misfits.unconvertible(first, types or {})
+        if first is not None and wrong is not None:
+            name, row, value = wrong
+            kind = describe_type((types or {})[name])
+            raise UnconvertibleColumn(source.url, name, kind, first.num_rows, _where(source, row), value)
 
 
-def _columns(source: Source) -> list[str] | None:
-    """The file's column names (for JSON, the fields of its first 65,536 records); None for an empty file."""
+def _start(source: Source, types: Types) -> tuple[list[str] | None, pa.RecordBatch | None]:
+    """The file's column names (for JSON, the fields of its first 65,536 records; None for an empty file)
+    and its first block as read with the declared types (None when it has no rows)."""
     if source.format == "parquet":
         with _guard(source), fsspec.open(source.url, "rb") as handle:
-            return list(pq.ParquetFile(handle).schema_arrow.names)
-    first = next(iter(_stream(source)), None)
-    return None if first is None else list(first.schema.names)
+            parquet = pq.ParquetFile(handle)
+            names = list(parquet.schema_arrow.names)
+            first = next(iter(_declared(parquet.iter_batches(batch_size=_PARQUET_CHUNK), types)), None)
+            return names, first
+    first = next(iter(_stream(source, 0, types)), None)
+    if first is None:
+        return None, None
+    return [name for name in first.schema.names if name not in (misfits.ERROR, misfits.AS_READ)], first
+
+
+def _where(source: Source, row: int) -> str:
+    if source.format == "csv":
+        return f"row {row} (line {row + 2})"
+    return f"record {row}" if source.format == "jsonl" else f"row {row}"
 
 
 # -- reading ------------------------------------------------------------------------------------------------
@@ -218,12 +263,14 @@ def _skipped(stream: Iterable[pa.RecordBatch], skip: int) -> Iterator[pa.RecordB
 
 def _read_csv(source: Source, skip: int, types: Types) -> Iterator[pa.RecordBatch]:
     widened: dict[str, pa.DataType] = {}
+    as_text: list[str] = []  # declared columns that hold a value of another type: read as text, converted here
     sent = skip  # rows of the file already sent (or skipped): a reread starts after them
     while True:
         try:
-            for batch in _skipped(_csv_batches(source, {**widened, **types}), sent):
+            read = {**widened, **types, **dict.fromkeys(as_text, pa.string())}
+            for batch in _skipped(_csv_batches(source, read), sent):
                 sent += batch.num_rows
-                yield batch
+                yield _converted(batch, {name: types[name] for name in batch.schema.names if name in as_text})
             return
         except pa.ArrowInvalid as exc:
             misfit = _CSV_MISFIT.search(str(exc))
@@ -231,11 +278,24 @@ def _read_csv(source: Source, skip: int, types: Types) -> Iterator[pa.RecordBatc
                 raise
             name = _csv_header(source)[int(misfit.group(1))]
             if name in types:
-                raise _csv_type_error(source, name, types[name], sent) from None
+                if name in as_text:
+                    raise
+                as_text.append(name)
+                continue
             kind = widen(misfit.group(2), misfit.group(3))
             if widened.get(name) == kind:
                 raise
             widened[name] = kind
+
+
+def _converted(batch: pa.RecordBatch, kinds: Types) -> pa.RecordBatch:
+    """The declared columns read as text converted to their types; rows whose value does not convert marked."""
+    bad = {}
+    for name, kind in kinds.items():
+        index = batch.schema.get_field_index(name)
+        column, bad[name] = convert_text(batch.column(index), kind, _CSV_NULLS)
+        batch = batch.set_column(index, name, column)
+    return mark(batch, bad, kinds)
 
 
 def _csv_batches(source: Source, types: Types) -> Iterator[pa.RecordBatch]:
@@ -269,29 +329,6 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _csv_type_error(source: Source, name: str, kind: pa.DataType, after: int) -> BadInput:
-    """Name the first row (after the `after` rows already sent) whose value in `name` is not of its declared type."""
-    row = 0
-    with fsspec.open(source.url, "rb", compression="infer") as handle:
-        options = pa_csv.ConvertOptions(
-            include_columns=[name], column_types={name: pa.string()}, strings_can_be_null=True
-        )
-        for batch in pa_csv.open_csv(
-            handle, read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK), convert_options=options
-        ):
-            values = batch.column(0).to_pylist()
-            index = first_misfit(values, kind) if row + batch.num_rows > after else None
-            if index is not None:
-                return _type_error(source.url, f"row {row + index} (line {row + index + 2})", name, values[index], kind)
-            row += batch.num_rows
-    return BadInput(source.url, f"column {name!r} holds a value that is not {describe_type(kind)}", _REMEDY_TYPE)
-
-
-def _type_error(label: str, where: str, name: str, value: Any, kind: pa.DataType) -> BadInput:
-    problem = f"{name!r} is {value!r}, which is not {describe_type(kind)} as the API's schema declares"
-    return BadInput(label, f"{where}: {problem}" if where else problem, _REMEDY_TYPE)
-
-
 # -- Parquet: typed by the file; declared columns cast -------------------------------------------------------
 
 
@@ -301,7 +338,7 @@ def _read_parquet(source: Source, skip: int, types: Types) -> Iterator[pa.Record
         groups, within = _row_groups_after(parquet.metadata, skip)
         if groups:
             batches = _skipped(parquet.iter_batches(batch_size=_PARQUET_CHUNK, row_groups=groups), within)
-            yield from _declared(batches, types, source, skip)
+            yield from _declared(batches, types)
 
 
 def _row_groups_after(metadata: pq.FileMetaData, skip: int) -> tuple[list[int], int]:
@@ -314,20 +351,15 @@ def _row_groups_after(metadata: pq.FileMetaData, skip: int) -> tuple[list[int], 
     return [], 0
 
 
-def _declared(batches: Iterable[pa.RecordBatch], types: Types, source: Source, row: int) -> Iterator[pa.RecordBatch]:
-    """The batches with each declared column cast to its type; `row` is the first batch's first row."""
+def _declared(batches: Iterable[pa.RecordBatch], types: Types) -> Iterator[pa.RecordBatch]:
+    """The batches with each declared column cast to its type; rows whose value does not convert marked."""
     for batch in batches:
+        bad = {}
         for name in [n for n in batch.schema.names if n in types and batch.schema.field(n).type != types[n]]:
             index = batch.schema.get_field_index(name)
-            try:
-                column = pc.cast(batch.column(index), types[name])
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                values = batch.column(index).to_pylist()
-                at = first_misfit(values, types[name]) or 0
-                raise _type_error(source.url, f"row {row + at}", name, values[at], types[name]) from None
+            column, bad[name] = convert_array(batch.column(index), types[name])
             batch = batch.set_column(index, name, column)
-        yield batch
-        row += batch.num_rows
+        yield mark(batch, bad, types)
 
 
 # -- JSON: one object per line, or a file holding one list of them ------------------------------------------
@@ -338,7 +370,7 @@ def _read_jsonl(source: Source, skip: int, types: Types) -> Iterator[pa.RecordBa
         text = io.BufferedReader(handle)
         is_list = _starts_with(text, b"[")
         records = _json_list(text, source) if is_list else _json_lines(text, source)
-        yield from _skipped(_record_batches(records, source, types, "record" if is_list else "line"), skip)
+        yield from _skipped(_record_batches(records, types), skip)
 
 
 def _starts_with(handle: io.BufferedReader, prefix: bytes) -> bool:
@@ -363,36 +395,31 @@ def _json_list(handle: io.BufferedReader, source: Source) -> Iterator[tuple[int,
     return _JsonListReader(handle, source).records()
 
 
-def _record_batches(
-    records: Iterable[tuple[int, dict[str, Any]]], source: Source, types: Types, unit: str
-) -> Iterator[pa.RecordBatch]:
+def _record_batches(records: Iterable[tuple[int, dict[str, Any]]], types: Types) -> Iterator[pa.RecordBatch]:
     chunk: list[dict[str, Any]] = []
-    positions: list[int] = []
-    for position, record in records:
+    for _, record in records:
         chunk.append(record)
-        positions.append(position)
         if len(chunk) == _JSON_CHUNK:
-            yield _batch(chunk, positions, source, types, unit)
-            chunk, positions = [], []
+            yield _batch(chunk, types)
+            chunk = []
     if chunk:
-        yield _batch(chunk, positions, source, types, unit)
+        yield _batch(chunk, types)
 
 
-def _batch(
-    records: list[dict[str, Any]], positions: list[int], source: Source, types: Types, unit: str
-) -> pa.RecordBatch:
-    """Records as columns: every field any of them has (absent = null), each at one type (see the module)."""
+def _batch(records: list[dict[str, Any]], types: Types) -> pa.RecordBatch:
+    """Records as columns: every field any of them has (absent = null), each at one type (see the module);
+    rows whose declared field does not convert marked."""
     names = list(dict.fromkeys(key for record in records for key in record))
     columns = []
+    bad = {}
     for name in names:
         values = [record.get(name) for record in records]
-        try:
-            columns.append(column_of(values, types.get(name)))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-            at = first_misfit(values, types[name]) or 0
-            where = f"{source.url}:{positions[at]}" if unit == "line" else f"{source.url}, record {positions[at]}"
-            raise _type_error(where, "", name, values[at], types[name]) from None
-    return pa.RecordBatch.from_arrays(columns, names=names)
+        if name in types:
+            column, bad[name] = convert_values(values, types[name])
+        else:
+            column = column_of(values)
+        columns.append(column)
+    return mark(pa.RecordBatch.from_arrays(columns, names=names), bad, types)
 
 
 class _JsonListReader:

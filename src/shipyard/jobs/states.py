@@ -41,8 +41,13 @@ class Mode(StrEnum):
 
 
 ROWS_MODE_FAILURES = 2
-"""Row by row, a worker that dies while it runs a row isolates that row (the store names the row it was
-on); these many deaths outside any row (decoding, writing the part) end the batch as dead letters."""
+"""Row by row, a worker that dies while it runs a row puts the death down to that row (the store names the
+row it was on); these many deaths outside any row (decoding, writing the part) end the batch as dead letters."""
+
+ROW_DEATHS = 2
+"""Row by row, a row that workers died on this many times is dead-lettered without running again. One death
+is not enough: the OOM killer or a machine restart may hit any row. A row that runs longer than
+`batch_timeout` counts this many at once: the runner measured that row."""
 
 
 def mode_for(failures: int, max_retries: int) -> Mode:

@@ -91,6 +91,21 @@ class JobInfo:
         return cls(**values)
 
 
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """`1 row`, `2 rows`, `1 batch attempt`, `3 batch attempts`."""
+    return f"{count:,} {singular if count == 1 else plural or singular + 's'}"
+
+
+_ERROR_KINDS = {"rows dead-lettered": ("row", "dead-lettered"), "batch attempts failed": ("batch attempt", "failed")}
+
+
+def error_line(error: dict[str, Any]) -> str:
+    """One of `JobInfo.errors` as `jobs get` shows it: `1 row dead-lettered: ValueError: ...`."""
+    kind = _ERROR_KINDS.get(error["of"])
+    what = f"{error['count']:,} {error['of']}" if kind is None else f"{counted(int(error['count']), kind[0])} {kind[1]}"
+    return f"{what}: {error['error']}"
+
+
 def batches_done_text(done: int, stored: int, is_split: bool) -> str:
     """`7 of 20 batches done`; while the input is still being split, the total is not known yet."""
     if is_split:

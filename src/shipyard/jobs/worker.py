@@ -30,7 +30,9 @@ import pyarrow as pa
 from sqlalchemy import Engine
 
 from shipyard.errors import ShipyardError
-from shipyard.jobs import codec, queue, records
+from shipyard.jobs import codec, misfits, queue, records
+from shipyard.jobs.locations import source_label
+from shipyard.jobs.misfits import Misfits
 from shipyard.jobs.output import OutputFolder, encode, encode_records, failed_name, part_name, prepare
 from shipyard.jobs.queue import Lease, Outcome
 from shipyard.jobs.scoring import (
@@ -156,7 +158,7 @@ class Worker:
         self.job = job
         self.handler = handler
         self.folder = OutputFolder(job["output"])
-        self.sources = [source["url"] for source in job["inputs"]]
+        self.sources = [source_label(source["url"], self.job_id) for source in job["inputs"]]
         self.is_builtin = handler_ref(job)[0].is_builtin_handler
         log.info("%s ready for job %s", self.name, self.job_id)
         while self._job_wants_work():
@@ -205,9 +207,9 @@ class Worker:
 
     def _outcome(self, held: Lease) -> Outcome | None:
         """Score and write the batch; None when it failed (back to the queue) or its lease was lost."""
-        table = codec.decode(held.payload)
+        table, marked = misfits.take(codec.decode(held.payload))
         try:
-            return self._write(held, table, self._score(held, table))
+            return self._write(held, table, self._score(held, table, marked), marked)
         except BatchFailed as exc:
             log.warning("batch %d failed (attempt %d): %s", held.seq, held.attempt, exc.error)
             queue.fail(self.engine, held, exc.error)
@@ -215,17 +217,17 @@ class Worker:
             log.warning("batch %d: lease lost while running row by row; another worker redoes it", held.seq)
         return None
 
-    def _score(self, held: Lease, table: pa.Table) -> Scored:
+    def _score(self, held: Lease, table: pa.Table, marked: Misfits) -> Scored:
         if held.mode is Mode.dead:
             error = (
                 f"not run: workers died on this batch {held.failures} times, outside any one row ({held.last_error})"
             )
-            return Scored(errors=dict.fromkeys(range(table.num_rows), error))
+            return Scored(errors=dict.fromkeys(range(table.num_rows), error) | marked.errors)
         rows = None
         if held.mode is Mode.rows:
             log.info("batch %d failed %d times; running its rows one by one", held.seq, held.failures)
             rows = RowByRow(self._not_run_again(held), lambda index: self._advance(held, index))
-        return score_table(self.handler, table, held.mode, columnar=self.is_builtin, rows=rows)
+        return score_table(self.handler, table, held.mode, self.is_builtin, rows, marked.errors)
 
     @staticmethod
     def _not_run_again(held: Lease) -> dict[int, str]:
@@ -237,13 +239,13 @@ class Worker:
         if not queue.advance(self.engine, held, index, self.lease_ttl):
             raise LeaseLost()
 
-    def _write(self, held: Lease, table: pa.Table, scored: Scored) -> Outcome:
+    def _write(self, held: Lease, table: pa.Table, scored: Scored, marked: Misfits) -> Outcome:
         try:
-            return self._write_parts(held, table, scored)
+            return self._write_parts(held, table, scored, marked)
         except OSError as exc:
             raise BatchFailed(f"writing the batch's output failed: {describe(exc)}") from exc
 
-    def _write_parts(self, held: Lease, table: pa.Table, scored: Scored) -> Outcome:
+    def _write_parts(self, held: Lease, table: pa.Table, scored: Scored, marked: Misfits) -> Outcome:
         part = failed_part = dead_payload = part_schema = dead_errors = None
         if scored.ok:
             fmt = self.job["format"]
@@ -252,7 +254,7 @@ class Worker:
             part_schema = rows.schema.serialize().to_pybytes()
         if scored.errors:
             numbers = [held.row_number(i) for i in range(table.num_rows)]
-            letters, dead = dead_letters(table, scored, numbers, self.sources[held.source_index])
+            letters, dead = dead_letters(table, scored, numbers, self.sources[held.source_index], marked)
             failed_part = self.folder.write(failed_name(held.seq, held.attempt), encode_records(letters), len(letters))
             dead_payload = codec.encode(dead)
             dead_errors = dict(Counter(scored.errors.values()))

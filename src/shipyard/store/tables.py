@@ -264,6 +264,7 @@ job_batches = Table(
     Column("crashed_rows", JSON, nullable=True),
     Column("part_schema", LargeBinary, nullable=True),
     Column("dead_errors", JSON, nullable=True),
+    Column("lease_runner", String(128), nullable=True),
     Index("ix_job_batches_job_id_state_seq", "job_id", "state", "seq"),
 )
 """The durable queue: each batch's rows (Arrow IPC), its lease, its attempts and the parts it produced."""

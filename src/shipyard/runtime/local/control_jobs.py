@@ -6,10 +6,10 @@ its next tick. The daemon never imports a handler: the caller checked it in its 
 
 from __future__ import annotations
 
-import os
 from dataclasses import fields
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from shipyard.errors import BadRequest
 from shipyard.jobs import records, service
-from shipyard.jobs.service import JobRequest
+from shipyard.jobs.request import JobRequest, relative_paths
 from shipyard.settings import Settings
 
 _FIELDS = frozenset(f.name for f in fields(JobRequest))
@@ -38,7 +38,8 @@ def job_routes(engine: Engine, settings: Settings) -> list[Route]:
 
 
 def job_request(body: Any) -> JobRequest:
-    """A JobRequest from a JSON body; local paths must be absolute (the daemon's cwd is not the caller's)."""
+    """A JobRequest from a JSON body, each field of its type (a BadJobOption, 400, says which is not) and
+    every local path absolute: the daemon's working directory is not the caller's."""
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object with the job's fields")
     unknown = sorted(set(body) - _FIELDS)
@@ -46,10 +47,17 @@ def job_request(body: Any) -> JobRequest:
         raise BadRequest(f"unknown job field(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELDS))}")
     if not isinstance(body.get("api"), str) or not body["api"]:
         raise BadRequest("a job needs 'api': the name of a BatchAPI in the project")
-    project = body.get("project")
-    if not isinstance(project, str) or not os.path.isabs(project):
-        raise BadRequest(f"a job needs an absolute project path in 'project', got {project!r}")
-    return JobRequest(**body)
+    if not isinstance(body.get("project"), str):
+        raise BadRequest(f"a job needs an absolute project path in 'project', got {body.get('project')!r}")
+    request = JobRequest(**body)
+    relative = relative_paths(request)
+    if relative:
+        name, path = relative[0]
+        raise BadRequest(
+            f"{name!r} holds the relative path {path!r}; send absolute paths (or URLs): the daemon does not "
+            "share the caller's working directory (shipyard.jobs and shipyard.Client resolve them for you)"
+        )
+    return request
 
 
 class _JobHandlers:
@@ -80,11 +88,12 @@ class _JobHandlers:
         return JSONResponse(job.to_dict())
 
     async def stop(self, request: Request) -> JSONResponse:
-        job = await run_in_threadpool(service.stop, request.path_params["id"], self.settings)
+        job = await run_in_threadpool(service.stop, request.path_params["id"], self.settings, False)
         return JSONResponse(job.to_dict())
 
     async def retry(self, request: Request) -> JSONResponse:
-        job = await run_in_threadpool(service.retry, request.path_params["id"], False, self.settings)
+        timeout = _retry_timeout(await request.body())
+        job = await run_in_threadpool(service.retry, request.path_params["id"], False, self.settings, timeout)
         return JSONResponse(job.to_dict())
 
     async def delete(self, request: Request) -> JSONResponse:
@@ -98,6 +107,22 @@ class _JobHandlers:
         lines, position = await run_in_threadpool(service.read_log, job_id, offset, self.settings)
         finished = (await run_in_threadpool(service.info, self.engine, job_id)).is_finished
         return JSONResponse({"lines": lines, "offset": position, "finished": finished})
+
+
+def _retry_timeout(raw: bytes) -> float | None:
+    """The retry's new timeout from an optional body `{"timeout": seconds}`; service.retry checks its range."""
+    if not raw.strip():
+        return None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict) or set(body) - {"timeout"}:
+        raise BadRequest('a retry takes no body, or {"timeout": SECONDS}')
+    timeout = body.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)):
+        raise BadRequest(f"'timeout' must be a number of seconds, got {timeout!r}")
+    return None if timeout is None else float(timeout)
 
 
 def _int_param(request: Request, name: str, default: int) -> int:
