@@ -13,17 +13,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
 from rich.table import Table
 
 from shipyard.cli.output import print_table, reports_errors
-from shipyard.registry import ModelRef, ModelVersion, PromotionOutcome, Registry, open_registry, parse_ref
 from shipyard.registry.errors import InvalidModelRef, InvalidName, ValueTooLong
-from shipyard.registry.refs import check_alias, check_length, check_name
-from shipyard.registry.service import FLAVOR_LENGTH
+from shipyard.registry.refs import ModelRef, check_alias, check_length, check_name, parse_ref
+
+if TYPE_CHECKING:  # the store, CEL and the artifact store load when a command runs, not for `--help`
+    from shipyard.registry import ModelVersion, PromotionOutcome, Registry
 
 _OUTPUT = click.option(
     "-o",
@@ -42,6 +43,8 @@ _USER = click.option(
 
 @contextmanager
 def _registry() -> Iterator[Registry]:
+    from shipyard.registry import open_registry
+
     with open_registry() as registry:
         yield registry
 
@@ -73,6 +76,8 @@ def _alias(_ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 def _flavor(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     try:
+        from shipyard.registry.service import FLAVOR_LENGTH
+
         return check_length("flavor", value, FLAVOR_LENGTH)
     except ValueTooLong as exc:
         raise click.BadParameter(exc.message, param=param) from None
