@@ -272,7 +272,12 @@ def test_get_predict_logs_refresh_delete(daemon: Daemon) -> None:
     history = shipyard("logs", "echo", "--all").stdout
     assert f"[{new['id']}]" in history and f"[{old['id']}]" in history
     watching = subprocess.Popen(
-        [sys.executable, "-m", "shipyard", "get", "-w"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "shipyard", "get", "-w"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell starts background jobs with SIGINT ignored, and children inherit that; Ctrl-C is what's tested.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(2.0)
     watching.send_signal(signal.SIGINT)

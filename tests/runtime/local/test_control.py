@@ -60,10 +60,10 @@ def test_an_unknown_route_or_method_answers_in_the_json_error_form(control: tupl
         missing.json()["error"]["type"] == "NotFound" and "no route GET /v1/nope" in missing.json()["error"]["message"]
     )
     wrong = client.request("PUT", "/v1/apis")
-    assert wrong.status_code == 405 and wrong.headers["allow"] == "HEAD, GET"
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD"
     assert wrong.json()["error"] == {
         "type": "MethodNotAllowed",
-        "message": "the control API does not answer PUT /v1/apis; it takes HEAD, GET there",
+        "message": "the control API does not answer PUT /v1/apis; it takes GET, HEAD there",
     }
     assert client.get("/v1/nope", token="wrong").status_code == 401  # the token first
 

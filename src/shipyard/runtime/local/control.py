@@ -300,15 +300,18 @@ _HTTP_TYPES = {404: "NotFound", 405: "MethodNotAllowed"}
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     """The router's own refusals (no such route, wrong method), in the API's error form."""
     where = f"{request.method} {request.url.path}"
+    headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        allowed = (exc.headers or {}).get("Allow", "")
+        # Starlette joins a route's method set, whose order changes with the hash seed: answer a stable one.
+        allowed = ", ".join(sorted(m.strip() for m in headers.get("Allow", "").split(",") if m.strip()))
+        headers["Allow"] = allowed
         message = f"the control API does not answer {where}; it takes {allowed or 'other methods'} there"
     elif exc.status_code == 404:
         message = f"the control API has no route {where}; is this CLI older or newer than the daemon ({__version__})?"
     else:
         message = f"{where}: {exc.detail}"
     response = _error_body(exc.status_code, _HTTP_TYPES.get(exc.status_code, "HTTPError"), message)
-    response.headers.update(exc.headers or {})
+    response.headers.update(headers)
     return response
 
 
